@@ -1,0 +1,3 @@
+from bpfunits.cli import main
+
+raise SystemExit(main())

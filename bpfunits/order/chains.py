@@ -1,0 +1,63 @@
+"""All chains of a host: units expanded over interfaces, one ordered chain per (interface, hook)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from bpfunits.order import interfaces as ifsel
+from bpfunits.order.graph import Chain, HookKey, OrderError, order_hook
+from bpfunits.units.diagnostics import Diagnostic, warning
+from bpfunits.units.model import Unit
+
+
+@dataclass
+class Ordering:
+    chains: dict[HookKey, Chain] = field(default_factory=dict)
+    errors: list[OrderError] = field(default_factory=list)
+
+
+def expand(units: Iterable[Unit], available: Iterable[str]) -> dict[HookKey, list[Unit]]:
+    """Which units sit on each (interface, hook)."""
+    available = list(available)
+    placed: dict[HookKey, list[Unit]] = {}
+    for unit in units:
+        for name in ifsel.select(unit.interfaces, available):
+            placed.setdefault(HookKey(name, unit.hook), []).append(unit)
+    return placed
+
+
+def order_all(units: Iterable[Unit], available: Iterable[str]) -> Ordering:
+    """Order every hook; a hook that cannot be ordered is reported and the others are unaffected."""
+    result = Ordering()
+    placed = expand(units, available)
+    for key in sorted(placed):
+        try:
+            result.chains[key] = order_hook(key, placed[key])
+        except OrderError as exc:
+            result.errors.append(exc)
+    return result
+
+
+def unknown_references(units: dict[str, Unit], masked: Iterable[str] = ()) -> list[Diagnostic]:
+    """Warnings for Before=/After= naming a unit that exists nowhere (or is masked)."""
+    masked = set(masked)
+    found = []
+    for unit in units.values():
+        for key, names in (("before", unit.before), ("after", unit.after)):
+            for other in names:
+                if other in units:
+                    continue
+                why = "is masked" if other in masked else "exists nowhere"
+                label = f"{key.capitalize()}={other}"
+                found.append(warning(f"{label}: unit {other} {why}", unit.where(key, other), unit.name, label))
+    return found
+
+
+def verification_interfaces(units: Iterable[Unit], host: Iterable[str]) -> list[str]:
+    """Interfaces to order against when verifying: the host's, plus every name a unit spells out,
+    so conflicts on interfaces this machine lacks (a control node, a CI runner) are still found."""
+    names = set(host)
+    for unit in units:
+        names |= ifsel.literal_names(unit.interfaces)
+    return sorted(names)

@@ -1,0 +1,1 @@
+"""The unit language: files on disk become validated, typed units."""

@@ -1,0 +1,63 @@
+"""The keys of the unit language: one table serves the INI and YAML readers, suggestions and help."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Key:
+    section: str  # INI section, and the YAML mapping the key lives in ("" = top level)
+    name: str  # INI spelling, e.g. "ProceedOn"
+    field: str  # YAML spelling and normalized field name, e.g. "proceed_on"
+    is_list: bool
+    help: str
+
+    @property
+    def yaml_section(self) -> str:
+        return "" if self.section == "Unit" else self.section.lower()
+
+
+KEYS: tuple[Key, ...] = (
+    Key("Unit", "Description", "description", False, "free text shown by status and plan"),
+    Key("Unit", "Before", "before", True, "units this one runs before, on the hooks they share"),
+    Key("Unit", "After", "after", True, "units this one runs after, on the hooks they share"),
+    Key("Program", "Object", "object", False, "BPF ELF object, absolute or relative to the unit file's folder"),
+    Key("Program", "Source", "source", False, "C source compiled by bcc at load time (instead of Object=)"),
+    Key("Program", "Name", "name", False, "the program (function) in the object; optional if it holds one"),
+    Key("Program", "SHA256", "sha256", False, "refuse the object (or source) if its digest differs"),
+    Key("Program", "Define", "define", True, "KEY=VALUE passed to the compiler with Source="),
+    Key("Attach", "Hook", "hook", False, "xdp, tc-ingress or tc-egress"),
+    Key("Attach", "Interfaces", "interfaces", True, "interface names and globs; !name excludes"),
+    Key("Attach", "Position", "position", False, "first or last among the hook's units"),
+    Key("Attach", "ProceedOn", "proceed_on", True, "verdicts after which the next program runs"),
+)
+
+SECTIONS: tuple[str, ...] = ("Unit", "Program", "Attach")
+
+BY_INI: dict[tuple[str, str], Key] = {(k.section, k.name): k for k in KEYS}
+BY_FIELD: dict[tuple[str, str], Key] = {(k.yaml_section, k.field): k for k in KEYS}
+
+
+def suggest(word: str, candidates: list[str]) -> str:
+    """' (did you mean X?)' for the closest candidate, compared case-insensitively, or ''."""
+    lowered = {c.lower(): c for c in candidates}
+    match = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
+    return f" (did you mean {lowered[match[0]]}?)" if match else ""
+
+
+def unknown_ini_key(section: str, name: str) -> str:
+    elsewhere = [k for k in KEYS if k.name.lower() == name.lower() and k.section != section]
+    if elsewhere:
+        return f"{name}= belongs in [{elsewhere[0].section}], not [{section}]"
+    names = [k.name for k in KEYS if k.section == section]
+    return f"unknown key {name}= in [{section}]{suggest(name, names)}"
+
+
+def unknown_yaml_key(section: str, name: str) -> str:
+    where = f"'{section}'" if section else "the top level"
+    names = [k.field for k in KEYS if k.yaml_section == section]
+    if not section:
+        names += ["program", "attach"]
+    return f"unknown key '{name}' at {where}{suggest(name, names)}"

@@ -1,0 +1,63 @@
+"""Typed units, as every later stage (ordering, loading, linking, planning) sees them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+from bpfunits.hooks import Hook
+
+
+@dataclass(frozen=True, order=True)
+class Location:
+    """Where something was written: a file and, when known, a 1-based line."""
+
+    path: Path
+    line: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}" if self.line else str(self.path)
+
+
+class Position(str, Enum):
+    FIRST = "first"
+    LAST = "last"
+
+
+@dataclass(frozen=True)
+class Program:
+    """The one BPF program a unit runs: a function in an ELF object, or C source for bcc."""
+
+    object: Path | None = None
+    source: Path | None = None
+    name: str | None = None
+    sha256: str | None = None
+    defines: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Unit:
+    name: str
+    path: Path
+    hook: Hook
+    program: Program
+    interfaces: tuple[str, ...]
+    proceed_on: frozenset[str]
+    description: str = ""
+    before: tuple[str, ...] = ()
+    after: tuple[str, ...] = ()
+    position: Position | None = None
+    dropins: tuple[Path, ...] = ()
+    # Where each key, and each item of a list key ("after:scrubber"), was set last.
+    locations: dict[str, Location] = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    def where(self, key: str, item: str | None = None) -> Location:
+        """The file and line that set `key` (or one item of a list key), for messages."""
+        if item is not None and f"{key}:{item}" in self.locations:
+            return self.locations[f"{key}:{item}"]
+        return self.locations.get(key, Location(self.path))
+
+    @property
+    def proceed_codes(self) -> frozenset[int]:
+        return frozenset(self.hook.verdicts[v] for v in self.proceed_on)

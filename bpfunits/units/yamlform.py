@@ -1,0 +1,102 @@
+"""YAML unit files: the INI keys in lower case, `program:` and `attach:` as mappings.
+
+Read through PyYAML's node graph rather than plain loading, so that every key keeps its line number.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from bpfunits.units.assignment import Assignment
+from bpfunits.units.diagnostics import Diagnostic, error
+from bpfunits.units.keys import BY_FIELD, unknown_yaml_key
+from bpfunits.units.model import Location
+
+_SECTIONS = ("program", "attach")
+
+
+def read_yaml(text: str, path: Path, unit: str | None = None) -> tuple[list[Assignment], list[Diagnostic]]:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        line = mark.line + 1 if mark else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        return [], [error(f"invalid YAML: {problem}", Location(path, line), unit)]
+    except (ValueError, RecursionError) as exc:  # PyYAML lets some malformed input escape as these
+        return [], [error(f"invalid YAML: {exc}", Location(path), unit)]
+    if root is None:
+        return [], []
+    reader = _Reader(path, unit)
+    reader.mapping(root, "")
+    return reader.assignments, reader.problems
+
+
+class _Reader:
+    def __init__(self, path: Path, unit: str | None):
+        self.path = path
+        self.unit = unit
+        self.assignments: list[Assignment] = []
+        self.problems: list[Diagnostic] = []
+
+    def where(self, node: yaml.Node) -> Location:
+        return Location(self.path, node.start_mark.line + 1)
+
+    def fail(self, message: str, node: yaml.Node, key: str | None = None) -> None:
+        self.problems.append(error(message, self.where(node), self.unit, key))
+
+    def mapping(self, node: yaml.Node, section: str) -> None:
+        if not isinstance(node, yaml.MappingNode):
+            what = f"'{section}'" if section else "a unit file"
+            self.fail(f"{what} must be a mapping of keys to values", node)
+            return
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                self.fail("keys must be plain names", key_node)
+                continue
+            name = key_node.value
+            if name in seen:
+                self.fail(f"duplicate key '{name}'", key_node, name)
+                continue
+            seen.add(name)
+            if not section and name in _SECTIONS:
+                self.mapping(value_node, name)
+                continue
+            key = BY_FIELD.get((section, name))
+            if key is None:
+                self.fail(unknown_yaml_key(section, name), key_node, name)
+                continue
+            value = self.list_value(value_node, name) if key.is_list else self.scalar(value_node, name)
+            if value is not None:
+                self.assignments.append(Assignment(key, value, self.where(key_node)))
+
+    def scalar(self, node: yaml.Node, name: str) -> str | None:
+        if isinstance(node, yaml.ScalarNode):
+            return "" if node.tag == "tag:yaml.org,2002:null" else node.value
+        self.fail(f"'{name}' takes a single value", node, name)
+        return None
+
+    def list_value(self, node: yaml.Node, name: str) -> tuple[str, ...] | None:
+        if isinstance(node, yaml.ScalarNode):
+            return () if node.tag == "tag:yaml.org,2002:null" else tuple(node.value.split())
+        if isinstance(node, yaml.SequenceNode):
+            items = []
+            for item in node.value:
+                if not isinstance(item, yaml.ScalarNode):
+                    self.fail(f"'{name}' items must be single values", item, name)
+                    return None
+                items.append(item.value)
+            return tuple(items)
+        if isinstance(node, yaml.MappingNode) and name == "define":
+            pairs = []
+            for k, v in node.value:
+                if not (isinstance(k, yaml.ScalarNode) and isinstance(v, yaml.ScalarNode)):
+                    self.fail("'define' maps names to single values", k, name)
+                    return None
+                pairs.append(f"{k.value}={v.value}")
+            return tuple(pairs)
+        self.fail(f"'{name}' takes a list (or a space-separated string)", node, name)
+        return None

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Prepares a Debian machine (as root) for bpfunits' kernel work and tests:
+# packages, kernel headers for bcc, and a mounted bpffs. Idempotent: every step
+# checks before it acts, so a second run changes nothing.
+set -euo pipefail
+
+packages=(clang llvm libbpf-dev libbpf1 bpftool python3-bpfcc iproute2 linux-headers-amd64 make)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup-host: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# bcc compiles against /lib/modules/$(uname -r)/build. Kernels built outside Debian
+# ship no headers; Debian's newest linux-headers-amd64 is close enough for BPF
+# programs, which only need the UAPI and a kernel config.
+mod=/lib/modules/$(uname -r)
+if [ ! -e "$mod/build/include" ]; then
+  hdr=$(ls -d /usr/src/linux-headers-*-amd64 2>/dev/null | sort -V | tail -n 1)
+  if [ -z "$hdr" ]; then
+    echo "setup-host: no /usr/src/linux-headers-*-amd64 after installing linux-headers-amd64" >&2
+    exit 1
+  fi
+  common=${hdr%-amd64}-common
+  mkdir -p "$mod"
+  ln -sfn "$hdr" "$mod/build"
+  ln -sfn "$common" "$mod/source"
+  echo "setup-host: linked $mod/build -> $hdr"
+fi
+
+# bpffs is not mounted at boot on every machine.
+mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf

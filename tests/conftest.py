@@ -1,0 +1,5 @@
+# Fixtures shared by the suite live in tests/fixtures/, one module per concept.
+pytest_plugins = [
+    "tests.fixtures.bpffs",
+    "tests.fixtures.netns",
+]
