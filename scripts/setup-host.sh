@@ -4,7 +4,8 @@
 # checks before it acts, so a second run changes nothing.
 set -euo pipefail
 
-packages=(clang llvm libbpf-dev libbpf1 bpftool python3-bpfcc iproute2 linux-headers-amd64 make)
+# graphviz: the tests render `bpfunits order --format dot` with dot.
+packages=(clang llvm libbpf-dev libbpf1 bpftool python3-bpfcc iproute2 linux-headers-amd64 make graphviz)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

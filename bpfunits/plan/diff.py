@@ -1,0 +1,49 @@
+"""Per hook: desired against observed gives one action and the reasons for it."""
+
+from __future__ import annotations
+
+from difflib import SequenceMatcher
+from typing import Iterable
+
+from bpfunits.order.graph import HookKey
+from bpfunits.plan.model import Action, ChainState, Desired, HookPlan, Observed
+
+
+def plan_hook(key: HookKey, desired: Desired | None, observed: Observed | None) -> HookPlan:
+    want = desired.chain if desired else None
+    have = observed.chain if observed else None
+    if desired is not None and desired.errors:
+        # The hook keeps what it runs now; nothing is attached, swapped or removed.
+        return HookPlan(key, Action.BLOCKED, None, have, reasons=desired.errors)
+    if want is None:
+        if have is None:
+            return HookPlan(key, Action.UNCHANGED, None, None)
+        return HookPlan(key, Action.REMOVE, None, have, removed=have.units, reasons=("no units left on this hook",))
+    if have is None:
+        return HookPlan(key, Action.CREATE, want, None, added=want.units)
+    if want == have:
+        return HookPlan(key, Action.UNCHANGED, want, have)
+
+    old = {c.unit: c for c in have.components}
+    new = {c.unit: c for c in want.components}
+    added = tuple(u for u in want.units if u not in old)
+    removed = tuple(u for u in have.units if u not in new)
+    changed = tuple(u for u in want.units if u in old and old[u] != new[u])
+    moved = _moved([u for u in have.units if u in new], [u for u in want.units if u in old])
+    reasons = () if want.build == have.build else (f"chain build changed: {have.build} -> {want.build}",)
+    return HookPlan(key, Action.REPLACE, want, have, added, removed, moved, changed, reasons)
+
+
+def plan_all(desired: Iterable[Desired], observed: Iterable[Observed]) -> list[HookPlan]:
+    want = {d.key: d for d in desired}
+    have = {o.key: o for o in observed}
+    return [plan_hook(key, want.get(key), have.get(key)) for key in sorted(want.keys() | have.keys())]
+
+
+def _moved(before: list[str], after: list[str]) -> tuple[str, ...]:
+    """Units whose order relative to the others changed: those outside the longest common
+    subsequence of the old and new orders (the fewest units that explain the reorder)."""
+    kept: set[str] = set()
+    for block in SequenceMatcher(a=before, b=after, autojunk=False).get_matching_blocks():
+        kept.update(before[block.a : block.a + block.size])
+    return tuple(u for u in after if u not in kept)

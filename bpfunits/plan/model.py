@@ -1,0 +1,70 @@
+"""What the planner compares: the chain a hook should run and the chain it runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from bpfunits.order.graph import HookKey
+
+
+@dataclass(frozen=True)
+class Component:
+    """One unit's place in a chain, as far as the datapath is concerned: two chains whose
+    components are equal run the same code in the same order with the same dispatch."""
+
+    unit: str
+    sha256: str  # digest of the program's object (or of its source and defines)
+    proceed_on: tuple[int, ...]  # verdict codes, sorted
+
+
+@dataclass(frozen=True)
+class ChainState:
+    """A chain of components, plus how it was built (linker format, counters on or off):
+    a change there alone also needs a new program."""
+
+    components: tuple[Component, ...]
+    build: str
+
+    @property
+    def units(self) -> tuple[str, ...]:
+        return tuple(c.unit for c in self.components)
+
+
+@dataclass(frozen=True)
+class Desired:
+    key: HookKey
+    chain: ChainState | None  # None: the hook could not be ordered or built; see errors
+    errors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Observed:
+    key: HookKey
+    chain: ChainState | None  # bpfunits' own chain, read back from its manifest; None if none
+    foreign: tuple[str, ...] = ()  # programs on the hook that bpfunits did not attach
+
+
+class Action(str, Enum):
+    UNCHANGED = "unchanged"
+    CREATE = "create"
+    REPLACE = "replace"
+    REMOVE = "remove"
+    BLOCKED = "blocked"
+
+
+@dataclass(frozen=True)
+class HookPlan:
+    key: HookKey
+    action: Action
+    desired: ChainState | None
+    observed: ChainState | None
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    moved: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+    reasons: tuple[str, ...] = ()
+
+    @property
+    def changes_kernel(self) -> bool:
+        return self.action in (Action.CREATE, Action.REPLACE, Action.REMOVE)
