@@ -2,4 +2,5 @@
 pytest_plugins = [
     "tests.fixtures.bpffs",
     "tests.fixtures.netns",
+    "tests.fixtures.objects",
 ]

@@ -1,0 +1,149 @@
+"""Loading a `Source=` unit's program: C in bcc's dialect, compiled by bcc at load time.
+
+The result has the shape of an ELF load (`LoadedProgram`): bcc creates the maps before it
+compiles, so the instructions it emits already hold the map fds (ld_imm64 BPF_PSEUDO_MAP_FD).
+Those stay valid until close(), which releases the bcc module.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from bcc import BPF, libbcc
+
+from bpfunits.hooks import Hook
+from bpfunits.kernel import bpf
+from bpfunits.kernel.load import (
+    LoadedProgram,
+    LoadError,
+    ProgramNotFound,
+    ProgramRejected,
+    map_ref,
+    read_object,
+)
+
+# Our own handle on libbcc, so declaring argument types here does not touch bcc's.
+_lib = ctypes.CDLL(libbcc.lib._name, use_errno=True)
+_lib.bpf_num_tables.restype = ctypes.c_size_t
+_lib.bpf_num_tables.argtypes = [ctypes.c_void_p]
+_lib.bpf_table_name.restype = ctypes.c_char_p
+_lib.bpf_table_name.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+_lib.bpf_table_fd.restype = ctypes.c_int
+_lib.bpf_table_fd.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+_lib.bpf_num_functions.restype = ctypes.c_size_t
+_lib.bpf_num_functions.argtypes = [ctypes.c_void_p]
+_lib.bpf_function_name.restype = ctypes.c_char_p
+_lib.bpf_function_name.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+_lib.bpf_module_license.restype = ctypes.c_char_p
+_lib.bpf_module_license.argtypes = [ctypes.c_void_p]
+
+
+@contextmanager
+def _stderr_captured() -> Iterator[list[str]]:
+    """Collect what is written to fd 2 in the block: clang inside bcc prints its errors there."""
+    out: list[str] = []
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield out
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            out.append(tmp.read().decode(errors="replace"))
+
+
+def _functions(module: int) -> list[str]:
+    return [_lib.bpf_function_name(module, i).decode() for i in range(_lib.bpf_num_functions(module))]
+
+
+def _tables(module: int) -> list[str]:
+    return [_lib.bpf_table_name(module, i).decode() for i in range(_lib.bpf_num_tables(module))]
+
+
+def load_source_program(
+    source: Path,
+    hook: Hook,
+    *,
+    name: str | None = None,
+    defines: tuple[tuple[str, str], ...] = (),
+    sha256: str | None = None,
+    label: str | None = None,
+) -> LoadedProgram:
+    """Compile `source` with bcc (each define as -DNAME=VALUE) and load function `name` (or
+    the source's only function) as an XDP or SCHED_CLS program for `hook`."""
+    source, hook = Path(source), Hook(hook)
+    label = label or str(source)
+    digest = read_object(source, label, sha256)
+    cflags = [f"-D{key}={value}" for key, value in defines]
+    with _stderr_captured() as compiler_output:
+        try:
+            module = BPF(src_file=os.fsencode(source), cflags=cflags)
+        except Exception as e:  # bcc raises bare Exception for compile failures
+            failure = e
+        else:
+            failure = None
+    if failure is not None:
+        output = "".join(compiler_output).strip()
+        raise LoadError(f"{label}: bcc cannot compile {source}: {failure}\n{output}".rstrip())
+    try:
+        functions = _functions(module.module)
+        chosen = name if name is not None else (functions[0] if len(functions) == 1 else None)
+        if chosen not in functions:
+            wanted = (
+                f"no function {name!r}"
+                if name is not None
+                else f"{len(functions)} functions, so Name= must say which"
+            )
+            raise ProgramNotFound(
+                f"{label}: {source} has {wanted}; its functions: {', '.join(functions) or 'none'}",
+                tuple(functions),
+            )
+        prog_type = bpf.ProgType.SCHED_CLS if hook.is_tc else bpf.ProgType.XDP
+        insns = module.dump_func(chosen.encode())
+        try:
+            with _stderr_captured():  # bcc prints a failed load's verifier log there
+                fd = module.load_func(chosen.encode(), BPF.SCHED_CLS if hook.is_tc else BPF.XDP).fd
+        except Exception:
+            # bcc raises a bare Exception; loading the same instructions ourselves gets the
+            # verifier log for the error.
+            fd = _reload_for_log(insns, prog_type, module, chosen, source, label)
+        info = bpf.prog_info(fd)
+        maps = {
+            t: map_ref(t, _lib.bpf_table_fd(module.module, t.encode()), None)
+            for t in _tables(module.module)
+        }
+    except BaseException:
+        module.cleanup()
+        raise
+    return LoadedProgram(
+        fd=fd,
+        name=chosen,
+        hook=hook,
+        prog_type=info.type,
+        id=info.id,
+        tag=info.tag,
+        insns=insns,
+        maps=maps,
+        sha256=digest,
+        _release=module.cleanup,
+    )
+
+
+def _reload_for_log(insns: bytes, prog_type: int, module: BPF, name: str, source: Path, label: str) -> int:
+    license = _lib.bpf_module_license(module.module).decode()
+    try:
+        fd = bpf.prog_load(prog_type, insns, license=license, name=name)
+    except bpf.VerifierError as e:
+        raise ProgramRejected(label, name, source, e.errno, e.log) from None
+    except bpf.BpfError as e:
+        raise LoadError(f"{label}: loading {name!r} from {source} failed: {e}") from None
+    # Loaded the second time after all; close it, the first failure stands.
+    os.close(fd)
+    raise LoadError(f"{label}: bcc could not load {name!r} from {source}")

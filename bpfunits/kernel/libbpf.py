@@ -1,0 +1,235 @@
+"""Debian's libbpf1 (libbpf.so.1, v1.1) through ctypes: open an ELF object, pick and type its
+programs, load it, and read back programs and maps.
+
+libbpf reports through a process-wide print callback; `BpfObject` captures what it prints while
+opening and loading (the verifier log among it) so errors can show it. Captures are serialised by
+a lock.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from bpfunits.errors import BpfUnitsError
+
+_lib = ctypes.CDLL("libbpf.so.1", use_errno=True)
+_libc = ctypes.CDLL(None, use_errno=True)
+
+_obj_p = ctypes.c_void_p
+_prog_p = ctypes.c_void_p
+_map_p = ctypes.c_void_p
+
+
+def _fn(name: str, restype, *argtypes) -> None:
+    f = getattr(_lib, name)
+    f.restype = restype
+    f.argtypes = list(argtypes)
+
+
+_fn("bpf_object__open_file", _obj_p, ctypes.c_char_p, ctypes.c_void_p)
+_fn("bpf_object__load", ctypes.c_int, _obj_p)
+_fn("bpf_object__close", None, _obj_p)
+_fn("bpf_object__next_program", _prog_p, _obj_p, _prog_p)
+_fn("bpf_object__next_map", _map_p, _obj_p, _map_p)
+_fn("bpf_program__name", ctypes.c_char_p, _prog_p)
+_fn("bpf_program__section_name", ctypes.c_char_p, _prog_p)
+_fn("bpf_program__type", ctypes.c_int, _prog_p)
+_fn("bpf_program__set_type", ctypes.c_int, _prog_p, ctypes.c_int)
+_fn("bpf_program__set_expected_attach_type", ctypes.c_int, _prog_p, ctypes.c_int)
+_fn("bpf_program__set_autoload", ctypes.c_int, _prog_p, ctypes.c_bool)
+_fn("bpf_program__fd", ctypes.c_int, _prog_p)
+_fn("bpf_program__insns", ctypes.c_void_p, _prog_p)
+_fn("bpf_program__insn_cnt", ctypes.c_size_t, _prog_p)
+_fn("bpf_map__name", ctypes.c_char_p, _map_p)
+_fn("bpf_map__fd", ctypes.c_int, _map_p)
+_fn("bpf_map__is_pinned", ctypes.c_bool, _map_p)
+_fn("bpf_map__pin_path", ctypes.c_char_p, _map_p)
+
+# int (*)(enum libbpf_print_level, const char *fmt, va_list ap); on x86-64 a va_list argument
+# is a pointer, which vsnprintf takes as it is.
+_PRINT_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
+_fn("libbpf_set_print", ctypes.c_void_p, ctypes.c_void_p)
+_libc.vsnprintf.restype = ctypes.c_int
+_libc.vsnprintf.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_void_p]
+
+LIBBPF_WARN, LIBBPF_INFO, LIBBPF_DEBUG = 0, 1, 2
+_OPEN_OPTS_SIZE = 80  # sizeof(struct bpf_object_open_opts) in libbpf 1.1
+_OPEN_OPTS_PIN_ROOT_PATH = 24
+
+_print_lock = threading.Lock()
+_captured: list[str] | None = None
+
+
+@_PRINT_FN
+def _print(level: int, fmt: bytes, ap: int) -> int:
+    if _captured is None or level > LIBBPF_INFO:
+        return 0
+    # Verifier logs are long; the buffer is sized for a whole one printed in one call.
+    buf = ctypes.create_string_buffer(1 << 20)
+    n = _libc.vsnprintf(buf, len(buf), fmt, ap)
+    _captured.append(buf.value.decode(errors="replace"))
+    return n
+
+
+
+class LibbpfError(BpfUnitsError):
+    """A libbpf call failed; `.errno` is its error and `.output` what libbpf printed meanwhile."""
+
+    def __init__(self, message: str, err: int, output: str = "") -> None:
+        super().__init__(message)
+        self.errno = err
+        self.output = output
+
+
+@dataclass(frozen=True)
+class ObjectProgram:
+    """A program of an open object (valid while the object is open)."""
+
+    handle: int
+    name: str
+    section: str
+    type: int  # what libbpf guessed from the section, 0 (UNSPEC) when it could not
+
+    def set_type(self, prog_type: int, expected_attach_type: int | None = None) -> None:
+        _check(_lib.bpf_program__set_type(self.handle, prog_type), "bpf_program__set_type")
+        if expected_attach_type is not None:
+            _check(
+                _lib.bpf_program__set_expected_attach_type(self.handle, expected_attach_type),
+                "bpf_program__set_expected_attach_type",
+            )
+
+    def set_autoload(self, autoload: bool) -> None:
+        _check(_lib.bpf_program__set_autoload(self.handle, autoload), "bpf_program__set_autoload")
+
+    @property
+    def fd(self) -> int:
+        return _lib.bpf_program__fd(self.handle)
+
+    def insns(self) -> bytes:
+        """The program's instructions; after load, fully relocated (map fds, subprograms)."""
+        count = _lib.bpf_program__insn_cnt(self.handle)
+        return ctypes.string_at(_lib.bpf_program__insns(self.handle), count * 8)
+
+
+@dataclass(frozen=True)
+class ObjectMap:
+    """A map of an open object (valid while the object is open)."""
+
+    handle: int
+    name: str
+
+    @property
+    def fd(self) -> int:
+        return _lib.bpf_map__fd(self.handle)
+
+    @property
+    def pin_path(self) -> str | None:
+        if not _lib.bpf_map__is_pinned(self.handle):
+            return None
+        path = _lib.bpf_map__pin_path(self.handle)
+        return path.decode() if path else None
+
+
+def _check(ret: int, what: str) -> None:
+    if ret < 0:
+        raise LibbpfError(f"{what}: {os.strerror(-ret)}", -ret)
+
+
+class BpfObject:
+    """An open libbpf bpf_object; its fds live until close()."""
+
+    def __init__(self, path: Path, *, pin_root_path: Path | None = None) -> None:
+        opts = ctypes.create_string_buffer(_OPEN_OPTS_SIZE)
+        ctypes.c_size_t.from_buffer(opts, 0).value = _OPEN_OPTS_SIZE
+        self._pin_root = ctypes.create_string_buffer(os.fsencode(pin_root_path)) if pin_root_path else None
+        if self._pin_root is not None:
+            ctypes.c_void_p.from_buffer(opts, _OPEN_OPTS_PIN_ROOT_PATH).value = ctypes.addressof(
+                self._pin_root
+            )
+        self.path = Path(path)
+        with _capture() as output:
+            handle = _lib.bpf_object__open_file(os.fsencode(self.path), opts)
+            err = ctypes.get_errno()
+        if not handle:
+            raise LibbpfError(f"cannot open BPF object {self.path}: {os.strerror(err)}", err, "".join(output))
+        self._handle: int | None = handle
+
+    @property
+    def handle(self) -> int:
+        if self._handle is None:
+            raise BpfUnitsError(f"BPF object {self.path} is closed")
+        return self._handle
+
+    def programs(self) -> list[ObjectProgram]:
+        progs, prev = [], None
+        while prog := _lib.bpf_object__next_program(self.handle, prev):
+            progs.append(
+                ObjectProgram(
+                    prog,
+                    _lib.bpf_program__name(prog).decode(),
+                    _lib.bpf_program__section_name(prog).decode(),
+                    _lib.bpf_program__type(prog),
+                )
+            )
+            prev = prog
+        return progs
+
+    def maps(self) -> list[ObjectMap]:
+        maps, prev = [], None
+        while m := _lib.bpf_object__next_map(self.handle, prev):
+            maps.append(ObjectMap(m, _lib.bpf_map__name(m).decode()))
+            prev = m
+        return maps
+
+    def load(self) -> None:
+        """Create maps (reusing pinned ones) and load the autoload programs."""
+        with _capture() as output:
+            ret = _lib.bpf_object__load(self.handle)
+        if ret < 0:
+            raise LibbpfError(f"bpf_object__load: {os.strerror(-ret)}", -ret, "".join(output))
+
+    def close(self) -> None:
+        if self._handle is not None:
+            _lib.bpf_object__close(self._handle)
+            self._handle = None
+
+    def __enter__(self) -> BpfObject:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _capture:
+    """Collect libbpf's printed output (warnings and info) during the block. The print function
+    is set for the block only, since other users of libbpf.so.1 in the process (bcc) set theirs."""
+
+    def __enter__(self) -> list[str]:
+        global _captured
+        _print_lock.acquire()
+        _captured = []
+        self._previous = _lib.libbpf_set_print(ctypes.cast(_print, ctypes.c_void_p))
+        return _captured
+
+    def __exit__(self, *exc: object) -> None:
+        global _captured
+        _lib.libbpf_set_print(self._previous)
+        _captured = None
+        _print_lock.release()
+
+
+def iter_log_sections(output: str, begin: str, end: str) -> Iterator[str]:
+    """The texts between `begin` and `end` markers in libbpf output."""
+    rest = output
+    while (start := rest.find(begin)) >= 0:
+        stop = rest.find(end, start)
+        if stop < 0:
+            yield rest[start + len(begin) :]
+            return
+        yield rest[start + len(begin) : stop]
+        rest = rest[stop + len(end) :]

@@ -1,0 +1,273 @@
+"""Loading one unit's program from an ELF object with libbpf.
+
+A load picks the unit's program, types it from the hook whatever its section is called, loads
+only that program of the object, and reuses maps the unit pinned before (libbpf
+LIBBPF_PIN_BY_NAME under the unit's own bpffs folder), so a reload keeps state.
+
+The result's `insns` are the fully relocated instructions: map fds are embedded in them, so they
+stay meaningful only while the LoadedProgram is open. Whoever builds a new program from them
+(the linker) must load it before calling close().
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bpfunits.errors import BpfUnitsError
+from bpfunits.hooks import Hook
+from bpfunits.kernel import bpf
+from bpfunits.kernel.bpffs import StateRoot, remove_tree
+from bpfunits.kernel.libbpf import BpfObject, LibbpfError, ObjectProgram, iter_log_sections
+from bpfunits.units.model import Unit
+
+
+class LoadError(BpfUnitsError):
+    """A unit's program could not be loaded; the message names the unit and file."""
+
+
+class ObjectNotFound(LoadError):
+    pass
+
+
+class ChecksumMismatch(LoadError):
+    def __init__(self, message: str, expected: str, actual: str) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
+
+
+class ProgramNotFound(LoadError):
+    def __init__(self, message: str, available: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.available = available
+
+
+class WrongProgramType(LoadError):
+    pass
+
+
+class ProgramRejected(LoadError, bpf.VerifierError):
+    """The verifier refused the program: `.log` is its full log, str() ends with its last lines."""
+
+    def __init__(self, label: str, program: str, path: Path, err: int, log: str) -> None:
+        bpf.VerifierError.__init__(
+            self, "BPF_PROG_LOAD", err, log, f"{label}: program {program!r} from {path}"
+        )
+
+
+def hook_prog_type(hook: Hook) -> bpf.ProgType:
+    return bpf.ProgType.SCHED_CLS if Hook(hook).is_tc else bpf.ProgType.XDP
+
+
+def _fits(prog_type: int, hook: Hook) -> bool:
+    """Whether a program libbpf typed from its section may run on `hook`. UNSPEC (a section
+    name libbpf does not know, like "xdp_ratelimiting") fits and is typed from the hook."""
+    if prog_type == bpf.ProgType.UNSPEC:
+        return True
+    if Hook(hook).is_tc:
+        return prog_type in (bpf.ProgType.SCHED_CLS, bpf.ProgType.SCHED_ACT)
+    return prog_type == bpf.ProgType.XDP
+
+
+def _type_name(prog_type: int) -> str:
+    try:
+        return bpf.ProgType(prog_type).name.lower()
+    except ValueError:
+        return f"type {prog_type}"
+
+
+@dataclass(frozen=True)
+class MapRef:
+    name: str
+    fd: int
+    id: int
+    type: int
+    key_size: int
+    value_size: int
+    max_entries: int
+    pinned_path: str | None
+
+
+@dataclass
+class LoadedProgram:
+    """A loaded program with the maps of its object. Every fd (and the map fds inside `insns`)
+    belongs to the loader and is valid until close()."""
+
+    fd: int
+    name: str
+    hook: Hook
+    prog_type: int
+    id: int
+    tag: str
+    insns: bytes
+    maps: dict[str, MapRef]
+    sha256: str
+    _release: Callable[[], None] = field(repr=False)
+    closed: bool = field(default=False, init=False)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._release()
+
+    def __enter__(self) -> LoadedProgram:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def map_ref(name: str, fd: int, pinned_path: str | None) -> MapRef:
+    info = bpf.map_info(fd)
+    return MapRef(
+        name, fd, info.id, info.type, info.key_size, info.value_size, info.max_entries, pinned_path
+    )
+
+
+def read_object(path: Path, label: str, sha256: str | None) -> str:
+    """The SHA256 of the file at `path`, checked against `sha256` when given."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ObjectNotFound(f"{label}: BPF file {path} does not exist") from None
+    except OSError as e:
+        raise LoadError(f"{label}: cannot read BPF file {path}: {e.strerror}") from None
+    actual = hashlib.sha256(data).hexdigest()
+    if sha256 is not None and sha256.lower() != actual:
+        raise ChecksumMismatch(
+            f"{label}: SHA256 of {path} does not match: expected {sha256.lower()}, file has {actual}",
+            sha256.lower(),
+            actual,
+        )
+    return actual
+
+
+def _select(
+    programs: list[ObjectProgram], name: str | None, hook: Hook, path: Path, label: str
+) -> ObjectProgram:
+    listing = ", ".join(f"{p.name} (SEC {p.section!r})" for p in programs) or "none"
+    if name is not None:
+        chosen = [p for p in programs if p.name == name]
+        if not chosen:
+            raise ProgramNotFound(
+                f"{label}: {path} has no program {name!r}; its programs: {listing}",
+                tuple(p.name for p in programs),
+            )
+    else:
+        chosen = [p for p in programs if _fits(p.type, hook)]
+        if len(chosen) != 1 and len(programs) == 1:
+            chosen = programs  # the one program, whatever it is; the type check below speaks
+        if len(chosen) != 1:
+            raise ProgramNotFound(
+                f"{label}: {path} holds {len(chosen)} programs for the {hook.value} hook, "
+                f"so Name= must say which; its programs: {listing}",
+                tuple(p.name for p in programs),
+            )
+    program = chosen[0]
+    if not _fits(program.type, hook):
+        raise WrongProgramType(
+            f"{label}: program {program.name!r} in {path} is in section {program.section!r}, "
+            f"a {_type_name(program.type)} program, which cannot run on the {hook.value} hook"
+        )
+    return program
+
+
+def _pins_under(folder: Path) -> set[Path]:
+    return {Path(d) / f for d, _, files in os.walk(folder) for f in files}
+
+
+def load_object_program(
+    path: Path,
+    hook: Hook,
+    pin_root: Path,
+    *,
+    name: str | None = None,
+    sha256: str | None = None,
+    label: str | None = None,
+) -> LoadedProgram:
+    """Load program `name` (or the object's one program for `hook`) from the ELF object at
+    `path`, with maps pinned by name under `pin_root` (a bpffs folder, created if missing, and
+    removed again if the load leaves it empty). A failed load leaves no pin it created."""
+    path, hook, pin_root = Path(path), Hook(hook), Path(pin_root)
+    label = label or str(path)
+    if os.path.ismount(pin_root):
+        # libbpf would pin maps by name straight into a shared bpffs root.
+        raise LoadError(f"{label}: refusing to pin maps into the bpffs mount point {pin_root}")
+    digest = read_object(path, label, sha256)
+    created_root = not pin_root.exists()
+    pin_root.mkdir(parents=True, exist_ok=True)
+    pins_before = _pins_under(pin_root)
+    obj: BpfObject | None = None
+    try:
+        try:
+            obj = BpfObject(path, pin_root_path=pin_root)
+        except LibbpfError as e:
+            raise LoadError(f"{label}: {e}\n{e.output.strip()}".rstrip()) from None
+        programs = obj.programs()
+        program = _select(programs, name, hook, path, label)
+        for other in programs:
+            if other is not program:
+                other.set_autoload(False)
+        prog_type = hook_prog_type(hook)
+        program.set_type(prog_type, bpf.AttachType.XDP if prog_type == bpf.ProgType.XDP else None)
+        try:
+            obj.load()
+        except LibbpfError as e:
+            log = "".join(iter_log_sections(e.output, "-- BEGIN PROG LOAD LOG --", "-- END PROG LOAD LOG --"))
+            if log:
+                raise ProgramRejected(label, program.name, path, e.errno, log) from None
+            raise LoadError(f"{label}: loading {path} failed: {e}\n{e.output.strip()}".rstrip()) from None
+        info = bpf.prog_info(program.fd)
+        loaded = LoadedProgram(
+            fd=program.fd,
+            name=program.name,
+            hook=hook,
+            prog_type=info.type,
+            id=info.id,
+            tag=info.tag,
+            insns=program.insns(),
+            maps={m.name: map_ref(m.name, m.fd, m.pin_path) for m in obj.maps() if m.fd >= 0},
+            sha256=digest,
+            _release=obj.close,
+        )
+    except BaseException:
+        if obj is not None:
+            obj.close()
+        for pin in _pins_under(pin_root) - pins_before:
+            pin.unlink(missing_ok=True)
+        if created_root and not any(pin_root.iterdir()):
+            remove_tree(pin_root)
+        raise
+    if created_root and not any(pin_root.iterdir()):
+        pin_root.rmdir()
+    return loaded
+
+
+def load_unit_program(unit: Unit, root: StateRoot) -> LoadedProgram:
+    """Load a unit's program: an ELF object with libbpf, or C source with bcc."""
+    label = f"unit {unit.name}"
+    if unit.program.source is not None:
+        from bpfunits.kernel.bcc import load_source_program  # bcc is heavy; only Source= needs it
+
+        return load_source_program(
+            unit.program.source,
+            unit.hook,
+            name=unit.program.name,
+            defines=unit.program.defines,
+            sha256=unit.program.sha256,
+            label=label,
+        )
+    if unit.program.object is None:
+        raise LoadError(f"{label}: names neither an object nor a source file")
+    return load_object_program(
+        unit.program.object,
+        unit.hook,
+        root.unit_path(unit.name),
+        name=unit.program.name,
+        sha256=unit.program.sha256,
+        label=label,
+    )

@@ -1,0 +1,86 @@
+"""Running a block of code inside a named network namespace, and finding interfaces there.
+
+Only the calling thread moves (setns(2) on a thread), so the mount namespace, and with it our
+bpffs mount, stays. Python 3.11 has no os.setns, hence ctypes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from bpfunits.errors import BpfUnitsError
+
+CLONE_NEWNET = 0x40000000
+NETNS_RUN_DIR = "/run/netns"
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class NetnsError(BpfUnitsError):
+    pass
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise NetnsError(f"setns: {os.strerror(err)}")
+
+
+def ns_path(name: str) -> str:
+    return name if name.startswith("/") else os.path.join(NETNS_RUN_DIR, name)
+
+
+@contextmanager
+def inside(name: str | None) -> Iterator[None]:
+    """Run the block with this thread in network namespace `name` (a name under /run/netns or a
+    path); None stays where we are. Sockets opened inside keep the namespace after the block."""
+    if name is None:
+        yield
+        return
+    # The thread's own namespace, not the process's: another thread may have moved already.
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        try:
+            target = os.open(ns_path(name), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise NetnsError(f"network namespace {name!r} does not exist") from None
+        try:
+            _setns(target)
+        finally:
+            os.close(target)
+        try:
+            yield
+        finally:
+            _setns(home)
+    finally:
+        os.close(home)
+
+
+@contextmanager
+def private() -> Iterator[None]:
+    """Run the block with this thread in a fresh, empty network namespace (only `lo`, down),
+    which goes away once nothing uses it after the block."""
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if _libc.unshare(CLONE_NEWNET) != 0:
+            raise NetnsError(f"unshare: {os.strerror(ctypes.get_errno())}")
+        try:
+            yield
+        finally:
+            _setns(home)
+    finally:
+        os.close(home)
+
+
+def ifindex(ifname: str, ns: str | None = None) -> int:
+    """The ifindex of `ifname` in namespace `ns` (None: the current one)."""
+    with inside(ns):
+        try:
+            return socket.if_nametoindex(ifname)
+        except OSError:
+            where = f" in network namespace {ns!r}" if ns else ""
+            raise NetnsError(f"no interface {ifname!r}{where}") from None

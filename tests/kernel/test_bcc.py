@@ -1,0 +1,112 @@
+"""Source= units: C in bcc's dialect, compiled and loaded by bcc."""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+import pytest
+
+from bpfunits.hooks import Hook
+from bpfunits.kernel import bpf
+from bpfunits.kernel.load import LoadError, ProgramNotFound, ProgramRejected, load_unit_program
+from bpfunits.units.model import Program, Unit
+
+pytestmark = pytest.mark.kernel
+
+XDP_DROP, XDP_PASS = 1, 2
+FRAME = bytes(64)
+ZERO = bytes(4)
+
+
+def source_unit(source: Path, hook: Hook = Hook.XDP, **program) -> Unit:
+    return Unit(
+        name="bcc-test",
+        path=source.with_suffix(".unit"),
+        hook=hook,
+        program=Program(source=source, **program),
+        interfaces=("bu-none",),
+        proceed_on=hook.default_proceed_on,
+    )
+
+
+@pytest.fixture
+def load(bpffs_root):
+    loaded = []
+
+    def _load(source: Path, hook: Hook = Hook.XDP, **program):
+        prog = load_unit_program(source_unit(source, hook, **program), bpffs_root)
+        loaded.append(prog)
+        return prog
+
+    yield _load
+    for prog in loaded:
+        prog.close()
+
+
+@pytest.mark.parametrize(
+    ("defines", "verdict"), [((), XDP_PASS), ((("VERDICT", "XDP_DROP"),), XDP_DROP)]
+)
+def test_define_changes_the_program(load, bpf_objects, defines, verdict):
+    prog = load(bpf_objects / "bcc_counter.c", defines=defines)
+    assert (prog.name, prog.prog_type) == ("bcc_count", bpf.ProgType.XDP)
+    assert bpf.prog_test_run(prog.fd, FRAME, repeat=3).retval == verdict
+    packets = prog.maps["packets"]
+    assert (packets.type, packets.key_size, packets.value_size) == (bpf.MapType.ARRAY, 4, 8)
+    assert struct.unpack("<Q", bpf.map_lookup(packets.fd, ZERO, 8))[0] == 3
+
+
+def test_insns_hold_map_fds_and_load_again(load, bpf_objects):
+    prog = load(bpf_objects / "bcc_counter.c", name="bcc_count")
+    assert bpf.prog_info(prog.fd).tag == prog.tag
+    map_fds = [
+        struct.unpack_from("<i", prog.insns, i + 4)[0]
+        for i in range(0, len(prog.insns), 8)
+        if prog.insns[i] == 0x18 and prog.insns[i + 1] >> 4 == 1
+    ]
+    assert map_fds == [prog.maps["packets"].fd]
+    again = bpf.prog_load(bpf.ProgType.XDP, prog.insns)
+    try:
+        assert bpf.prog_test_run(again, FRAME).retval == XDP_PASS
+    finally:
+        os.close(again)
+
+
+def test_tc_hook_loads_a_sched_cls_program(load, tmp_path):
+    source = tmp_path / "tc.c"
+    source.write_text("int classify(struct __sk_buff *skb) { return 2; /* TC_ACT_SHOT */ }\n")
+    prog = load(source, Hook.TC_INGRESS)
+    assert prog.prog_type == bpf.ProgType.SCHED_CLS
+    assert bpf.prog_test_run(prog.fd, FRAME).retval == 2
+
+
+def test_compile_error_shows_the_compiler_message(load, tmp_path):
+    source = tmp_path / "broken.c"
+    source.write_text("int broken(struct xdp_md *ctx) { return undeclared_thing; }\n")
+    with pytest.raises(LoadError, match="(?s)unit bcc-test: bcc cannot compile .*undeclared_thing"):
+        load(source)
+
+
+def test_verifier_rejection_carries_the_log(load, tmp_path):
+    source = tmp_path / "invalid.c"
+    source.write_text(
+        "int unchecked(struct xdp_md *ctx) {\n"
+        "  unsigned char *data = (void *)(long)ctx->data;\n"
+        "  return data[0];\n"
+        "}\n"
+    )
+    with pytest.raises(ProgramRejected) as caught:
+        load(source)
+    assert "invalid access to packet" in caught.value.log
+    assert "unit bcc-test" in str(caught.value) and "invalid access to packet" in str(caught.value)
+
+
+def test_missing_function_lists_the_functions(load, bpf_objects):
+    with pytest.raises(ProgramNotFound, match="no function 'nope'; its functions: bcc_count"):
+        load(bpf_objects / "bcc_counter.c", name="nope")
+
+
+def test_missing_source_file(load, tmp_path):
+    with pytest.raises(LoadError, match="does not exist"):
+        load(tmp_path / "absent.c")
