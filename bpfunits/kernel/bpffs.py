@@ -54,9 +54,19 @@ class StateRoot:
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", Path(self.path))
 
+    @property
+    def units_path(self) -> Path:
+        """The folder of every unit's pin folder."""
+        return self.path / "units"
+
+    @property
+    def hooks_path(self) -> Path:
+        """The folder of every interface's hook folders (`if<ifindex>/<hook>/`)."""
+        return self.path / "hooks"
+
     def unit_path(self, unit_name: str) -> Path:
         """A unit's pin folder, without creating it."""
-        return self.path / "units" / folder_name(unit_name)
+        return self.units_path / folder_name(unit_name)
 
     def unit_dir(self, unit_name: str) -> Path:
         """A unit's pin folder, created if missing."""
@@ -66,7 +76,7 @@ class StateRoot:
 
     def hook_dir(self, ifindex: int, hook: Hook) -> Path:
         """The pin folder of one hook on one interface, created if missing."""
-        path = self.path / "hooks" / f"if{int(ifindex)}" / Hook(hook).value
+        path = self.hooks_path / f"if{int(ifindex)}" / Hook(hook).value
         path.mkdir(parents=True, exist_ok=True)
         return path
 

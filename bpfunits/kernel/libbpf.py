@@ -49,6 +49,12 @@ _fn("bpf_map__name", ctypes.c_char_p, _map_p)
 _fn("bpf_map__fd", ctypes.c_int, _map_p)
 _fn("bpf_map__is_pinned", ctypes.c_bool, _map_p)
 _fn("bpf_map__pin_path", ctypes.c_char_p, _map_p)
+_fn("bpf_map__set_pin_path", ctypes.c_int, _map_p, ctypes.c_char_p)
+_fn("bpf_map__type", ctypes.c_int, _map_p)
+_fn("bpf_map__key_size", ctypes.c_uint32, _map_p)
+_fn("bpf_map__value_size", ctypes.c_uint32, _map_p)
+_fn("bpf_map__max_entries", ctypes.c_uint32, _map_p)
+_fn("bpf_map__map_flags", ctypes.c_uint32, _map_p)
 
 # int (*)(enum libbpf_print_level, const char *fmt, va_list ap); on x86-64 a va_list argument
 # is a pointer, which vsnprintf takes as it is.
@@ -131,8 +137,25 @@ class ObjectMap:
     def pin_path(self) -> str | None:
         if not _lib.bpf_map__is_pinned(self.handle):
             return None
+        return self.requested_pin_path
+
+    @property
+    def requested_pin_path(self) -> str | None:
+        """Where the map will be pinned (or reused from) at load, if anywhere."""
         path = _lib.bpf_map__pin_path(self.handle)
         return path.decode() if path else None
+
+    def set_pin_path(self, path: Path) -> None:
+        """Before load: pin the map at `path`, reusing a compatible map already pinned there."""
+        _check(_lib.bpf_map__set_pin_path(self.handle, os.fsencode(path)), f"bpf_map__set_pin_path({self.name})")
+
+    @property
+    def shape(self) -> tuple[int, int, int, int, int]:
+        """(type, key size, value size, max entries, flags): what libbpf requires of a pinned
+        map before it reuses it."""
+        h = self.handle
+        return (_lib.bpf_map__type(h), _lib.bpf_map__key_size(h), _lib.bpf_map__value_size(h),
+                _lib.bpf_map__max_entries(h), _lib.bpf_map__map_flags(h))
 
 
 def _check(ret: int, what: str) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from bpfunits.errors import BpfUnitsError
 from bpfunits.hooks import Hook
 from bpfunits.kernel import bpf
-from bpfunits.kernel.bpffs import StateRoot, remove_tree
+from bpfunits.kernel.bpffs import StateRoot, folder_name, remove_tree
 from bpfunits.kernel.libbpf import BpfObject, LibbpfError, ObjectProgram, iter_log_sections
 from bpfunits.units.model import Unit
 
@@ -176,6 +176,29 @@ def _select(
     return program
 
 
+def _persist_maps(obj: BpfObject, pin_root: Path) -> None:
+    """Pin every map that holds state, and drop a pinned map whose shape the object no longer
+    matches (the object changed its layout: that state cannot be carried over, and libbpf would
+    refuse to load rather than replace it). Read-only data comes from the object itself."""
+    for m in obj.maps():
+        if ".rodata" in m.name or m.name.endswith(".kconfig"):
+            continue
+        if m.requested_pin_path is None:
+            m.set_pin_path(pin_root / folder_name(m.name))
+        pinned = Path(m.requested_pin_path)
+        if pinned.exists() and _pinned_shape(pinned) != m.shape:
+            pinned.unlink()
+
+
+def _pinned_shape(path: Path) -> tuple[int, int, int, int, int]:
+    fd = bpf.obj_get(str(path))
+    try:
+        info = bpf.map_info(fd)
+    finally:
+        os.close(fd)
+    return (info.type, info.key_size, info.value_size, info.max_entries, info.flags)
+
+
 def _pins_under(folder: Path) -> set[Path]:
     return {Path(d) / f for d, _, files in os.walk(folder) for f in files}
 
@@ -188,10 +211,13 @@ def load_object_program(
     name: str | None = None,
     sha256: str | None = None,
     label: str | None = None,
+    persist_maps: bool = False,
 ) -> LoadedProgram:
     """Load program `name` (or the object's one program for `hook`) from the ELF object at
     `path`, with maps pinned by name under `pin_root` (a bpffs folder, created if missing, and
-    removed again if the load leaves it empty). A failed load leaves no pin it created."""
+    removed again if the load leaves it empty). With `persist_maps`, every map that holds state
+    is pinned there too, so the next load of the same unit reuses it. A failed load leaves no
+    pin it created."""
     path, hook, pin_root = Path(path), Hook(hook), Path(pin_root)
     label = label or str(path)
     if os.path.ismount(pin_root):
@@ -214,6 +240,8 @@ def load_object_program(
                 other.set_autoload(False)
         prog_type = hook_prog_type(hook)
         program.set_type(prog_type, bpf.AttachType.XDP if prog_type == bpf.ProgType.XDP else None)
+        if persist_maps:
+            _persist_maps(obj, pin_root)
         try:
             obj.load()
         except LibbpfError as e:
@@ -270,4 +298,5 @@ def load_unit_program(unit: Unit, root: StateRoot) -> LoadedProgram:
         name=unit.program.name,
         sha256=unit.program.sha256,
         label=label,
+        persist_maps=True,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from difflib import SequenceMatcher
 from typing import Iterable
 
+from bpfunits.hooks import Hook
 from bpfunits.order.graph import HookKey
 from bpfunits.plan.model import Action, ChainState, Desired, HookPlan, Observed
 
@@ -19,6 +20,11 @@ def plan_hook(key: HookKey, desired: Desired | None, observed: Observed | None) 
         if have is None:
             return HookPlan(key, Action.UNCHANGED, None, None)
         return HookPlan(key, Action.REMOVE, None, have, removed=have.units, reasons=("no units left on this hook",))
+    if key.hook is Hook.XDP and observed is not None and observed.foreign and not desired.takeover:
+        # One XDP program per interface: ours would have to replace theirs.
+        reason = (f"foreign XDP program {', '.join(observed.foreign)} is attached; bpfunits leaves it alone "
+                  "(list the interface under `takeover` in the configuration to replace it)")
+        return HookPlan(key, Action.BLOCKED, None, have, reasons=(reason,))
     if have is None:
         return HookPlan(key, Action.CREATE, want, None, added=want.units)
     if want == have:

@@ -14,7 +14,8 @@ class Component:
     components are equal run the same code in the same order with the same dispatch."""
 
     unit: str
-    sha256: str  # digest of the program's object (or of its source and defines)
+    sha256: str  # digest of the program's object or source file
+    tag: str  # the kernel's program tag: catches code changes the file digest cannot (Define=)
     proceed_on: tuple[int, ...]  # verdict codes, sorted
 
 
@@ -36,6 +37,7 @@ class Desired:
     key: HookKey
     chain: ChainState | None  # None: the hook could not be ordered or built; see errors
     errors: tuple[str, ...] = ()
+    takeover: bool = False  # a foreign program in the way may be replaced
 
 
 @dataclass(frozen=True)

@@ -81,7 +81,7 @@ def test_counter_counts_every_run(load):
     assert (prog.name, prog.hook, prog.prog_type) == ("count_packets", Hook.XDP, bpf.ProgType.XDP)
     assert bpf.prog_test_run(prog.fd, frame(), repeat=5).retval == XDP_PASS
     counts = prog.maps["packets"]
-    assert (counts.key_size, counts.value_size, counts.max_entries, counts.pinned_path) == (4, 8, 1, None)
+    assert (counts.key_size, counts.value_size, counts.max_entries) == (4, 8, 1)
     assert u64(bpf.map_lookup(counts.fd, ZERO, 8)) == 5
 
 
@@ -190,9 +190,16 @@ def test_pinned_map_state_survives_a_reload(load, bpffs_root):
     assert u64(bpf.map_lookup(second.maps["pinned_packets"].fd, ZERO, 8)) == 1001
 
 
-def test_unit_folder_is_not_left_behind_without_pins(load, bpffs_root):
-    load("counter")
-    assert not bpffs_root.unit_path("counter.xdp").exists()
+def test_unit_program_pins_its_stateful_maps_in_its_folder(load, bpffs_root):
+    prog = load("counter")
+    assert prog.maps["packets"].pinned_path == str(bpffs_root.unit_path("counter.xdp") / "packets")
+
+
+def test_folder_is_not_left_behind_without_pins(bpf_objects, bpffs_root):
+    folder = bpffs_root.unit_path("plain")
+    with load_object_program(bpf_objects / "counter.bpf.o", Hook.XDP, folder):
+        pass
+    assert not folder.exists()
 
 
 @pytest.mark.parametrize("hook", [Hook.TC_INGRESS, Hook.TC_EGRESS])

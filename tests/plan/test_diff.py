@@ -7,7 +7,7 @@ KEY = HookKey("veth0", Hook.XDP)
 
 
 def chain(*units: str, build="v1", digest="d") -> ChainState:
-    return ChainState(tuple(Component(u, f"{digest}-{u}", (2,)) for u in units), build)
+    return ChainState(tuple(Component(u, f"{digest}-{u}", "t", (2,)) for u in units), build)
 
 
 def plan(want, have, errors=()):
@@ -34,7 +34,8 @@ def test_create_and_remove():
 def test_replace_lists_added_removed_moved_changed():
     have = chain("a", "b", "c", "d")
     want = ChainState(
-        (Component("d", "d-d", (2,)), Component("a", "d-a", (2,)), Component("b", "new", (2,)), Component("e", "d-e", (2,))),
+        (Component("d", "d-d", "t", (2,)), Component("a", "d-a", "t", (2,)), Component("b", "new", "t", (2,)),
+         Component("e", "d-e", "t", (2,))),
         "v1",
     )
     p = plan(want, have)
@@ -43,7 +44,7 @@ def test_replace_lists_added_removed_moved_changed():
 
 
 def test_proceed_on_change_is_a_change():
-    want = ChainState((Component("a", "d-a", (2, 3)),), "v1")
+    want = ChainState((Component("a", "d-a", "t", (2, 3)),), "v1")
     p = plan(want, chain("a"))
     assert p.action is Action.REPLACE and p.changed == ("a",)
 
@@ -64,3 +65,21 @@ def test_plan_all_covers_both_sides_sorted():
     k2 = HookKey("veth0", Hook.TC_EGRESS)
     plans = plan_all([Desired(KEY, chain("a"))], [Observed(k2, chain("b"))])
     assert [(p.key, p.action) for p in plans] == [(k2, Action.REMOVE), (KEY, Action.CREATE)]
+
+
+def test_tag_change_alone_is_a_change():
+    want = ChainState((Component("a", "d-a", "other", (2,)),), "v1")
+    assert plan(want, chain("a")).changed == ("a",)
+
+
+def test_foreign_xdp_program_blocks_unless_takeover():
+    observed = Observed(KEY, None, foreign=("xdp_prog (id 7)",))
+    p = plan_hook(KEY, Desired(KEY, chain("a")), observed)
+    assert p.action is Action.BLOCKED and "foreign XDP program xdp_prog (id 7)" in p.reasons[0]
+    assert plan_hook(KEY, Desired(KEY, chain("a"), takeover=True), observed).action is Action.CREATE
+
+
+def test_foreign_tc_programs_coexist():
+    key = HookKey("veth0", Hook.TC_INGRESS)
+    p = plan_hook(key, Desired(key, chain("a")), Observed(key, None, foreign=("x (id 3)",)))
+    assert p.action is Action.CREATE
