@@ -45,6 +45,7 @@ class Cmd(IntEnum):
     OBJ_GET_INFO_BY_FD = 15
     PROG_QUERY = 16
     BTF_LOAD = 18
+    MAP_FREEZE = 22
     LINK_CREATE = 28
     LINK_UPDATE = 29
     LINK_GET_FD_BY_ID = 30
@@ -205,6 +206,43 @@ def _name16(name: str) -> bytes:
 # --- programs -------------------------------------------------------------------------------
 
 
+LOG_STATS = 4  # BPF_LOG_STATS: the verifier's summary only, given on success too
+
+
+def _prog_load_attr(
+    prog_type: int,
+    insns: bytes,
+    *,
+    license: str,
+    name: str,
+    expected_attach_type: int,
+    prog_btf_fd: int,
+    func_info: bytes,
+    func_info_rec_size: int,
+    log_level: int = 0,
+    log: ctypes.Array | None = None,
+) -> _Attr:
+    if len(insns) % 8:
+        raise BpfUnitsError(f"instructions are {len(insns)} bytes, not a multiple of 8")
+    attr = _Attr()
+    attr.u32(0, prog_type)
+    attr.u32(4, len(insns) // 8)
+    attr.ptr(8, insns)
+    attr.ptr(16, license.encode() + b"\0")
+    if log is not None:
+        attr.u32(24, log_level)
+        attr.u32(28, len(log))
+        attr.ptr(32, log)
+    attr.buf[48 : 48 + len(_name16(name))] = _name16(name)
+    attr.u32(68, expected_attach_type)
+    attr.u32(72, prog_btf_fd)
+    if func_info:
+        attr.u32(76, func_info_rec_size)
+        attr.ptr(80, func_info)
+        attr.u32(88, len(func_info) // func_info_rec_size)
+    return attr
+
+
 def prog_load(
     prog_type: int,
     insns: bytes,
@@ -219,34 +257,14 @@ def prog_load(
     log_size: int = 1 << 22,
 ) -> int:
     """Load a program; on failure, load it again with a verifier log and raise VerifierError."""
-    if len(insns) % 8:
-        raise BpfUnitsError(f"instructions are {len(insns)} bytes, not a multiple of 8")
-
-    def attempt(log: ctypes.Array | None) -> tuple[int, int]:
-        attr = _Attr()
-        attr.u32(0, prog_type)
-        attr.u32(4, len(insns) // 8)
-        attr.ptr(8, insns)
-        attr.ptr(16, license.encode() + b"\0")
-        if log is not None:
-            attr.u32(24, log_level)
-            attr.u32(28, len(log))
-            attr.ptr(32, log)
-        attr.buf[48 : 48 + len(_name16(name))] = _name16(name)
-        attr.u32(68, expected_attach_type)
-        attr.u32(72, prog_btf_fd)
-        if func_info:
-            attr.u32(76, func_info_rec_size)
-            attr.ptr(80, func_info)
-            attr.u32(88, len(func_info) // func_info_rec_size)
-        return _raw(Cmd.PROG_LOAD, attr)
-
-    fd, err = attempt(None)
+    kind = dict(license=license, name=name, expected_attach_type=expected_attach_type, prog_btf_fd=prog_btf_fd,
+                func_info=func_info, func_info_rec_size=func_info_rec_size)
+    fd, err = _raw(Cmd.PROG_LOAD, _prog_load_attr(prog_type, insns, **kind))
     if fd >= 0:
         return fd
     # The log costs time and memory, so it is only asked for once the load has failed.
     log = ctypes.create_string_buffer(log_size)
-    fd, err = attempt(log)
+    fd, err = _raw(Cmd.PROG_LOAD, _prog_load_attr(prog_type, insns, **kind, log_level=log_level, log=log))
     if fd >= 0:  # did not fail the second time (e.g. a transient ENOMEM); keep it
         return fd
     text = _cstr(log.raw)
@@ -254,6 +272,71 @@ def prog_load(
     if text:
         raise VerifierError("BPF_PROG_LOAD", err, text, what)
     raise BpfError("BPF_PROG_LOAD", err, what)
+
+
+def prog_verify_stats(
+    prog_type: int,
+    insns: bytes,
+    *,
+    expected_attach_type: int = 0,
+    prog_btf_fd: int = 0,
+    func_info: bytes = b"",
+    func_info_rec_size: int = 8,
+) -> str:
+    """Verify a program and return the verifier's statistics (processed instructions, stack
+    depth of every function); the program itself is not kept."""
+    log = ctypes.create_string_buffer(1 << 12)
+    attr = _prog_load_attr(prog_type, insns, license="GPL", name="", expected_attach_type=expected_attach_type,
+                           prog_btf_fd=prog_btf_fd, func_info=func_info, func_info_rec_size=func_info_rec_size,
+                           log_level=LOG_STATS, log=log)
+    os.close(_call(Cmd.PROG_LOAD, attr, "verifying for statistics"))
+    return _cstr(log.raw)
+
+
+def btf_load(blob: bytes) -> int:
+    """Load a BTF blob; returns its fd."""
+    log = ctypes.create_string_buffer(1 << 16)
+    attr = _Attr()
+    attr.ptr(0, blob)
+    attr.ptr(8, log)
+    attr.u32(16, len(blob))
+    attr.u32(20, len(log))
+    attr.u32(24, 1)
+    ret, err = _raw(Cmd.BTF_LOAD, attr)
+    if ret < 0:
+        raise BpfError("BPF_BTF_LOAD", err, " / ".join(_cstr(log.raw).strip().splitlines()[-2:]))
+    return ret
+
+
+def map_freeze(fd: int) -> None:
+    """Make a map read-only for user space from now on."""
+    attr = _Attr()
+    attr.u32(0, fd)
+    _call(Cmd.MAP_FREEZE, attr)
+
+
+def prog_map_fds(prog_id: int) -> dict[str, int]:
+    """Fds of the maps the program with this id uses, by map name (the first of a name wins;
+    the caller closes them)."""
+    prog_fd = prog_get_fd_by_id(prog_id)
+    try:
+        map_ids = prog_info(prog_fd).map_ids
+    finally:
+        os.close(prog_fd)
+    fds: dict[str, int] = {}
+    try:
+        for map_id in map_ids:
+            fd = map_get_fd_by_id(map_id)
+            name = map_info(fd).name
+            if name in fds:
+                os.close(fd)
+            else:
+                fds[name] = fd
+    except BaseException:
+        for fd in fds.values():
+            os.close(fd)
+        raise
+    return fds
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ def run(capsys, *argv):
 def test_verify_clean_examples(capsys):
     code, out, err = run(capsys, "verify", "--units-dir", str(EXAMPLES), "--interfaces", "veth0")
     assert code == 0, out
-    assert out.strip().endswith("3 units valid, 0 errors, 0 warnings")
+    assert out.strip().endswith("4 units valid, 0 errors, 0 warnings")
 
 
 def test_verify_reports_file_line_and_exits_1(tmp_path, capsys):
