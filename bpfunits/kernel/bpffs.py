@@ -74,9 +74,13 @@ class StateRoot:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    def hook_path(self, ifindex: int, hook: Hook) -> Path:
+        """The pin folder of one hook on one interface, without creating it."""
+        return self.hooks_path / f"if{int(ifindex)}" / Hook(hook).value
+
     def hook_dir(self, ifindex: int, hook: Hook) -> Path:
         """The pin folder of one hook on one interface, created if missing."""
-        path = self.hooks_path / f"if{int(ifindex)}" / Hook(hook).value
+        path = self.hook_path(ifindex, hook)
         path.mkdir(parents=True, exist_ok=True)
         return path
 
