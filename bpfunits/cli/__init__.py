@@ -6,11 +6,12 @@ import argparse
 import sys
 
 from bpfunits import __version__
-from bpfunits.cli import order, verify
+from bpfunits.cli import apply, daemon, order, plan, status, verify
 from bpfunits.cli.common import UNIT_LANGUAGE
 from bpfunits.errors import BpfUnitsError
+from bpfunits.kernel import netns
 
-COMMANDS = (verify, order)
+COMMANDS = (verify, order, plan, apply, status, daemon)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -31,7 +32,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        return args.run(args)
+        with netns.inside(getattr(args, "netns", None)):
+            return args.run(args)
     except BpfUnitsError as exc:
         print(f"bpfunits: {exc}", file=sys.stderr)
         return 1

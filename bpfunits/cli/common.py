@@ -8,6 +8,8 @@ import socket
 import sys
 from pathlib import Path
 
+from bpfunits.config import DEFAULT_FILE as DEFAULT_CONFIG
+from bpfunits.config import Config, load_config
 from bpfunits.hooks import TC_VERDICTS, XDP_VERDICTS
 from bpfunits.units.diagnostics import Diagnostic
 from bpfunits.units.keys import KEYS, SECTIONS
@@ -56,6 +58,12 @@ verdicts (ProceedOn=):
 
 def add_units_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help=f"configuration file (default: {DEFAULT_CONFIG} if it exists, else built-in defaults)",
+    )
+    p.add_argument(
         "--units-dir",
         action="append",
         type=Path,
@@ -65,14 +73,23 @@ def add_units_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_kernel_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bpffs-root", metavar="DIR", help="bpffs folder for this instance's pins (overrides the configuration)")
+    p.add_argument("--netns", metavar="NAME", help="act inside this network namespace (a name under /run/netns, or a path)")
+
+
 def add_format_option(p: argparse.ArgumentParser, *choices: str) -> None:
     p.add_argument("--format", choices=("text", "json") + choices, default="text", help="output format (default: text)")
 
 
+def config(args: argparse.Namespace) -> Config:
+    """The configuration file, with the command line's overrides."""
+    return load_config(args.config).override(units_dirs=args.units_dir, bpffs_root=getattr(args, "bpffs_root", None))
+
+
 def load(args: argparse.Namespace) -> LoadResult:
-    if args.units_dir:
-        return load_units(tuple(args.units_dir), required=True)
-    return load_units()
+    # Folders named on the command line must exist; the configured path may be partly absent.
+    return load_units(config(args).units_dirs, required=bool(args.units_dir))
 
 
 def host_interfaces() -> list[str]:

@@ -1,0 +1,54 @@
+"""`bpfunits daemon`: keep every hook running its chain as files, interfaces and the kernel change."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from bpfunits import logs
+from bpfunits.cli import common
+from bpfunits.daemon import Daemon, Trigger
+from bpfunits.reconcile.decisions import log_result, summary
+from bpfunits.reconcile.engine import Result, reconcile
+
+
+def register(sub) -> None:
+    p = common.subcommand(
+        sub,
+        "daemon",
+        help="reconcile continuously (the service)",
+        description="Apply at start, then again whenever unit files change (debounced; editor temp files, "
+        "atomic renames and Kubernetes ConfigMap ..data swaps handled), interfaces appear or disappear "
+        "(globs attach to new interfaces), someone else changes an XDP program, SIGHUP arrives, or the "
+        "resync period passes (for changes that send no event: tcx, cls_bpf). SIGTERM exits and leaves "
+        "the datapath running. Speaks sd_notify (READY, STATUS, WATCHDOG) when NOTIFY_SOCKET is set. "
+        "Logs one line per decision.",
+    )
+    common.add_units_options(p)
+    common.add_kernel_options(p)
+    p.add_argument("--log-format", choices=("text", "json"), default="text", help="log lines as text or JSON")
+    p.add_argument("--debounce", type=float, default=0.2, metavar="SECONDS",
+                   help="quiet time after a burst of events before reconciling (default: 0.2)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = common.config(args)
+    logs.configure(args.log_format)
+    log = logging.getLogger("bpfunits.daemon")
+
+    def reconcile_once(trigger: Trigger) -> Result:
+        result = reconcile(config, apply=True)
+        log_result(log, result, str(trigger))
+        return result
+
+    daemon = Daemon(
+        reconcile=reconcile_once,
+        folders=config.units_dirs,
+        resync_period=config.resync_period,
+        debounce=args.debounce,
+        netns=args.netns,
+        status=summary,
+        log=log,
+    )
+    return daemon.run()

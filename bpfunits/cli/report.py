@@ -1,0 +1,82 @@
+"""Printing a reconcile's result, for people and as JSON, and the exit code it deserves."""
+
+from __future__ import annotations
+
+import argparse
+
+from bpfunits.cli import common
+from bpfunits.plan.model import ChainState
+from bpfunits.reconcile.engine import HookResult, Outcome, Result
+
+EXIT_OK, EXIT_ERROR, EXIT_CHANGED = 0, 1, 2
+
+
+def add_result_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument(
+        "--detailed-exitcode",
+        action="store_true",
+        help="exit 2 when there are changes (0: none, 1: errors), as terraform does",
+    )
+
+
+def exit_code(result: Result, detailed: bool) -> int:
+    if result.failed:
+        return EXIT_ERROR
+    return EXIT_CHANGED if detailed and result.changed else EXIT_OK
+
+
+def show(result: Result, as_json: bool) -> None:
+    if as_json:
+        common.print_json(to_json(result))
+        return
+    common.print_diagnostics(result.diagnostics)
+    for hook in result.hooks:
+        if hook.outcome is Outcome.UNCHANGED:
+            continue
+        plan = hook.plan
+        print(f"{hook.key}: {plan.action.value} ({hook.outcome.value})")
+        for mark, names in (("+", plan.added), ("-", plan.removed), ("~", plan.moved), ("*", plan.changed)):
+            for name in names:
+                print(f"  {mark} {name}")
+        if plan.desired is not None and plan.action.value != "unchanged":
+            print(f"  chain: {' -> '.join(plan.desired.units) or '(empty)'}")
+        failed = hook.outcome in (Outcome.BLOCKED, Outcome.FAILED)
+        for line in plan.reasons + tuple(e for e in hook.errors if e not in plan.reasons):
+            print(("  ! " if failed else "  note: ") + line.replace("\n", "\n    "))
+    counts = {o: sum(h.outcome is o for h in result.hooks) for o in Outcome}
+    print(", ".join(f"{n} {o.value}" for o, n in counts.items() if n) or "no hooks")
+
+
+def to_json(result: Result) -> dict:
+    return {
+        "changed": result.changed,
+        "failed": result.failed,
+        "hooks": [_hook_json(h) for h in result.hooks],
+        "diagnostics": [d.to_json() for d in result.diagnostics],
+    }
+
+
+def _chain_json(chain: ChainState | None) -> list[dict] | None:
+    if chain is None:
+        return None
+    return [{"unit": c.unit, "sha256": c.sha256, "tag": c.tag, "proceed_on": list(c.proceed_on)} for c in chain.components]
+
+
+def _hook_json(h: HookResult) -> dict:
+    p = h.plan
+    return {
+        "interface": h.key.interface,
+        "hook": h.key.hook.value,
+        "action": p.action.value,
+        "outcome": h.outcome.value,
+        "desired": _chain_json(p.desired),
+        "running": _chain_json(p.observed),
+        "added": list(p.added),
+        "removed": list(p.removed),
+        "moved": list(p.moved),
+        "changed": list(p.changed),
+        "reasons": list(p.reasons),
+        "errors": list(h.errors),
+        "prog_id": h.prog_id,
+    }

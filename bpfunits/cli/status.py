@@ -1,0 +1,70 @@
+"""`bpfunits status`: each hook's chain in order, unit by unit, with packets and verdicts."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict
+
+from bpfunits.cli import common
+from bpfunits.reconcile.engine import reconcile
+from bpfunits.reconcile.status import HookStatus, status_of
+
+
+def register(sub) -> None:
+    p = common.subcommand(
+        sub,
+        "status",
+        help="show each hook's chain with counters",
+        description="For each interface and hook of this network namespace: the chain in order with each "
+        "unit's state (active, pending, removing, failed), the program id and tag, packets that entered "
+        "each unit and the verdicts it returned (from the chain's counters), errors, and foreign "
+        "programs. Answers: which unit in my chain dropped this traffic? Changes nothing in the datapath.",
+    )
+    common.add_units_options(p)
+    common.add_kernel_options(p)
+    p.add_argument("--json", action="store_true", help="print the status as JSON")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    result = reconcile(common.config(args), apply=False)
+    hooks = status_of(result)
+    if args.json:
+        common.print_json({"hooks": [_json(h) for h in hooks], "diagnostics": [d.to_json() for d in result.diagnostics]})
+    else:
+        common.print_diagnostics(result.diagnostics)
+        for h in hooks:
+            _text(h)
+    return 1 if result.failed else 0
+
+
+def _json(h: HookStatus) -> dict:
+    program = h.program
+    return {
+        "interface": h.key.interface,
+        "hook": h.key.hook.value,
+        "program": None if program is None else {
+            "id": program.prog_id, "tag": program.tag, "backend": program.backend.value, "mode": program.mode,
+            "link_id": program.link_id},
+        "pending": h.pending,
+        "units": [asdict(u) for u in h.units],
+        "errors": list(h.errors),
+        "foreign": [{"id": f.prog_id, "name": f.name, "tag": f.tag, "backend": f.backend.value} for f in h.foreign],
+    }
+
+
+def _text(h: HookStatus) -> None:
+    program = h.program
+    where = f"prog {program.prog_id} tag {program.tag} via {program.backend.value}" if program else "no chain attached"
+    pending = "" if h.pending == "unchanged" else f", pending: {h.pending}"
+    print(f"{h.key}  ({where}{pending})")
+    if h.units:
+        print(f"    {'unit':<20} {'state':<9} {'packets':>10}  verdicts")
+    for u in h.units:
+        packets = "-" if u.packets is None else str(u.packets)
+        verdicts = " ".join(f"{name}={n}" for name, n in sorted(u.verdicts.items(), key=lambda kv: -kv[1]))
+        print(f"    {u.unit:<20} {u.state:<9} {packets:>10}  {verdicts}")
+    for f in h.foreign:
+        print(f"    foreign: {f.name or '?'} (id {f.prog_id}, {f.backend.value})")
+    for e in h.errors:
+        print("    ! " + e.replace("\n", "\n      "))

@@ -1,0 +1,7 @@
+"""`bpfunits daemon`: when to reconcile (file, netlink, timer and signal events), and sd_notify."""
+
+from bpfunits.daemon.loop import Daemon
+from bpfunits.daemon.notify import Notifier
+from bpfunits.daemon.trigger import Trigger
+
+__all__ = ["Daemon", "Notifier", "Trigger"]

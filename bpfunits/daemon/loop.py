@@ -1,0 +1,174 @@
+"""The daemon's event loop: decides when to reconcile, and calls the reconciler, one call at a
+time, from the thread that runs it.
+
+Watcher threads, the netlink listener and signal handlers only put Triggers on a queue; the
+loop debounces them, adds the periodic resync, and speaks sd_notify. It never touches the
+datapath itself, so stopping leaves whatever is attached running.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+from bpfunits.daemon.batch import Batch
+from bpfunits.daemon.links import LinkMonitor
+from bpfunits.daemon.notify import Notifier, NotifyError
+from bpfunits.daemon.trigger import Trigger
+from bpfunits.daemon.watch import FolderWatch
+from bpfunits.errors import BpfUnitsError
+
+# Reasons that arrive in bursts and wait for quiet; the others reconcile at once.
+DEBOUNCED = frozenset({"files", "interfaces", "xdp"})
+
+_STOP = object()
+
+
+class Daemon:
+    """Reconciles at start, on file, interface and foreign XDP changes, every `resync_period`
+    seconds and on SIGHUP, until SIGTERM/SIGINT or stop().
+
+    `notify`: where to send sd_notify messages; None reads $NOTIFY_SOCKET (nothing is sent
+    when that is unset). `status` turns a reconcile's result into the STATUS= text."""
+
+    def __init__(
+        self,
+        *,
+        reconcile: Callable[[Trigger], object],
+        folders: Sequence[Path],
+        resync_period: float,
+        debounce: float = 0.2,
+        netns: str | None = None,
+        notify: Notifier | None = None,
+        status: Callable[[object], str] | None = None,
+        log: logging.Logger | None = None,
+    ) -> None:
+        if resync_period <= 0 or debounce < 0:
+            raise BpfUnitsError(
+                f"daemon: the resync period must be positive and the debounce not negative "
+                f"(got {resync_period} s and {debounce} s)"
+            )
+        self._reconcile = reconcile
+        self._folders = [Path(f) for f in folders]
+        self._resync_period = resync_period
+        self._debounce = debounce
+        self._netns = netns
+        self._notifier = notify if notify is not None else Notifier.from_environment()
+        self._status = status or (lambda result: "reconciled")
+        self._log = log or logging.getLogger("bpfunits.daemon")
+        # SimpleQueue.put is reentrant, so signal handlers may call it while the loop waits.
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._watches: list[FolderWatch] = []
+
+    def stop(self) -> None:
+        self._queue.put(_STOP)
+
+    def run(self) -> int:
+        with ExitStack() as stack:
+            stack.enter_context(self._signals())
+            self._watches = []
+            for folder in self._folders:
+                watch = FolderWatch(folder, self._queue.put, self._log)
+                watch.start()
+                stack.callback(watch.close)
+                self._watches.append(watch)
+            monitor = LinkMonitor(self._queue.put, self._log, self._netns)
+            monitor.start()
+            stack.callback(monitor.close)
+            # Watchers run before the first reconcile, so no change can slip in between.
+            self._run_reconcile(Trigger("start"))
+            self._notify("READY=1")
+            self._loop()
+            self._log.info("stopping; attached programs stay in place")
+            self._notify("STOPPING=1")
+        return 0
+
+    def _loop(self) -> None:
+        batch = Batch(self._debounce)
+        now = time.monotonic()
+        resync_at = now + self._resync_period
+        interval = self._notifier.watchdog_interval if self._notifier else None
+        ping_at = now if interval else None
+        while True:
+            now = time.monotonic()
+            if ping_at is not None and now >= ping_at:
+                self._notify("WATCHDOG=1")
+                ping_at = now + interval
+            due = [resync_at] + [t for t in (batch.deadline, ping_at) if t is not None]
+            try:
+                item = self._queue.get(timeout=max(0.0, min(due) - now))
+            except queue.Empty:
+                item = None
+            if item is _STOP:
+                return
+            now = time.monotonic()
+            trigger: Trigger | None = None
+            if isinstance(item, Trigger):
+                if item.reason in DEBOUNCED:
+                    self._log.debug("event: %s", item)
+                    batch.add(item, now)
+                else:
+                    trigger = item
+            if trigger is None and batch.deadline is not None and now >= batch.deadline:
+                trigger = batch.take()
+            if trigger is None and now >= resync_at:
+                trigger = Trigger("timer")
+            if trigger is not None:
+                # A reconcile reads the present, so it covers whatever was waiting.
+                batch.clear()
+                self._run_reconcile(trigger)
+                resync_at = time.monotonic() + self._resync_period
+
+    def _run_reconcile(self, trigger: Trigger) -> None:
+        # Watches follow their folders before the reconcile reads them: a folder that appeared,
+        # vanished or (as a symlink) now points elsewhere. The reconcile reads what the watch
+        # missed meanwhile; what changes later, the watch sees.
+        for watch in self._watches:
+            watch.rearm()
+        self._log.info("reconcile: %s", trigger)
+        try:
+            result = self._reconcile(trigger)
+        except Exception as e:
+            # Logged, not fatal: the next trigger (at worst the resync timer) tries again.
+            self._log.exception("reconcile failed: %s", e)
+            self._notify(f"STATUS=reconcile failed: {e}")
+            return
+        try:
+            text = self._status(result)
+        except Exception:
+            self._log.exception("status text failed")
+            text = "reconciled"
+        self._notify(f"STATUS={text}")
+
+    def _notify(self, *assignments: str) -> None:
+        if self._notifier is None:
+            return
+        try:
+            self._notifier.send(*assignments)
+        except NotifyError as e:
+            self._log.warning("%s", e)
+
+    @contextmanager
+    def _signals(self) -> Iterator[None]:
+        """SIGHUP reconciles, SIGTERM/SIGINT stop; Python runs handlers in the main thread only,
+        so elsewhere (a test's thread) stop() is the way out."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        handlers = {
+            signal.SIGHUP: lambda *_: self._queue.put(Trigger("sighup")),
+            signal.SIGTERM: lambda *_: self._queue.put(_STOP),
+            signal.SIGINT: lambda *_: self._queue.put(_STOP),
+        }
+        previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)

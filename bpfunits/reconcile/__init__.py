@@ -1,0 +1,1 @@
+"""Reconciling: units and the live kernel in, one atomic change per hook out."""

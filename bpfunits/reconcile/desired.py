@@ -1,0 +1,65 @@
+"""What each hook should run: ordered chains whose programs loaded, as the planner compares them."""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+
+from bpfunits.errors import BpfUnitsError
+from bpfunits.kernel.bpffs import StateRoot
+from bpfunits.kernel.load import LoadedProgram, load_unit_program
+from bpfunits.order.graph import Chain, HookKey
+from bpfunits.plan.model import ChainState, Component, Desired
+from bpfunits.units.model import Unit
+
+# Bumped whenever the linker's output for the same components changes meaning, so running
+# chains are rebuilt; a bpfunits upgrade that leaves it alone swaps nothing.
+LINK_FORMAT = 1
+
+
+def build_id(counters: bool) -> str:
+    return f"link{LINK_FORMAT}" + ("+counters" if counters else "")
+
+
+class Programs:
+    """Each unit's program, loaded at most once per reconcile and shared by every hook it is
+    on (so a unit's maps are one set, whatever its interfaces). Owns the loaded programs."""
+
+    def __init__(self, root: StateRoot):
+        self.root = root
+        self.loaded: dict[str, LoadedProgram] = {}
+        self.errors: dict[str, str] = {}
+
+    def get(self, unit: Unit) -> LoadedProgram | None:
+        if unit.name not in self.loaded and unit.name not in self.errors:
+            try:
+                self.loaded[unit.name] = load_unit_program(unit, self.root)
+            except BpfUnitsError as exc:
+                self.errors[unit.name] = str(exc)
+        return self.loaded.get(unit.name)
+
+    def close(self) -> None:
+        for program in self.loaded.values():
+            program.close()
+        self.loaded.clear()
+
+
+def desired_chain(chain: Chain, programs: Programs, counters: bool, takeover: tuple[str, ...]) -> Desired:
+    """The hook's desired state, or its errors when a unit's program would not load."""
+    loaded = [(unit, programs.get(unit)) for unit in chain.units]
+    errors = tuple(programs.errors[u.name] for u, p in loaded if p is None)
+    if errors:
+        return Desired(chain.key, None, errors)
+    components = tuple(Component(u.name, p.sha256, p.tag, tuple(sorted(u.proceed_codes))) for u, p in loaded)
+    may_take_over = any(fnmatchcase(chain.key.interface, g) for g in takeover)
+    return Desired(chain.key, ChainState(components, build_id(counters)), takeover=may_take_over)
+
+
+def blocked_by_broken_units(key: HookKey, running: ChainState | None, broken: dict[str, str]) -> Desired | None:
+    """A hook running a unit whose files now fail to load keeps its chain: the unit's absence
+    from the valid units is an error, not a request to remove it."""
+    if running is None:
+        return None
+    hit = [u for u in running.units if u in broken]
+    if not hit:
+        return None
+    return Desired(key, None, tuple(f"unit {u} is running here but its files have errors: {broken[u]}" for u in hit))

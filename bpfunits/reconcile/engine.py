@@ -1,0 +1,204 @@
+"""One reconcile: units and the live kernel in; a plan per hook; with apply, one atomic kernel
+operation per changed hook. Errors stay with their hook: the others proceed."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+from bpfunits.config import Config
+from bpfunits.errors import BpfUnitsError
+from bpfunits.kernel import attach as attaching
+from bpfunits.kernel import bpf
+from bpfunits.kernel.bpffs import StateRoot, ensure_mounted, remove_tree
+from bpfunits.kernel.observe import Attached
+from bpfunits.kernel.probe import TcBackend, XdpBackend
+from bpfunits.kernel.tcx import Placement
+from bpfunits.kernel.xdp import XdpMode
+from bpfunits.link.component import component_of
+from bpfunits.link.linker import link_chain
+from bpfunits.order.chains import order_all
+from bpfunits.order.graph import Chain, HookKey
+from bpfunits.plan.diff import plan_all
+from bpfunits.plan.model import Action, Desired, HookPlan
+from bpfunits.reconcile import observed as observing
+from bpfunits.reconcile.desired import Programs, blocked_by_broken_units, build_id, desired_chain
+from bpfunits.reconcile.lock import exclusive
+from bpfunits.units.diagnostics import Diagnostic, Severity
+from bpfunits.units.search import load_units
+
+
+class Outcome(str, Enum):
+    UNCHANGED = "unchanged"
+    PLANNED = "planned"  # a change, not carried out (plan only)
+    APPLIED = "applied"
+    BLOCKED = "blocked"  # errors before any kernel change: the hook keeps what it runs
+    FAILED = "failed"  # the change could not be built or the kernel refused it: the hook keeps what it runs
+
+
+@dataclass
+class HookResult:
+    plan: HookPlan
+    outcome: Outcome
+    errors: tuple[str, ...] = ()
+    prog_id: int | None = None  # bpfunits' program on the hook after the reconcile
+    running: Attached | None = None  # bpfunits' program as observed before the reconcile
+    foreign: tuple[Attached, ...] = ()
+    ordered: tuple[str, ...] = ()  # the units ordered onto this hook, even when it is blocked
+
+    @property
+    def key(self) -> HookKey:
+        return self.plan.key
+
+
+@dataclass
+class Result:
+    hooks: list[HookResult] = field(default_factory=list)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    unit_errors: dict[str, str] = field(default_factory=dict)  # units whose files or programs failed
+
+    @property
+    def changed(self) -> bool:
+        return any(h.outcome in (Outcome.APPLIED, Outcome.PLANNED) for h in self.hooks)
+
+    @property
+    def failed(self) -> bool:
+        return any(h.outcome in (Outcome.BLOCKED, Outcome.FAILED) for h in self.hooks) or any(
+            d.severity is Severity.ERROR for d in self.diagnostics
+        )
+
+
+def attach_options(config: Config) -> attaching.AttachOptions:
+    return attaching.AttachOptions(
+        xdp_backend=XdpBackend(config.xdp_backend),
+        xdp_mode=XdpMode(config.xdp_mode),
+        tc_backend=TcBackend(config.tc_backend),
+        placement=Placement(config.tc_position),
+    )
+
+
+def reconcile(config: Config, *, apply: bool) -> Result:
+    """Plan (and with `apply`, carry out) every hook of this network namespace."""
+    ensure_mounted()
+    root = StateRoot(config.bpffs_root)
+    with exclusive(config.lock_file):
+        run = _Run(config, root, Programs(root), apply)
+        try:
+            return run.go()
+        finally:
+            run.programs.close()
+
+
+@dataclass
+class _Run:
+    config: Config
+    root: StateRoot
+    programs: Programs
+    apply: bool
+    live: dict[str, int] = field(default_factory=dict)
+    chains: dict[HookKey, Chain] = field(default_factory=dict)
+    desired: dict[HookKey, Desired] = field(default_factory=dict)
+    states: dict[HookKey, observing.HookState] = field(default_factory=dict)
+
+    def go(self) -> Result:
+        loaded = load_units(self.config.units_dirs)
+        self.live = observing.interfaces()
+        ordering = order_all(loaded.units.values(), self.live)
+        self.chains = ordering.chains
+        self.states = observing.read_all(self.live, self.root)
+        broken = {d.unit: d.message for d in loaded.errors if d.unit and d.unit not in loaded.units}
+
+        for key, chain in self.chains.items():
+            self.desired[key] = desired_chain(chain, self.programs, self.config.counters, self.config.takeover)
+        for error in ordering.errors:
+            self.desired[error.key] = Desired(error.key, None, (str(error),))
+        for key, state in self.states.items():
+            block = blocked_by_broken_units(key, state.observed.chain, broken)
+            if block is not None and key not in self.chains:
+                self.desired[key] = block
+
+        result = Result(diagnostics=list(loaded.diagnostics))
+        for plan in plan_all(self.desired.values(), [s.observed for s in self.states.values()]):
+            state = self.states.get(plan.key)
+            hook = self.carry_out(plan)
+            hook.running, hook.foreign = (state.ours, state.observation.foreign) if state else (None, ())
+            hook.ordered = self.chains[plan.key].names if plan.key in self.chains else ()
+            result.hooks.append(hook)
+        result.unit_errors = {**broken, **self.programs.errors}
+        if self.apply:
+            self.clean_up(result)
+        return result
+
+    def running(self, key: HookKey) -> Attached | None:
+        state = self.states.get(key)
+        return state.ours if state else None
+
+    def carry_out(self, plan: HookPlan) -> HookResult:
+        before = self.running(plan.key)
+        before_id = before.prog_id if before else None
+        if plan.action is Action.UNCHANGED:
+            return HookResult(plan, Outcome.UNCHANGED, prog_id=before_id)
+        if plan.action is Action.BLOCKED:
+            return HookResult(plan, Outcome.BLOCKED, plan.reasons, prog_id=before_id)
+        ifindex = self.live[plan.key.interface]
+        done = Outcome.APPLIED if self.apply else Outcome.PLANNED
+        try:
+            if plan.action is Action.REMOVE:
+                if self.apply:
+                    attaching.detach(ifindex, plan.key.hook, self.root)
+                return HookResult(plan, done, prog_id=None if self.apply else before_id)
+            # The chain is linked and loaded even for a plan, so the verifier's verdict on the
+            # whole chain is known before anything changes.
+            chain = self.chains[plan.key]
+            components = [component_of(u.name, self.programs.loaded[u.name], u.proceed_codes) for u in chain.units]
+            build = build_id(self.config.counters)
+            with link_chain(plan.key.hook, components, counters=self.config.counters, manifest=build) as linked:
+                prog_fd = linked.load()
+            try:
+                if not self.apply:
+                    return HookResult(plan, done, prog_id=before_id)
+                attached = self.switch(plan, ifindex, prog_fd, before)
+                return HookResult(plan, done, prog_id=attached.prog_id)
+            finally:
+                os.close(prog_fd)
+        except BpfUnitsError as exc:
+            return HookResult(plan, Outcome.FAILED, (str(exc),), prog_id=before_id)
+
+    def switch(self, plan: HookPlan, ifindex: int, prog_fd: int, before: Attached | None) -> Attached:
+        """One kernel operation: attach where nothing of ours runs, else swap ours atomically."""
+        hook = plan.key.hook
+        if before is None:
+            # A pin left behind by a program someone else removed is no reason to refuse: clear it.
+            if attaching.held_by(ifindex, hook, self.root) is not None:
+                attaching.detach(ifindex, hook, self.root)
+            takeover = self.desired[plan.key].takeover
+            return attaching.attach(ifindex, hook, prog_fd, self.root, attach_options(self.config), takeover=takeover)
+        old_fd = bpf.prog_get_fd_by_id(before.prog_id)
+        try:
+            return attaching.replace(ifindex, hook, prog_fd, self.root, old_prog_fd=old_fd)
+        finally:
+            os.close(old_fd)
+
+    def clean_up(self, result: Result) -> None:
+        """Remove the maps of units that no longer run anywhere (only after their programs left
+        the datapath), and the pins of interfaces that are gone."""
+        running: set[str] = set()
+        for hook in result.hooks:
+            chain = hook.plan.desired if hook.outcome in (Outcome.APPLIED, Outcome.UNCHANGED) else hook.plan.observed
+            if hook.plan.action is Action.REMOVE and hook.outcome is Outcome.APPLIED:
+                chain = None
+            running.update(chain.units if chain else ())
+        keep = {self.root.unit_path(name) for name in running}
+        for folder in _children(self.root.units_path):
+            if folder not in keep:
+                remove_tree(folder)
+        live = {f"if{index}" for index in self.live.values()}
+        for folder in _children(self.root.hooks_path):
+            if folder.name not in live:
+                remove_tree(folder)
+
+
+def _children(folder: Path) -> list[Path]:
+    return sorted(folder.iterdir()) if folder.is_dir() else []
