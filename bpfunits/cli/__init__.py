@@ -9,7 +9,6 @@ from bpfunits import __version__
 from bpfunits.cli import apply, daemon, order, plan, status, verify
 from bpfunits.cli.common import UNIT_LANGUAGE
 from bpfunits.errors import BpfUnitsError
-from bpfunits.kernel import netns
 
 COMMANDS = (verify, order, plan, apply, status, daemon)
 
@@ -32,8 +31,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        with netns.inside(getattr(args, "netns", None)):
-            return args.run(args)
+        return args.run(args)
     except BpfUnitsError as exc:
         print(f"bpfunits: {exc}", file=sys.stderr)
         return 1

@@ -8,6 +8,7 @@ import logging
 from bpfunits import logs
 from bpfunits.cli import common
 from bpfunits.daemon import Daemon, Trigger
+from bpfunits.kernel import netns
 from bpfunits.reconcile.decisions import log_result, summary
 from bpfunits.reconcile.engine import Result, reconcile
 
@@ -37,8 +38,11 @@ def run(args: argparse.Namespace) -> int:
     logs.configure(args.log_format)
     log = logging.getLogger("bpfunits.daemon")
 
+    # The namespace is entered for each reconcile, not for the whole process: the sd_notify
+    # socket and the file watches belong where the service manager started us.
     def reconcile_once(trigger: Trigger) -> Result:
-        result = reconcile(config, apply=True)
+        with netns.inside(args.netns):
+            result = reconcile(config, apply=True)
         log_result(log, result, str(trigger))
         return result
 

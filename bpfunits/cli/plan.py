@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from bpfunits.cli import common, report
+from bpfunits.kernel import netns
 from bpfunits.reconcile.engine import reconcile
 
 
@@ -26,6 +27,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    result = reconcile(common.config(args), apply=False)
+    with netns.inside(args.netns):
+        result = reconcile(common.config(args), apply=False)
     report.show(result, args.json)
     return report.exit_code(result, args.detailed_exitcode)

@@ -6,6 +6,7 @@ import argparse
 from dataclasses import asdict
 
 from bpfunits.cli import common
+from bpfunits.kernel import netns
 from bpfunits.reconcile.engine import reconcile
 from bpfunits.reconcile.status import HookStatus, status_of
 
@@ -27,7 +28,8 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    result = reconcile(common.config(args), apply=False)
+    with netns.inside(args.netns):
+        result = reconcile(common.config(args), apply=False)
     hooks = status_of(result)
     if args.json:
         common.print_json({"hooks": [_json(h) for h in hooks], "diagnostics": [d.to_json() for d in result.diagnostics]})

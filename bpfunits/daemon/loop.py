@@ -87,6 +87,8 @@ class Daemon:
             self._loop()
             self._log.info("stopping; attached programs stay in place")
             self._notify("STOPPING=1")
+        if self._notifier is not None:
+            self._notifier.close()  # run() is the daemon's whole life
         return 0
 
     def _loop(self) -> None:

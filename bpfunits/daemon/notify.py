@@ -23,6 +23,13 @@ class Notifier:
         self.address = address
         # How often WATCHDOG=1 is due (half of WATCHDOG_USEC, as sd_watchdog_enabled advises).
         self.watchdog_interval = watchdog_interval
+        # One socket, made now: a socket keeps the network namespace it was made in, and abstract
+        # addresses are per namespace, so entering another one later (--netns) must not change
+        # where notifications go.
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+
+    def close(self) -> None:
+        self._sock.close()
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] = os.environ) -> Notifier | None:
@@ -37,8 +44,7 @@ class Notifier:
         target = "\0" + self.address[1:] if self.address.startswith("@") else self.address
         message = "\n".join(assignments).encode()
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-                sock.sendto(message, target)
+            self._sock.sendto(message, target)
         except OSError as e:
             raise NotifyError(f"sd_notify to {self.address}: {e.strerror or e}") from None
 
