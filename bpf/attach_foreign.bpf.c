@@ -1,45 +1,10 @@
-// A program "another tool" attaches with ip/tc in tests: it counts test frames (EtherType
-// 0x88B5) into its own map, so a test can see it kept running, and lets every packet go on.
-#include <linux/bpf.h>
-#include <linux/if_ether.h>
-#include <bpf/bpf_helpers.h>
-#include <bpf/bpf_endian.h>
+// A program "another tool" attaches with ip/tc in tests: it counts test frames into its own
+// map, so a test can see it kept running, and lets every packet go on. One program per section,
+// so `ip ... sec xdp` and `tc ... sec tc` find exactly one.
+#define COUNTS_MAP foreign_counts
+#include "test_count.h"
 
-#define ETH_P_TEST 0x88B5
-#define TCX_NEXT -1
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} foreign_counts SEC(".maps");
-
-static __always_inline void count(void *data, void *data_end)
-{
-	struct ethhdr *eth = data;
-	__u32 slot = 0;
-	__u64 *n;
-
-	if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_TEST))
-		return;
-	n = bpf_map_lookup_elem(&foreign_counts, &slot);
-	if (n)
-		__sync_fetch_and_add(n, 1);
-}
-
-SEC("xdp")
-int foreign_xdp(struct xdp_md *ctx)
-{
-	count((void *)(long)ctx->data, (void *)(long)ctx->data_end);
-	return XDP_PASS;
-}
-
-SEC("tc")
-int foreign_tc(struct __sk_buff *skb)
-{
-	count((void *)(long)skb->data, (void *)(long)skb->data_end);
-	return TCX_NEXT;
-}
+XDP_COUNTER(foreign_xdp)
+TC_COUNTER(foreign_tc)
 
 char LICENSE[] SEC("license") = "GPL";

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
-
-from bpfunits.cli import common, report
-from bpfunits.kernel import netns
-from bpfunits.reconcile.engine import reconcile
+from bpfunits.cli import report
 
 
 def register(sub) -> None:
-    p = common.subcommand(
+    report.register_reconcile(
         sub,
         "plan",
+        apply=False,
         help="show what apply would change",
         description="Compare the units with what the kernel runs on every hook of this network namespace "
         "and print, per hook: unchanged, create, replace (units + added, - removed, ~ moved, * changed), "
@@ -20,14 +17,3 @@ def register(sub) -> None:
         "and verified, so verifier errors show here; nothing is attached or detached. New units' pinned "
         "maps may be created.",
     )
-    common.add_units_options(p)
-    common.add_kernel_options(p)
-    report.add_result_options(p)
-    p.set_defaults(run=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    with netns.inside(args.netns):
-        result = reconcile(common.config(args), apply=False)
-    report.show(result, args.json)
-    return report.exit_code(result, args.detailed_exitcode)

@@ -1,23 +1,36 @@
-"""Printing a reconcile's result, for people and as JSON, and the exit code it deserves."""
+"""plan and apply, one reconcile carried out or not: options, printing (for people and as JSON), exit codes."""
 
 from __future__ import annotations
 
 import argparse
 
 from bpfunits.cli import common
+from bpfunits.kernel import netns
 from bpfunits.plan.model import ChainState
-from bpfunits.reconcile.engine import HookResult, Outcome, Result
+from bpfunits.reconcile.engine import HookResult, Outcome, Result, reconcile
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGED = 0, 1, 2
 
 
-def add_result_options(p: argparse.ArgumentParser) -> None:
+def register_reconcile(sub, name: str, *, apply: bool, help: str, description: str) -> None:
+    """`plan` and `apply`: the same reconcile, carried out or not."""
+    p = common.subcommand(sub, name, help=help, description=description)
+    common.add_units_options(p)
+    common.add_kernel_options(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument(
         "--detailed-exitcode",
         action="store_true",
         help="exit 2 when there are changes (0: none, 1: errors), as terraform does",
     )
+    p.set_defaults(run=lambda args: _run(args, apply))
+
+
+def _run(args: argparse.Namespace, apply: bool) -> int:
+    with netns.inside(args.netns):
+        result = reconcile(common.config(args), apply=apply)
+    show(result, args.json)
+    return exit_code(result, args.detailed_exitcode)
 
 
 def exit_code(result: Result, detailed: bool) -> int:

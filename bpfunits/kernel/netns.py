@@ -35,45 +35,46 @@ def ns_path(name: str) -> str:
 
 
 @contextmanager
+def _returning_home() -> Iterator[None]:
+    """Bring this thread back to the network namespace it is in now when the block ends.
+    The thread's own namespace, not the process's: another thread may have moved already."""
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        yield
+    finally:
+        try:
+            _setns(home)
+        finally:
+            os.close(home)
+
+
+@contextmanager
 def inside(name: str | None) -> Iterator[None]:
     """Run the block with this thread in network namespace `name` (a name under /run/netns or a
     path); None stays where we are. Sockets opened inside keep the namespace after the block."""
     if name is None:
         yield
         return
-    # The thread's own namespace, not the process's: another thread may have moved already.
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        try:
-            target = os.open(ns_path(name), os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            raise NetnsError(f"network namespace {name!r} does not exist") from None
+        target = os.open(ns_path(name), os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise NetnsError(f"network namespace {name!r} does not exist") from None
+    with _returning_home():
         try:
             _setns(target)
         finally:
             os.close(target)
-        try:
-            yield
-        finally:
-            _setns(home)
-    finally:
-        os.close(home)
+        yield
 
 
 @contextmanager
 def private() -> Iterator[None]:
     """Run the block with this thread in a fresh, empty network namespace (only `lo`, down),
     which goes away once nothing uses it after the block."""
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
+    with _returning_home():
         if _libc.unshare(CLONE_NEWNET) != 0:
             raise NetnsError(f"unshare: {os.strerror(ctypes.get_errno())}")
-        try:
-            yield
-        finally:
-            _setns(home)
-    finally:
-        os.close(home)
+        yield
 
 
 def ifindex(ifname: str, ns: str | None = None) -> int:

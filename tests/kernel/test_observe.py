@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import os
-import secrets
 
 import pytest
 
 from bpfunits.hooks import Hook
 from bpfunits.kernel import attach, bpf, tcx
 from bpfunits.kernel.attach import AttachOptions
-from bpfunits.kernel.bpffs import BPFFS, StateRoot
 from bpfunits.kernel.observe import Backend, observe
 from bpfunits.kernel.probe import TcBackend
 from tests.kernel.counters import counters  # noqa: F401 (fixture)
@@ -21,13 +19,8 @@ pytestmark = pytest.mark.kernel
 
 
 @pytest.fixture
-def other_root():
-    root = StateRoot(BPFFS / f"bpfunits-test-{secrets.token_hex(4)}")
-    root.path.mkdir()
-    try:
-        yield root
-    finally:
-        root.remove()
+def other_root(make_bpffs_root):
+    return make_bpffs_root()
 
 
 def test_empty_hooks(veth_pair, bpffs_root):
