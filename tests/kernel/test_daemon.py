@@ -179,7 +179,7 @@ def test_cls_bpf_filter_deleted_by_someone_is_repaired_within_the_resync_period(
     eventually(lambda: d.chain(Hook.TC_INGRESS) == ("tc",), 3, "repaired at the 1 s resync")
 
 
-def test_interface_created_later_that_matches_the_glob_gets_its_chain_within_2s(daemon, veth_pair, bpffs_root):
+def test_interface_created_later_gets_its_chain_within_2s_and_its_pins_go_with_it(daemon, veth_pair, bpffs_root):
     d = daemon()
     drop(d.units, "count.unit", unit_text("counter.bpf.o"))
     eventually(lambda: d.chain() == ("count",), 5, "attached to the first interface")
@@ -189,6 +189,12 @@ def test_interface_created_later_that_matches_the_glob_gets_its_chain_within_2s(
     ifindex = netns.ifindex(new_if, veth_pair.ns_a)
     eventually(lambda: d.chain(Hook.XDP, ifindex) == ("count",), 2, "the new interface got its chain")
     assert time.monotonic() - started < 2
+
+    # When it goes away, so do the pins bpfunits kept for it.
+    assert (bpffs_root.hooks_path / f"if{ifindex}").exists()
+    subprocess.run(["ip", "-n", veth_pair.ns_a, "link", "del", new_if], check=True)
+    eventually(lambda: not (bpffs_root.hooks_path / f"if{ifindex}").exists(), 2, "its hook pins removed")
+    assert d.chain() == ("count",), "the other interface keeps its chain"
 
 
 def test_killed_daemon_restarts_without_swapping_anything(daemon, veth_pair, bpffs_root):

@@ -6,6 +6,8 @@ import json
 import os
 import struct
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,8 +15,9 @@ import pytest
 from bpfunits.cli import main
 from bpfunits.kernel import bpf, netns
 from bpfunits.kernel.observe import observe
+from bpfunits.reconcile.lock import exclusive
 from bpfunits.hooks import Hook
-from tests.traffic import frame, send_frames
+from tests.traffic import Receiver, frame, send_frames
 from tests.unitfiles import write
 
 pytestmark = pytest.mark.kernel
@@ -174,3 +177,84 @@ def test_status_shows_which_unit_dropped_the_traffic(tmp_path, capsys, veth_pair
     text = capsys.readouterr().out
     assert f"{veth_pair.if_a} xdp  (prog {xdp['program']['id']} tag" in text
     assert "20-drop              active            12  drop=12" in text
+
+
+def tc_unit(obj: str, name: str, extra: str = "") -> str:
+    return (f"[Unit]\n{extra}\n[Program]\nObject={BPF / obj}\nName={name}\n"
+            "[Attach]\nHook=tc-ingress\nInterfaces=bu*\n")
+
+
+def action_frame(action: int, seq: int) -> bytes:
+    # tc_actions returns byte 14 (the top byte of the frame's sequence number) as its action.
+    return frame(((action & 0xFF) << 24) | seq)
+
+
+@pytest.mark.parametrize("backend", ["tcx", "cls_bpf"])
+def test_tc_chain_attached_for_real_takes_the_chains_path(tmp_path, capsys, veth_pair, bpffs_root, bpf_objects, backend):
+    units = tmp_path / "units"
+    write(units, "10-count.unit", tc_unit("attach_counter.bpf.o", "tc_count_a"))
+    write(units, "20-act.unit", tc_unit("tc_actions.bpf.o", "choose_action"))
+    write(units, "30-count.unit", tc_unit("attach_counter.bpf.o", "tc_count_b"))
+    config = tmp_path / "c.yaml"
+    config.write_text(f"tc_backend: {backend}\n")
+    base = ["--netns", veth_pair.ns_a, "--units-dir", str(units), "--bpffs-root", str(bpffs_root.path),
+            "--config", str(config), "--json"]
+    code, doc = run_json(capsys, "apply", *base)
+    assert code == 0 and hooks(doc)[(veth_pair.if_a, "tc-ingress")]["outcome"] == "applied"
+
+    frames = [action_frame(-1, i) for i in range(5)] + [action_frame(2, i) for i in range(3)]
+    frames += [action_frame(0, i) for i in range(4)]
+    with Receiver(veth_pair.ns_a, veth_pair.if_a) as rx:
+        send_frames(veth_pair.ns_b, veth_pair.if_b, frames)
+        rx.wait_for(9)
+        arrived = rx.settle()
+
+    code, doc = run_json(capsys, "status", *base)
+    hook = next(h for h in doc["hooks"] if h["hook"] == "tc-ingress")
+    assert hook["program"]["backend"] == backend
+    rows = {u["unit"]: (u["packets"], u["verdicts"]) for u in hook["units"]}
+    assert rows == {
+        "10-count": (12, {"next": 12}),
+        "20-act": (12, {"next": 5, "shot": 3, "ok": 4}),
+        "30-count": (9, {"next": 9}),
+    }
+    assert arrived == 9, "the shot frames were dropped by the chain, the others went on to the stack"
+
+
+@pytest.mark.parametrize("backend", ["link", "netlink"])
+def test_xdp_chain_attached_for_real_takes_the_chains_path(tmp_path, capsys, veth_pair, bpffs_root, bpf_objects, backend):
+    units = tmp_path / "units"
+    write(units, "10-count.unit", unit("counter.bpf.o"))
+    write(units, "20-drop.unit", unit("dropper.bpf.o"))
+    write(units, "30-count.unit", unit("counter.bpf.o"))
+    config = tmp_path / "c.yaml"
+    config.write_text(f"xdp_backend: {backend}\n")
+    base = ["--netns", veth_pair.ns_a, "--units-dir", str(units), "--bpffs-root", str(bpffs_root.path),
+            "--config", str(config), "--json"]
+    assert run_json(capsys, "apply", *base)[0] == 0
+    with Receiver(veth_pair.ns_a, veth_pair.if_a) as rx:
+        send_frames(veth_pair.ns_b, veth_pair.if_b, [frame(i) for i in range(7)])
+        time.sleep(0.3)
+        arrived = rx.stop()
+    code, doc = run_json(capsys, "status", *base)
+    hook = next(h for h in doc["hooks"] if h["hook"] == "xdp")
+    assert hook["program"]["backend"] == f"xdp-{backend}"
+    assert {u["unit"]: (u["packets"], u["verdicts"]) for u in hook["units"]} == {
+        "10-count": (7, {"pass": 7}), "20-drop": (7, {"drop": 7}), "30-count": (0, {})}
+    assert arrived == 0
+
+
+def test_reconciles_never_overlap_across_processes(tmp_path, veth_pair, bpffs_root):
+    units = tmp_path / "units"
+    write(units, "count.unit", unit("counter.bpf.o"))
+    config = tmp_path / "c.yaml"
+    config.write_text(f"lock_file: {tmp_path / 'lock'}\n")
+    argv = [sys.executable, "-m", "bpfunits", "apply", "--netns", veth_pair.ns_a, "--units-dir", str(units),
+            "--bpffs-root", str(bpffs_root.path), "--config", str(config)]
+    with exclusive(tmp_path / "lock"):
+        other = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+        time.sleep(1.5)
+        assert other.poll() is None, "apply waits for the lock"
+        with netns.inside(veth_pair.ns_a):
+            assert observe(veth_pair.ifindex_a, Hook.XDP, bpffs_root).programs == ()
+    assert other.wait(timeout=20) == 0 and "1 applied" in other.stdout.read()
