@@ -5,9 +5,10 @@
 set -euo pipefail
 
 # graphviz: the tests render `bpfunits order --format dot`; ansible-core: the playbook syntax check;
-# systemd: systemd-analyze verify for the service unit; dpkg-dev: building the Debian package.
+# systemd: systemd-analyze verify for the service unit; dpkg-dev: building the Debian package;
+# procps: sysctl, with which the tests quiet their namespaces.
 packages=(clang llvm libbpf-dev libbpf1 bpftool python3-bpfcc iproute2 linux-headers-amd64 make graphviz
-          ansible-core systemd dpkg-dev)
+          ansible-core systemd dpkg-dev procps)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

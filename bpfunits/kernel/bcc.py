@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import struct
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ from bcc import BPF, libbcc
 
 from bpfunits.hooks import Hook
 from bpfunits.kernel import bpf
+from bpfunits.kernel.bpffs import folder_name
 from bpfunits.kernel.load import (
     LoadedProgram,
     LoadError,
@@ -75,9 +77,12 @@ def load_source_program(
     defines: tuple[tuple[str, str], ...] = (),
     sha256: str | None = None,
     label: str | None = None,
+    pin_root: Path | None = None,
 ) -> LoadedProgram:
     """Compile `source` with bcc (each define as -DNAME=VALUE) and load function `name` (or
-    the source's only function) as an XDP or SCHED_CLS program for `hook`."""
+    the source's only function) as an XDP or SCHED_CLS program for `hook`. With `pin_root`,
+    the maps persist there: a compatible map pinned by an earlier load takes the place of the
+    one bcc just made (its fd rewritten into the instructions), any other is pinned."""
     source, hook = Path(source), Hook(hook)
     label = label or str(source)
     digest = read_object(source, label, sha256)
@@ -92,6 +97,13 @@ def load_source_program(
     if failure is not None:
         output = "".join(compiler_output).strip()
         raise LoadError(f"{label}: bcc cannot compile {source}: {failure}\n{output}".rstrip())
+    adopted: dict[str, int] = {}  # fds of pinned maps standing in for bcc's, ours to close
+
+    def release() -> None:
+        for map_fd in adopted.values():
+            os.close(map_fd)
+        module.cleanup()
+
     try:
         functions = _functions(module.module)
         chosen = name if name is not None else (functions[0] if len(functions) == 1 else None)
@@ -107,20 +119,24 @@ def load_source_program(
             )
         prog_type = bpf.ProgType.SCHED_CLS if hook.is_tc else bpf.ProgType.XDP
         insns = module.dump_func(chosen.encode())
-        try:
-            with _stderr_captured():  # bcc prints a failed load's verifier log there
-                fd = module.load_func(chosen.encode(), BPF.SCHED_CLS if hook.is_tc else BPF.XDP).fd
-        except Exception:
-            # bcc raises a bare Exception; loading the same instructions ourselves gets the
-            # verifier log for the error.
-            fd = _reload_for_log(insns, prog_type, module, chosen, source, label)
+        tables = {t: _lib.bpf_table_fd(module.module, t.encode()) for t in _tables(module.module)}
+        if pin_root is None:
+            try:
+                with _stderr_captured():  # bcc prints a failed load's verifier log there
+                    fd = module.load_func(chosen.encode(), BPF.SCHED_CLS if hook.is_tc else BPF.XDP).fd
+            except Exception:
+                # bcc raises a bare Exception; loading the same instructions ourselves gets the
+                # verifier log for the error.
+                fd = _reload_for_log(insns, prog_type, module, chosen, source, label)
+            pins: dict[str, str] = {}
+        else:
+            pins = _persist_maps(tables, pin_root, adopted)
+            insns = _with_map_fds(insns, {tables[n]: fd for n, fd in adopted.items()})
+            fd = _load(insns, prog_type, module, chosen, source, label)
         info = bpf.prog_info(fd)
-        maps = {
-            t: map_ref(t, _lib.bpf_table_fd(module.module, t.encode()), None)
-            for t in _tables(module.module)
-        }
+        maps = {t: map_ref(t, adopted.get(t, tables[t]), pins.get(t)) for t in tables}
     except BaseException:
-        module.cleanup()
+        release()
         raise
     return LoadedProgram(
         fd=fd,
@@ -132,18 +148,56 @@ def load_source_program(
         insns=insns,
         maps=maps,
         sha256=digest,
-        _release=module.cleanup,
+        _release=release,
     )
 
 
-def _reload_for_log(insns: bytes, prog_type: int, module: BPF, name: str, source: Path, label: str) -> int:
+def _load(insns: bytes, prog_type: int, module: BPF, name: str, source: Path, label: str) -> int:
     license = _lib.bpf_module_license(module.module).decode()
     try:
-        fd = bpf.prog_load(prog_type, insns, license=license, name=name)
+        return bpf.prog_load(prog_type, insns, license=license, name=name)
     except bpf.VerifierError as e:
         raise ProgramRejected(label, name, source, e.errno, e.log) from None
     except bpf.BpfError as e:
         raise LoadError(f"{label}: loading {name!r} from {source} failed: {e}") from None
-    # Loaded the second time after all; close it, the first failure stands.
-    os.close(fd)
+
+
+def _reload_for_log(insns: bytes, prog_type: int, module: BPF, name: str, source: Path, label: str) -> int:
+    # Loaded the second time after all? Close it: the first failure stands.
+    os.close(_load(insns, prog_type, module, name, source, label))
     raise LoadError(f"{label}: bcc could not load {name!r} from {source}")
+
+
+def _persist_maps(tables: dict[str, int], pin_root: Path, adopted: dict[str, int]) -> dict[str, str]:
+    """Pin bcc's maps under `pin_root`, or adopt (into `adopted`) a compatible map pinned there
+    by an earlier load; a pinned map of another shape is replaced. Returns the pin paths."""
+    pin_root.mkdir(parents=True, exist_ok=True)
+    pins = {}
+    for name, fd in tables.items():
+        path = pin_root / folder_name(name)
+        if path.exists():
+            pinned = bpf.obj_get(str(path))
+            if bpf.map_info(pinned).shape == bpf.map_info(fd).shape:
+                adopted[name] = pinned
+                pins[name] = str(path)
+                continue
+            os.close(pinned)
+            path.unlink()
+        bpf.obj_pin(fd, str(path))
+        pins[name] = str(path)
+    return pins
+
+
+def _with_map_fds(insns: bytes, swap: dict[int, int]) -> bytes:
+    """The instructions with map fds in ld_imm64 (BPF_PSEUDO_MAP_FD/_VALUE) replaced per `swap`."""
+    out = bytearray(insns)
+    pc = 0
+    while pc < len(out):
+        if out[pc] == 0x18:  # ld_imm64: two slots, the map fd in the first one's imm
+            if out[pc + 1] >> 4 in (1, 2):
+                fd = struct.unpack_from("<i", out, pc + 4)[0]
+                struct.pack_into("<i", out, pc + 4, swap.get(fd, fd))
+            pc += 16
+        else:
+            pc += 8
+    return bytes(out)

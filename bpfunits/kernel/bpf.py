@@ -458,6 +458,11 @@ class MapInfo:
     max_entries: int
     flags: int
 
+    @property
+    def shape(self) -> tuple[int, int, int, int, int]:
+        """What must match for one map to stand in for another: type, sizes, entries, flags."""
+        return (self.type, self.key_size, self.value_size, self.max_entries, self.flags)
+
 
 @dataclass(frozen=True)
 class LinkInfo:

@@ -193,10 +193,9 @@ def _persist_maps(obj: BpfObject, pin_root: Path) -> None:
 def _pinned_shape(path: Path) -> tuple[int, int, int, int, int]:
     fd = bpf.obj_get(str(path))
     try:
-        info = bpf.map_info(fd)
+        return bpf.map_info(fd).shape
     finally:
         os.close(fd)
-    return (info.type, info.key_size, info.value_size, info.max_entries, info.flags)
 
 
 def _pins_under(folder: Path) -> set[Path]:
@@ -288,6 +287,7 @@ def load_unit_program(unit: Unit, root: StateRoot) -> LoadedProgram:
             defines=unit.program.defines,
             sha256=unit.program.sha256,
             label=label,
+            pin_root=root.unit_path(unit.name),
         )
     if unit.program.object is None:
         raise LoadError(f"{label}: names neither an object nor a source file")

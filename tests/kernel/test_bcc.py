@@ -110,3 +110,22 @@ def test_missing_function_lists_the_functions(load, bpf_objects):
 def test_missing_source_file(load, tmp_path):
     with pytest.raises(LoadError, match="does not exist"):
         load(tmp_path / "absent.c")
+
+
+def test_unit_maps_persist_across_loads(bpffs_root, bpf_objects):
+    unit = source_unit(bpf_objects / "bcc_counter.c")
+    with load_unit_program(unit, bpffs_root) as first:
+        for _ in range(3):
+            assert bpf.prog_test_run(first.fd, b"\0" * 64).retval == 2
+        assert first.maps["packets"].pinned_path == str(bpffs_root.unit_path(unit.name) / "packets")
+        first_id = first.maps["packets"].id
+    with load_unit_program(unit, bpffs_root) as second:
+        assert second.maps["packets"].id == first_id, "the pinned map stands in for bcc's new one"
+        bpf.prog_test_run(second.fd, b"\0" * 64)
+        assert struct.unpack("<Q", bpf.map_lookup(second.maps["packets"].fd, struct.pack("<I", 0), 8))[0] == 4
+        # The instructions the linker takes reference the persisted map too.
+        again = bpf.prog_load(bpf.ProgType.XDP, second.insns)
+        try:
+            assert first_id in bpf.prog_info(again).map_ids
+        finally:
+            os.close(again)
