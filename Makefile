@@ -25,3 +25,9 @@ bpf:
 clean:
 	$(MAKE) -C bpf clean
 	rm -rf $(VENV)
+
+# `make demo`: the example chain on a demo veth pair in namespaces of its own, with traffic,
+# status, a live reorder through the daemon, and removal of everything it created.
+.PHONY: demo
+demo: host venv bpf
+	$(PY) scripts/demo.py
