@@ -258,3 +258,19 @@ def test_reconciles_never_overlap_across_processes(tmp_path, veth_pair, bpffs_ro
         with netns.inside(veth_pair.ns_a):
             assert observe(veth_pair.ifindex_a, Hook.XDP, bpffs_root).programs == ()
     assert other.wait(timeout=20) == 0 and "1 applied" in other.stdout.read()
+
+
+def test_takeover_replaces_a_foreign_xdp_program_in_one_step(tmp_path, capsys, veth_pair, bpffs_root, bpf_objects):
+    subprocess.run(["ip", "-n", veth_pair.ns_a, "link", "set", "dev", veth_pair.if_a, "xdpgeneric", "obj",
+                    str(BPF / "attach_foreign.bpf.o"), "sec", "xdp"], check=True)
+    units = tmp_path / "units"
+    write(units, "count.unit", unit("counter.bpf.o"))
+    config = tmp_path / "c.yaml"
+    config.write_text("takeover: ['bu*']\n")
+    code, doc = run_json(capsys, "apply", "--netns", veth_pair.ns_a, "--units-dir", str(units),
+                         "--bpffs-root", str(bpffs_root.path), "--config", str(config), "--json")
+    got = hooks(doc)[(veth_pair.if_a, "xdp")]
+    assert code == 0 and got["action"] == "create" and got["outcome"] == "applied"
+    with netns.inside(veth_pair.ns_a):
+        programs = observe(veth_pair.ifindex_a, Hook.XDP, bpffs_root).programs
+    assert [(p.prog_id, p.ours) for p in programs] == [(got["prog_id"], True)]
