@@ -3,4 +3,5 @@ pytest_plugins = [
     "tests.fixtures.bpffs",
     "tests.fixtures.netns",
     "tests.fixtures.objects",
+    "tests.fixtures.counters",
 ]

@@ -7,7 +7,7 @@ from typing import Iterable
 
 from bpfunits.hooks import Hook
 from bpfunits.order.graph import HookKey
-from bpfunits.plan.model import Action, ChainState, Desired, HookPlan, Observed
+from bpfunits.plan.model import Action, Desired, HookPlan, Observed
 
 
 def plan_hook(key: HookKey, desired: Desired | None, observed: Observed | None) -> HookPlan:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
 from bpfunits.daemon.watch import is_editor_temp
+from tests.configmap import configmap_volume
 from tests.daemon.harness import Recorder, running
 
 SETTLE = 0.8  # comfortably more than the 0.2 s debounce
@@ -62,31 +62,12 @@ def test_atomic_rename_is_one_reconcile(tmp_path):
         assert [(t.reason, seen) for t, seen in recorder.calls] == [("start", "old"), ("files", "new")]
 
 
-def configmap_update(folder: Path, version: str, files: dict[str, str]) -> None:
-    """What the kubelet's atomic writer does: a new timestamped folder, a `..data_tmp` symlink to
-    it renamed over `..data`, user-visible symlinks through `..data`, the old folder removed."""
-    old = os.readlink(folder / "..data") if (folder / "..data").is_symlink() else None
-    stamp = folder / f"..2026_11_22_04_00_00.{version}"
-    stamp.mkdir()
-    for name, text in files.items():
-        (stamp / name).write_text(text)
-    os.symlink(stamp.name, folder / "..data_tmp")
-    os.rename(folder / "..data_tmp", folder / "..data")
-    for name in files:
-        if not (folder / name).is_symlink():
-            os.symlink(f"..data/{name}", folder / name)
-    if old:
-        for child in (folder / old).iterdir():
-            child.unlink()
-        (folder / old).rmdir()
-
-
 def test_configmap_data_swap_reconciles_with_new_content(tmp_path):
-    configmap_update(tmp_path, "1", {"foo.unit": "version 1"})
+    configmap_volume(tmp_path, "04_00_00.1", {"foo.unit": "version 1"})
     recorder = Recorder(observe=lambda: (tmp_path / "foo.unit").read_text())
     with running(recorder, [tmp_path]):
         assert recorder.calls[0][1] == "version 1"
-        configmap_update(tmp_path, "2", {"foo.unit": "version 2"})
+        configmap_volume(tmp_path, "04_00_00.2", {"foo.unit": "version 2"})
         trigger = recorder.wait(2)[1]
         recorder.quiet(SETTLE)
         assert trigger.reason == "files"

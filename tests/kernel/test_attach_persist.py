@@ -11,7 +11,7 @@ import pytest
 from bpfunits.hooks import Hook
 from bpfunits.kernel import attach
 from bpfunits.kernel.observe import Backend, observe
-from tests.kernel.counters import count_of_prog
+from tests.fixtures.counters import count_of_prog
 from tests.traffic import through_hook
 
 pytestmark = pytest.mark.kernel

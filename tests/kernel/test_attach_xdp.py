@@ -13,7 +13,7 @@ from bpfunits.kernel.attach import AttachError, AttachOptions
 from bpfunits.kernel.observe import Backend, observe
 from bpfunits.kernel.probe import XdpBackend
 from bpfunits.kernel.xdp import XdpMode
-from tests.kernel.counters import count_of_prog, counters  # noqa: F401 (fixture)
+from tests.fixtures.counters import count_of_prog
 from tests.traffic import through_hook
 
 pytestmark = pytest.mark.kernel

@@ -11,7 +11,6 @@ from bpfunits.kernel import attach, bpf, tcx
 from bpfunits.kernel.attach import AttachOptions
 from bpfunits.kernel.observe import Backend, observe
 from bpfunits.kernel.probe import TcBackend
-from tests.kernel.counters import counters  # noqa: F401 (fixture)
 from tests.kernel.test_attach_clsbpf import tc_add_foreign
 from tests.traffic import through_hook
 

@@ -11,7 +11,6 @@ from bpfunits.hooks import Hook
 from bpfunits.kernel import attach
 from bpfunits.kernel.attach import AttachOptions
 from bpfunits.kernel.probe import TcBackend, XdpBackend
-from tests.kernel.counters import counters  # noqa: F401 (fixture)
 from tests.traffic import Flow
 
 pytestmark = pytest.mark.kernel

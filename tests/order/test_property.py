@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 
 from bpfunits.hooks import Hook
 from bpfunits.order.graph import HookKey, order_hook
-from bpfunits.units.model import Location, Program, Unit
+from bpfunits.units.model import Program, Unit
 from pathlib import Path
 
 
