@@ -30,6 +30,9 @@ from bpfunits.link.stack import stack_depths
 PROG_NAME = "bpfu_chain"
 # The chain's own stack below an inlined component's: the context and the counter pointer.
 _CHAIN_STACK = 16
+# The verifier refuses a program using more distinct maps (MAX_USED_MAPS; on 6.18: "The total
+# number of maps per program has reached the limit of 64").
+MAX_MAPS = 64
 
 
 def prog_type_of(hook: Hook) -> bpf.ProgType:
@@ -129,6 +132,8 @@ def link_chain(
         parts.append(_place(hook, c, shape_of(c), force))
         if not c.proceed_on:
             stopper = c.name
+    own_maps = int(counters) + int(manifest is not None)
+    _check_map_count(hook, [p for p, _ in parts if p.mode is not Mode.UNREACHABLE], own_maps)
     chain_counters = ChainCounters(hook, [c.name for c in components]) if counters else None
     manifest_fd = None
     try:
@@ -184,6 +189,26 @@ def _place(hook: Hook, c: Component, shape: Shape, force: Mode | None) -> tuple[
         return called, reason or "call mode requested"
     return Part(c.name, shape, c.proceed_on, Mode.INLINE, depths[0], above), ""
 
+
+
+def _check_map_count(hook: Hook, parts: list[Part], own_maps: int) -> None:
+    """Refuse, naming each unit's share, a chain the verifier would refuse for its map count
+    (its one-line error would name no unit)."""
+    per_part: list[tuple[str, set[int]]] = []
+    for part in parts:
+        fds = {i.imm for i in part.shape.insns if i.is_ld_imm64 and i.src in (asm.PSEUDO_MAP_FD, asm.PSEUDO_MAP_VALUE)}
+        # By id, not fd: units (or one unit twice) may share a map.
+        per_part.append((part.name, {bpf.map_info(fd).id for fd in fds}))
+    total = len(set().union(*(ids for _, ids in per_part))) + own_maps
+    if total <= MAX_MAPS:
+        return
+    shares = [f"{name} {len(ids)}" for name, ids in per_part if ids]
+    if own_maps:
+        shares.append(f"bpfunits' counters and manifest {own_maps}")
+    raise LinkError(
+        f"the {hook.value} chain would use {total} maps, and the kernel allows {MAX_MAPS} in one program "
+        f"(maps per unit: {', '.join(shares)}); put fewer units on this hook"
+    )
 
 
 def _why_not_inline(shape: Shape) -> str:

@@ -293,6 +293,46 @@ def test_component_the_verifier_refuses_alone_is_named():
         link_chain(Hook.XDP, [Component("broken", bad, frozenset({2}))])
 
 
+def _map_users(count: int, maps_each: int) -> tuple[list[Component], list[int]]:
+    """`count` components that each load `maps_each` maps of their own and return XDP_PASS."""
+    fds = [bpf.map_create(bpf.MapType.ARRAY, 4, 8, 1) for _ in range(count * maps_each)]
+    components = []
+    for n in range(count):
+        loads = [i for fd in fds[n * maps_each : (n + 1) * maps_each] for i in asm.ld_map_fd(1, fd)]
+        insns = asm.encode([*loads, asm.mov64_imm(0, Hook.XDP.verdicts["pass"]), asm.exit_()])
+        components.append(Component(f"m{n}", insns, frozenset({Hook.XDP.verdicts["pass"]})))
+    return components, fds
+
+
+@pytest.mark.parametrize(
+    ("count", "own", "fits"),
+    [(32, {}, True), (31, {"counters": True, "manifest": "v"}, True), (32, {"counters": True}, False), (33, {}, False)],
+)
+def test_chain_over_the_kernels_map_limit_is_refused_naming_each_units_share(count, own, fits):
+    # 2 maps per unit: 32 units use exactly the kernel's 64, and the chain's own maps count too.
+    components, fds = _map_users(count, 2)
+    try:
+        if fits:
+            with link_chain(Hook.XDP, components, **own) as linked:
+                os.close(linked.load())
+        else:
+            with pytest.raises(LinkError, match=r"would use (65|66) maps, and the kernel allows 64 .*m0 2, m1 2"):
+                link_chain(Hook.XDP, components, **own)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def test_units_sharing_a_map_count_it_once():
+    components, fds = _map_users(1, 64)
+    try:
+        with link_chain(Hook.XDP, components * 3) as linked:  # one unit's 64 maps, three times over
+            os.close(linked.load())
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
 def test_no_components_is_refused():
     with pytest.raises(LinkError, match="no components"):
         link_chain(Hook.XDP, [])
