@@ -7,7 +7,7 @@ import logging
 
 from bpfunits import logs
 from bpfunits.cli import common
-from bpfunits.daemon import Daemon, Trigger
+from bpfunits.daemon import DEFAULT_DEBOUNCE, Daemon, Trigger
 from bpfunits.kernel import netns
 from bpfunits.reconcile.decisions import log_result, summary
 from bpfunits.reconcile.engine import Result, reconcile
@@ -28,8 +28,8 @@ def register(sub) -> None:
     common.add_units_options(p)
     common.add_kernel_options(p)
     p.add_argument("--log-format", choices=("text", "json"), default="text", help="log lines as text or JSON")
-    p.add_argument("--debounce", type=float, default=0.2, metavar="SECONDS",
-                   help="quiet time after a burst of events before reconciling (default: 0.2)")
+    p.add_argument("--debounce", type=float, default=DEFAULT_DEBOUNCE, metavar="SECONDS",
+                   help=f"quiet time after a burst of events before reconciling (default: {DEFAULT_DEBOUNCE})")
     p.set_defaults(run=run)
 
 

@@ -6,6 +6,10 @@ from dataclasses import dataclass, field
 
 from bpfunits.daemon.trigger import Trigger
 
+# Seconds of quiet that end a burst. Long enough to take an editor's save, a copied folder or a
+# ConfigMap swap (one rename) as one change; short enough that an edit is live within ~0.1 s
+# (benchmarks/control_plane.py).
+DEFAULT_DEBOUNCE = 0.05
 # However long a burst goes on, a batch waits at most this many debounce periods, so a steady
 # stream of events (a flapping link) cannot postpone the reconcile for ever.
 MAX_WAIT_PERIODS = 10

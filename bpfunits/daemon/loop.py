@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from bpfunits.daemon.batch import Batch
+from bpfunits.daemon.batch import DEFAULT_DEBOUNCE, Batch
 from bpfunits.daemon.links import LinkMonitor
 from bpfunits.daemon.notify import Notifier, NotifyError
 from bpfunits.daemon.trigger import Trigger
@@ -43,7 +43,7 @@ class Daemon:
         reconcile: Callable[[Trigger], object],
         folders: Sequence[Path],
         resync_period: float,
-        debounce: float = 0.2,
+        debounce: float = DEFAULT_DEBOUNCE,
         netns: str | None = None,
         notify: Notifier | None = None,
         status: Callable[[object], str] | None = None,

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bpfunits.daemon import Daemon, Trigger
+from bpfunits.daemon import DEFAULT_DEBOUNCE, Daemon, Trigger
 
 
 @dataclass
@@ -53,7 +53,7 @@ class Recorder:
 def running(recorder: Recorder, folders: list[Path], **options) -> Iterator[Daemon]:
     """The daemon, run in a thread until the block ends; its first (start) reconcile is done."""
     options.setdefault("resync_period", 60.0)
-    options.setdefault("debounce", 0.2)
+    options.setdefault("debounce", DEFAULT_DEBOUNCE)
     daemon = Daemon(reconcile=recorder, folders=folders, log=logging.getLogger("bpfunits.daemon"), **options)
     exit_code: list[int] = []
     thread = threading.Thread(target=lambda: exit_code.append(daemon.run()), daemon=True)

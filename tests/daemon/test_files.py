@@ -10,7 +10,7 @@ from bpfunits.daemon.watch import is_editor_temp
 from tests.configmap import configmap_volume
 from tests.daemon.harness import Recorder, running
 
-SETTLE = 0.8  # comfortably more than the 0.2 s debounce
+SETTLE = 0.8  # comfortably more than the debounce (and its at most 10 periods in a burst)
 
 
 @pytest.mark.parametrize("name", [".foo.unit.swp", ".foo.unit.swx", "foo.unit~", "4913", ".#foo.unit", "#foo.unit#"])
