@@ -220,3 +220,56 @@ def test_sigterm_leaves_the_datapath_running(daemon, veth_pair, bpffs_root):
     assert d.proc.returncode == 0
     assert d.chain() == ("a",)
     assert "STOPPING=1" in d.notify.texts
+
+
+def errors_logged(d: DaemonProcess, hook: Hook) -> list[str]:
+    return [r["message"] for r in d.records() if r.get("level") == "error" and r.get("hook") == hook.value]
+
+
+def test_bad_units_leave_every_other_hook_as_it_was(daemon, veth_pair, bpffs_root):
+    d = daemon()
+    drop(d.units, "x.unit", unit_text("counter.bpf.o"))
+    drop(d.units, "ti.unit", unit_text("tc_actions.bpf.o", hook="tc-ingress"))
+    drop(d.units, "te.unit", unit_text("tc_actions.bpf.o", hook="tc-egress"))
+    hooks = (Hook.XDP, Hook.TC_INGRESS, Hook.TC_EGRESS)
+    eventually(lambda: [d.chain(h) for h in hooks] == [("x",), ("ti",), ("te",)], 5, "three hooks attached")
+    before = {h: d.prog_id(h) for h in hooks}
+
+    # A verifier rejection on xdp and a cycle on tc-egress, while tc-ingress gets a good change.
+    drop(d.units, "bad.unit", unit_text("invalid.bpf.o", extra="After=x"))
+    drop(d.units, "c1.unit", unit_text("tc_actions.bpf.o", hook="tc-egress", extra="Before=c2"))
+    drop(d.units, "c2.unit", unit_text("tc_actions.bpf.o", hook="tc-egress", extra="Before=c1"))
+    drop(d.units, "ti2.unit", unit_text("tc_actions.bpf.o", hook="tc-ingress", extra="After=ti"))
+    eventually(lambda: d.chain(Hook.TC_INGRESS) == ("ti", "ti2"), 5, "tc-ingress took its change")
+    eventually(lambda: errors_logged(d, Hook.XDP) and errors_logged(d, Hook.TC_EGRESS), 5, "both errors logged")
+    assert "invalid access to packet" in errors_logged(d, Hook.XDP)[-1], "the verifier's own words"
+    assert "ordering cycle" in errors_logged(d, Hook.TC_EGRESS)[-1]
+    assert (d.prog_id(Hook.XDP), d.prog_id(Hook.TC_EGRESS)) == (before[Hook.XDP], before[Hook.TC_EGRESS])
+
+    # A missing object on tc-ingress, while xdp gets a good change (and the broken units go).
+    for name in ("bad.unit", "c1.unit", "c2.unit"):
+        (d.units / name).unlink()
+    ingress = d.prog_id(Hook.TC_INGRESS)
+    drop(d.units, "ghost.unit", unit_text("nonexistent.bpf.o", hook="tc-ingress"))
+    drop(d.units, "x2.unit", unit_text("counter.bpf.o", extra="After=x"))
+    eventually(lambda: d.chain(Hook.XDP) == ("x", "x2"), 5, "xdp took its change")
+    eventually(lambda: any("nonexistent.bpf.o" in m for m in errors_logged(d, Hook.TC_INGRESS)), 5, "error logged")
+    assert (d.prog_id(Hook.TC_INGRESS), d.prog_id(Hook.TC_EGRESS)) == (ingress, before[Hook.TC_EGRESS])
+    assert d.proc.poll() is None
+
+
+def test_foreign_xdp_program_stays_untouched(daemon, veth_pair, bpffs_root):
+    subprocess.run(["ip", "-n", veth_pair.ns_a, "link", "set", "dev", veth_pair.if_a, "xdpgeneric", "obj",
+                    str(BPF / "counter.bpf.o"), "sec", "xdp"], check=True)
+    with netns.inside(veth_pair.ns_a):
+        foreign = observe(veth_pair.ifindex_a, Hook.XDP, bpffs_root).programs
+    d = daemon()
+    drop(d.units, "x.unit", unit_text("counter.bpf.o"))
+    drop(d.units, "t.unit", unit_text("tc_actions.bpf.o", hook="tc-ingress"))
+    eventually(lambda: d.chain(Hook.TC_INGRESS) == ("t",), 5, "the other hook attached")
+    eventually(lambda: any("foreign XDP program" in m for m in errors_logged(d, Hook.XDP)), 5, "refusal logged")
+    # Through a SIGHUP and two resyncs (1 s here).
+    d.proc.send_signal(signal.SIGHUP)
+    time.sleep(2.5)
+    with netns.inside(veth_pair.ns_a):
+        assert observe(veth_pair.ifindex_a, Hook.XDP, bpffs_root).programs == foreign
