@@ -31,3 +31,16 @@ clean:
 .PHONY: demo
 demo: host venv bpf
 	$(PY) scripts/demo.py
+
+# Control-plane figures (edit latency, cold reconcile, idle daemon); root, ~2.5 minutes.
+.PHONY: bench-control-plane
+bench-control-plane: venv bpf
+	$(PY) benchmarks/control_plane.py
+
+# `make wheel`: dist/bpfunits-<version>-py3-none-any.whl. `make deb`: dist/bpfunits_<version>_<arch>.deb
+# (scripts/build-deb.sh; pip fetches the dependencies it bundles at the venv's versions).
+.PHONY: wheel deb
+wheel: venv
+	$(PY) -m pip wheel . -w dist --no-deps -q
+deb: venv bpf
+	bash scripts/build-deb.sh $(PY)

@@ -6,9 +6,10 @@ set -euo pipefail
 
 # graphviz: the tests render `bpfunits order --format dot`; ansible-core: the playbook syntax check;
 # systemd: systemd-analyze verify for the service unit; dpkg-dev: building the Debian package;
-# procps: sysctl, with which the tests quiet their namespaces.
+# procps: sysctl, with which the tests quiet their namespaces; strace: the test that the daemon
+# stays inside the service's system call filter; zsh: the zsh completion script's syntax check.
 packages=(clang llvm libbpf-dev libbpf1 bpftool python3-bpfcc iproute2 linux-headers-amd64 make graphviz
-          ansible-core systemd dpkg-dev procps)
+          ansible-core systemd dpkg-dev procps strace zsh)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

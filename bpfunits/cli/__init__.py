@@ -6,11 +6,11 @@ import argparse
 import sys
 
 from bpfunits import __version__
-from bpfunits.cli import apply, daemon, order, plan, status, verify
+from bpfunits.cli import apply, completion, daemon, order, plan, status, verify
 from bpfunits.cli.common import UNIT_LANGUAGE
 from bpfunits.errors import BpfUnitsError
 
-COMMANDS = (verify, order, plan, apply, status, daemon)
+COMMANDS = (verify, order, plan, apply, status, daemon, completion)
 
 
 def parser() -> argparse.ArgumentParser:
