@@ -293,15 +293,17 @@ def test_component_the_verifier_refuses_alone_is_named():
         link_chain(Hook.XDP, [Component("broken", bad, frozenset({2}))])
 
 
+def _map_user(name: str, fds: list[int]) -> Component:
+    """A component that loads the maps behind `fds` and returns XDP_PASS."""
+    loads = [i for fd in fds for i in asm.ld_map_fd(1, fd)]
+    insns = asm.encode([*loads, asm.mov64_imm(0, Hook.XDP.verdicts["pass"]), asm.exit_()])
+    return Component(name, insns, frozenset({Hook.XDP.verdicts["pass"]}))
+
+
 def _map_users(count: int, maps_each: int) -> tuple[list[Component], list[int]]:
-    """`count` components that each load `maps_each` maps of their own and return XDP_PASS."""
+    """`count` components that each load `maps_each` maps of their own."""
     fds = [bpf.map_create(bpf.MapType.ARRAY, 4, 8, 1) for _ in range(count * maps_each)]
-    components = []
-    for n in range(count):
-        loads = [i for fd in fds[n * maps_each : (n + 1) * maps_each] for i in asm.ld_map_fd(1, fd)]
-        insns = asm.encode([*loads, asm.mov64_imm(0, Hook.XDP.verdicts["pass"]), asm.exit_()])
-        components.append(Component(f"m{n}", insns, frozenset({Hook.XDP.verdicts["pass"]})))
-    return components, fds
+    return [_map_user(f"m{n}", fds[n * maps_each : (n + 1) * maps_each]) for n in range(count)], fds
 
 
 @pytest.mark.parametrize(
@@ -324,12 +326,16 @@ def test_chain_over_the_kernels_map_limit_is_refused_naming_each_units_share(cou
 
 
 def test_units_sharing_a_map_count_it_once():
+    # Three units reach the same 64 maps, each through fds of its own (as separate loads of a
+    # pinned map would): 64 maps to the kernel, not 192.
     components, fds = _map_users(1, 64)
+    dups = [[os.dup(fd) for fd in fds] for _ in range(2)]
+    components += [_map_user(f"d{n}", d) for n, d in enumerate(dups)]
     try:
-        with link_chain(Hook.XDP, components * 3) as linked:  # one unit's 64 maps, three times over
+        with link_chain(Hook.XDP, components) as linked:
             os.close(linked.load())
     finally:
-        for fd in fds:
+        for fd in fds + dups[0] + dups[1]:
             os.close(fd)
 
 
