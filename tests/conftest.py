@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.netns",
     "tests.fixtures.objects",
     "tests.fixtures.counters",
+    "tests.fixtures.features",
 ]

@@ -75,6 +75,18 @@ def test_counting_keeps_the_verdict_and_stays_in_its_slot_range():
     assert not any(i.dst == R0 for i in insns if i.cls in (asm.ALU, asm.ALU64) and i.code != 0xB7)
 
 
+def test_counter_lookup_is_null_checked_before_its_result_is_kept():
+    # Kernels before the verifier's map-lookup nullness elision (5.10, 6.1, 6.12) refuse a
+    # pointer from bpf_map_lookup_elem that is used unchecked, even for key 0 of an array.
+    counters = CounterLayout(map_fd=7, low=-1, high=8)
+    insns = assemble([part(*RET_PASS)], end_verdict=-1, counters=counters).insns
+    lookup = insns.index(asm.call_helper(asm.HELPER_MAP_LOOKUP_ELEM))
+    check, fallback, leave, keep = insns[lookup + 1 : lookup + 5]
+    assert check == asm.jmp_imm(asm.JNE, R0, 0, 2)  # 64-bit: the whole pointer
+    assert (fallback, leave) == (asm.mov64_imm(R0, -1), asm.exit_())  # as if every unit proceeded
+    assert keep == asm.stx_dw(FP, R0, keep.off)
+
+
 def test_no_room_for_the_context_is_refused():
     with pytest.raises(LinkError, match="unit u: its stack leaves no room"):
         assemble([part(*RET_PASS, depth=512)], end_verdict=2)

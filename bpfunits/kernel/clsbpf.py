@@ -95,9 +95,9 @@ def filters(ifindex: int, hook: Hook) -> list[Filter]:
     return found
 
 
-def install(ifindex: int, hook: Hook, prog_fd: int, hook_dir: Path, slot: Slot, name: str = "bpfunits") -> None:
-    """Put `prog_fd` in our filter slot, replacing whatever filter is there in one step (the
-    clsact qdisc is added if missing), and pin it as ours."""
+def put(ifindex: int, hook: Hook, prog_fd: int, slot: Slot, name: str) -> None:
+    """Put `prog_fd` in the filter slot, replacing whatever filter is there in one step (the
+    clsact qdisc is added if missing)."""
     with rtnl.route(f"adding clsact to ifindex {ifindex}") as ipr:
         try:
             ipr.tc("add", "clsact", ifindex)
@@ -109,6 +109,11 @@ def install(ifindex: int, hook: Hook, prog_fd: int, hook_dir: Path, slot: Slot, 
             "replace-filter", "bpf", ifindex, slot.handle,
             fd=prog_fd, name=name, parent=_parent(hook), prio=slot.prio, protocol=ETH_P_ALL, direct_action=True,
         )
+
+
+def install(ifindex: int, hook: Hook, prog_fd: int, hook_dir: Path, slot: Slot, name: str = "bpfunits") -> None:
+    """Put `prog_fd` in our filter slot (see `put`) and pin it as ours."""
+    put(ifindex, hook, prog_fd, slot, name)
     pins.pin(prog_fd, hook_dir / pins.PROG)
 
 

@@ -9,7 +9,7 @@ from enum import Enum
 from pathlib import Path
 
 from bpfunits.hooks import Hook
-from bpfunits.kernel import bpf, clsbpf, pins, tcx, xdp
+from bpfunits.kernel import bpf, clsbpf, pins, probe, tcx, xdp
 from bpfunits.kernel.bpffs import StateRoot
 
 
@@ -34,7 +34,7 @@ class Attached:
 @dataclass(frozen=True)
 class Observation:
     """The programs on one hook in the order the kernel runs them. `revision` is the tcx
-    revision (tc hooks; 0 when tcx was never used there), None for XDP."""
+    revision (tc hooks; 0 when tcx was never used there or the kernel has no tcx), None for XDP."""
 
     ifindex: int
     hook: Hook
@@ -104,7 +104,8 @@ def _observe_xdp(ifindex: int, hook_dir: Path) -> Observation:
 
 
 def _observe_tc(ifindex: int, hook: Hook, hook_dir: Path) -> Observation:
-    query = tcx.query(ifindex, hook)
+    # Kernels without tcx (before 6.6) refuse the query itself (EINVAL): nothing runs there.
+    query = tcx.query(ifindex, hook) if probe.features().has(probe.TCX_QUERY) else bpf.Query((), (), 0)
     our_link = pins.link_info(hook_dir)
     our_prog = pins.prog_id(hook_dir)
     programs = [

@@ -69,7 +69,7 @@ def attach_link(ifindex: int, prog_fd: int, hook_dir: Path, mode: XdpMode) -> in
     return pins.create_link(prog_fd, ifindex, bpf.AttachType.XDP, hook_dir, flags=mode.flags)
 
 
-def _netlink_set(ifindex: int, prog_fd: int, flags: int, expected_fd: int | None = None) -> None:
+def netlink_set(ifindex: int, prog_fd: int, flags: int, expected_fd: int | None = None) -> None:
     attrs: list[tuple[str, int]] = [("IFLA_XDP_FD", prog_fd)]
     if expected_fd is not None:
         flags |= XDP_FLAGS_REPLACE
@@ -82,19 +82,19 @@ def _netlink_set(ifindex: int, prog_fd: int, flags: int, expected_fd: int | None
 def attach_netlink(ifindex: int, prog_fd: int, hook_dir: Path, mode: XdpMode) -> None:
     """Attach through netlink, only if the interface runs no XDP program (else EBUSY), and pin
     the program in `hook_dir` as ours."""
-    _netlink_set(ifindex, prog_fd, mode.flags | XDP_FLAGS_UPDATE_IF_NOEXIST)
+    netlink_set(ifindex, prog_fd, mode.flags | XDP_FLAGS_UPDATE_IF_NOEXIST)
     pins.pin(prog_fd, hook_dir / pins.PROG)
 
 
 def replace_netlink(ifindex: int, new_prog_fd: int, hook_dir: Path, expected_fd: int) -> None:
     """Swap the netlink-attached program for `new_prog_fd` in one step, only if it still is
     `expected_fd` (else EEXIST), and pin the new one as ours."""
-    _netlink_set(ifindex, new_prog_fd, state(ifindex).mode_flags, expected_fd)
+    netlink_set(ifindex, new_prog_fd, state(ifindex).mode_flags, expected_fd)
     pins.pin(new_prog_fd, hook_dir / pins.PROG)
 
 
 def detach_netlink(ifindex: int, hook_dir: Path) -> None:
     """Remove our netlink-attached program, only if it still is the one pinned in `hook_dir`."""
     with pins.opened(hook_dir / pins.PROG) as ours:
-        _netlink_set(ifindex, -1, state(ifindex).mode_flags, expected_fd=ours)
+        netlink_set(ifindex, -1, state(ifindex).mode_flags, expected_fd=ours)
     (hook_dir / pins.PROG).unlink()

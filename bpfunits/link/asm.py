@@ -178,6 +178,11 @@ def jmp32_imm(op: int, dst: int, imm: int, off: int) -> Insn:
     return Insn(JMP32 | op | K, dst, 0, off, imm)
 
 
+def jmp_imm(op: int, dst: int, imm: int, off: int) -> Insn:
+    """A 64-bit compare: pointers are compared whole."""
+    return Insn(JMP | op | K, dst, 0, off, imm)
+
+
 def call_helper(helper_id: int) -> Insn:
     return Insn(JMP | CALL, 0, 0, 0, helper_id)
 

@@ -107,7 +107,7 @@ class _Emitter:
 
 
 _EXIT = "exit"
-_PROLOGUE_MAX = 16  # manifest reference, context save, counter lookup, final return
+_PROLOGUE_MAX = 19  # manifest reference, context save, counter lookup and its check, final return
 _PART_OVERHEAD_MAX = 12  # context reload, counting, the exit of a far dispatch
 
 
@@ -161,7 +161,7 @@ def assemble(
     else:
         e.emit(asm.mov64_reg(R6, R1))
     if counters:
-        _emit_counter_lookup(e, counters, counter_slot, ctx_slot)
+        _emit_counter_lookup(e, counters, counter_slot, ctx_slot, end_verdict)
 
     for i, part in enumerate(parts):
         if i:
@@ -231,7 +231,9 @@ def _emit_dispatch(e: _Emitter, proceed_on: frozenset[int], far: bool) -> None:
         e.emit_to(asm.jmp32_imm(asm.JNE, R0, codes[-1], 0), _EXIT)
 
 
-def _emit_counter_lookup(e: _Emitter, c: CounterLayout, slot: int, ctx_slot: int | None) -> None:
+def _emit_counter_lookup(
+    e: _Emitter, c: CounterLayout, slot: int, ctx_slot: int | None, end_verdict: int
+) -> None:
     """Keep a pointer to this CPU's counter value in `slot` (key 0 of a one-entry array)."""
     e.emit(
         asm.st_w(FP, slot, 0),
@@ -239,9 +241,14 @@ def _emit_counter_lookup(e: _Emitter, c: CounterLayout, slot: int, ctx_slot: int
         asm.add64_imm(R2, slot),
         *asm.ld_map_fd(R1, c.map_fd),
         asm.call_helper(asm.HELPER_MAP_LOOKUP_ELEM),
+        # Key 0 of a one-entry array always has a value, but only kernels with the verifier's
+        # map-lookup nullness elision (late 2024) know that; the others refuse an unchecked
+        # pointer. Never taken: the chain would end as if every component let the packet go on.
+        asm.jmp_imm(asm.JNE, R0, 0, 2),
+        asm.mov64_imm(R0, end_verdict),
+        asm.exit_(),
+        asm.stx_dw(FP, R0, slot),
     )
-    # The verifier knows a constant in-range key of an array finds a value, so no null check.
-    e.emit(asm.stx_dw(FP, R0, slot))
     e.emit(asm.ldx_dw(R1, FP, ctx_slot) if ctx_slot is not None else asm.mov64_reg(R1, R6))
 
 

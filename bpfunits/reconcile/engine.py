@@ -11,7 +11,7 @@ from pathlib import Path
 from bpfunits.config import Config
 from bpfunits.errors import BpfUnitsError
 from bpfunits.kernel import attach as attaching
-from bpfunits.kernel import bpf
+from bpfunits.kernel import bpf, probe
 from bpfunits.kernel.bpffs import StateRoot, ensure_mounted, remove_tree
 from bpfunits.kernel.observe import Attached
 from bpfunits.kernel.probe import TcBackend, XdpBackend
@@ -81,6 +81,7 @@ def attach_options(config: Config) -> attaching.AttachOptions:
 
 def reconcile(config: Config, *, apply: bool) -> Result:
     """Plan (and with `apply`, carry out) every hook of this network namespace."""
+    probe.features().require_supported()
     ensure_mounted()
     root = StateRoot(config.bpffs_root)
     with exclusive(config.lock_file):

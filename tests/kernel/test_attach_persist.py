@@ -12,6 +12,7 @@ from bpfunits.hooks import Hook
 from bpfunits.kernel import attach
 from bpfunits.kernel.observe import Backend, observe
 from tests.fixtures.counters import count_of_prog
+from tests.fixtures.features import tcx_param
 from tests.traffic import through_hook
 
 pytestmark = pytest.mark.kernel
@@ -42,7 +43,7 @@ with netns.inside(ns):
 
 @pytest.mark.parametrize(
     "hook, backend",
-    [(Hook.XDP, "link"), (Hook.XDP, "netlink"), (Hook.TC_INGRESS, "tcx"), (Hook.TC_INGRESS, "cls_bpf")],
+    [(Hook.XDP, "link"), (Hook.XDP, "netlink"), tcx_param(Hook.TC_INGRESS, "tcx"), (Hook.TC_INGRESS, "cls_bpf")],
 )
 def test_attachment_outlives_the_attaching_process(veth_pair, bpffs_root, bpf_objects, hook, backend):
     observed_as = {"link": Backend.XDP_LINK, "netlink": Backend.XDP_NETLINK, "tcx": Backend.TCX, "cls_bpf": Backend.CLS_BPF}

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from bpfunits.hooks import Hook
-from bpfunits.kernel import attach, bpf, tcx
+from bpfunits.kernel import attach, bpf, probe, tcx
 from bpfunits.kernel.attach import AttachError, AttachOptions
 from bpfunits.kernel.observe import Backend, observe
 from bpfunits.kernel.probe import TcBackend
@@ -16,7 +16,7 @@ from bpfunits.kernel.tcx import Placement
 from tests.fixtures.counters import count_of_prog
 from tests.traffic import through_hook
 
-pytestmark = pytest.mark.kernel
+pytestmark = [pytest.mark.kernel, pytest.mark.needs(probe.TCX)]
 
 TCX = AttachOptions(tc_backend=TcBackend.TCX)
 

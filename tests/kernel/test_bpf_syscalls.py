@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from bpfunits.kernel import bpf
+from bpfunits.kernel import bpf, probe
 
 pytestmark = pytest.mark.kernel
 
@@ -170,6 +170,7 @@ def test_xdp_link_create_info_update_detach(veth_pair, pass_prog):
         os.close(other)
 
 
+@pytest.mark.needs(probe.TCX)
 def test_tcx_links_query_order_and_revision(veth_pair, tc_progs):
     first, second = tc_progs
     with veth_pair.inside_a():
@@ -202,6 +203,7 @@ def test_tcx_links_query_order_and_revision(veth_pair, tc_progs):
         assert bpf.prog_query(ifindex, bpf.AttachType.TCX_INGRESS).prog_ids == ()
 
 
+@pytest.mark.needs(probe.TCX)
 def test_prog_query_grows_its_buffers(veth_pair):
     fds = [bpf.prog_load(bpf.ProgType.SCHED_CLS, RETURN_NEXT) for _ in range(20)]
     links = []

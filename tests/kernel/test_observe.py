@@ -7,7 +7,7 @@ import os
 import pytest
 
 from bpfunits.hooks import Hook
-from bpfunits.kernel import attach, bpf, tcx
+from bpfunits.kernel import attach, bpf, probe, tcx
 from bpfunits.kernel.attach import AttachOptions
 from bpfunits.kernel.observe import Backend, observe
 from bpfunits.kernel.probe import TcBackend
@@ -30,6 +30,7 @@ def test_empty_hooks(veth_pair, bpffs_root):
             assert (seen.revision is None) == (hook is Hook.XDP)
 
 
+@pytest.mark.needs(probe.TCX)
 def test_tc_hook_lists_tcx_links_then_cls_bpf_filters(veth_pair, bpffs_root, counters, bpf_objects):
     ours, theirs = counters(Hook.TC_INGRESS, "a"), counters(Hook.TC_INGRESS, "b")
     tc_add_foreign(veth_pair, bpf_objects)

@@ -17,6 +17,7 @@ from bpfunits.kernel import bpf, netns
 from bpfunits.kernel.observe import observe
 from bpfunits.reconcile.lock import exclusive
 from bpfunits.hooks import Hook
+from tests.fixtures.features import tcx_param
 from tests.traffic import Receiver, frame, send_frames
 from tests.unitfiles import write
 
@@ -189,7 +190,7 @@ def action_frame(action: int, seq: int) -> bytes:
     return frame(((action & 0xFF) << 24) | seq)
 
 
-@pytest.mark.parametrize("backend", ["tcx", "cls_bpf"])
+@pytest.mark.parametrize("backend", [tcx_param("tcx"), "cls_bpf"])
 def test_tc_chain_attached_for_real_takes_the_chains_path(tmp_path, capsys, veth_pair, bpffs_root, bpf_objects, backend):
     units = tmp_path / "units"
     write(units, "10-count.unit", tc_unit("attach_counter.bpf.o", "tc_count_a"))

@@ -11,6 +11,7 @@ from bpfunits.hooks import Hook
 from bpfunits.kernel import attach
 from bpfunits.kernel.attach import AttachOptions
 from bpfunits.kernel.probe import TcBackend, XdpBackend
+from tests.fixtures.features import tcx_param
 from tests.traffic import Flow
 
 pytestmark = pytest.mark.kernel
@@ -25,7 +26,7 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", [tcx_param(c) if c == "tcx" else c for c in CASES])
 def test_swaps_under_traffic_lose_nothing(veth_pair, bpffs_root, counters, case):
     hook, options = CASES[case]
     a, b = counters(hook, "a"), counters(hook, "b")
