@@ -7,6 +7,7 @@ from dataclasses import asdict
 
 from bpfunits.cli import common
 from bpfunits.kernel import netns
+from bpfunits.kernel.observe import Attached
 from bpfunits.reconcile.engine import reconcile
 from bpfunits.reconcile.status import HookStatus, status_of
 
@@ -51,8 +52,23 @@ def _json(h: HookStatus) -> dict:
         "pending": h.pending,
         "units": [asdict(u) for u in h.units],
         "errors": list(h.errors),
-        "foreign": [{"id": f.prog_id, "name": f.name, "tag": f.tag, "backend": f.backend.value} for f in h.foreign],
+        "foreign": [_foreign_json(f) for f in h.foreign],
     }
+
+
+def _foreign_json(f: Attached) -> dict:
+    document = {"id": f.prog_id, "name": f.name, "tag": f.tag, "backend": f.backend.value}
+    if f.dispatcher:
+        document["dispatcher"] = {
+            "kind": "libxdp",
+            "version": f.dispatcher.version,
+            "programs": [
+                {"id": s.prog_id, "name": s.name, "run_prio": s.run_prio,
+                 "chain_call_actions": list(s.chain_call_actions)}
+                for s in f.dispatcher.slots
+            ],
+        }
+    return document
 
 
 def _text(h: HookStatus) -> None:
@@ -68,5 +84,11 @@ def _text(h: HookStatus) -> None:
         print(f"    {u.unit:<20} {u.state:<9} {packets:>10}  {verdicts}")
     for f in h.foreign:
         print(f"    foreign: {f.name or '?'} (id {f.prog_id}, {f.backend.value})")
+        if f.dispatcher:
+            print(f"      libxdp dispatcher v{f.dispatcher.version}, in run order:")
+        for s in f.dispatcher.slots if f.dispatcher else ():
+            ident = f"id {s.prog_id}" if s.prog_id is not None else "pin unreadable"
+            print(f"      {s.name or '?'} ({ident}, priority {s.run_prio}, "
+                  f"chain call on {','.join(s.chain_call_actions) or 'nothing'})")
     for e in h.errors:
         print("    ! " + e.replace("\n", "\n      "))

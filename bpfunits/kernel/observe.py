@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 
 from bpfunits.hooks import Hook
-from bpfunits.kernel import bpf, clsbpf, pins, probe, tcx, xdp
+from bpfunits.kernel import bpf, clsbpf, libxdp, pins, probe, tcx, xdp
 from bpfunits.kernel.bpffs import StateRoot
 
 
@@ -29,6 +29,7 @@ class Attached:
     backend: Backend
     mode: str | None  # XDP: driver/generic/...; cls_bpf: "prio N handle 0xH"; tcx: None
     ours: bool
+    dispatcher: libxdp.Dispatcher | None = None  # a foreign XDP program that is libxdp's dispatcher
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,10 @@ def _observe_xdp(ifindex: int, hook_dir: Path) -> Observation:
     else:
         ours = pins.prog_id(hook_dir) == state.prog_id
         backend = Backend.XDP_NETLINK
-    return Observation(ifindex, Hook.XDP, None, (_attached(state.prog_id, link_id, backend, state.mode, ours),))
+    attached = _attached(state.prog_id, link_id, backend, state.mode, ours)
+    if not ours:
+        attached = replace(attached, dispatcher=libxdp.dispatcher_of(state.prog_id, ifindex))
+    return Observation(ifindex, Hook.XDP, None, (attached,))
 
 
 def _observe_tc(ifindex: int, hook: Hook, hook_dir: Path) -> Observation:

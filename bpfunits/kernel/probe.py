@@ -64,7 +64,7 @@ TCX_QUERY = Feature("tcx_query", "BPF_PROG_QUERY on tcx hooks", "6.6", "observin
 CLS_BPF = Feature("cls_bpf", "clsact qdisc with direct-action cls_bpf", "4.5", "tc_backend cls_bpf")
 BPF_STATS = Feature("bpf_stats", "run-time statistics (kernel.bpf_stats_enabled)", "5.1", "run_time_ns in `bpftool prog`")
 FREPLACE = Feature(
-    "freplace", "BPF_PROG_TYPE_EXT (freplace) permitted", "5.6", "nothing of bpfunits; libxdp's dispatcher needs it"
+    "freplace", "BPF_PROG_TYPE_EXT (freplace) permitted", "5.6", "libxdp's dispatcher (xdp-loader) beside bpfunits"
 )
 
 FEATURES: tuple[Feature, ...] = (

@@ -25,6 +25,7 @@ def _release(text: str) -> tuple[int, int]:
 
 
 @pytest.mark.kernel
+@pytest.mark.matrix
 def test_probe_agrees_with_the_kernel_release():
     """Each feature is found exactly on kernels at least as new as the release named for it,
     which this test checks on every kernel of the matrix (freplace may be refused by policy)."""
@@ -95,6 +96,7 @@ def test_every_feature_has_a_probe_and_a_release():
 
 
 @pytest.mark.kernel
+@pytest.mark.matrix
 def test_probe_command_prints_features_and_backends(capsys):
     assert main(["probe"]) == 0
     out = capsys.readouterr().out
