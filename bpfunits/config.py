@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, fields, replace
 from functools import cache
 from importlib import resources
@@ -11,7 +12,9 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from bpfunits import yamlsafe
 from bpfunits.errors import BpfUnitsError
+from bpfunits.untrusted import FilePolicy, UntrustedFileError, read_untrusted
 
 DEFAULT_FILE = Path("/etc/bpfunits/bpfunits.yaml")
 
@@ -32,6 +35,9 @@ class Config:
     takeover: tuple[str, ...]
     counters: bool
     lock_file: Path
+    strict_permissions: bool
+    max_unit_size: int
+    max_object_size: int
 
     def override(self, *, units_dirs=None, bpffs_root=None) -> Config:
         """Command-line options win over the file."""
@@ -41,6 +47,10 @@ class Config:
         if bpffs_root:
             changes["bpffs_root"] = Path(bpffs_root)
         return replace(self, **changes)
+
+    @property
+    def file_policy(self) -> FilePolicy:
+        return FilePolicy(self.strict_permissions, self.max_unit_size, self.max_object_size)
 
 
 @cache
@@ -59,22 +69,37 @@ def load_config(path: Path | None) -> Config:
             return defaults()
         path = DEFAULT_FILE
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ConfigError(f"{path}:{mark.line + 1 if mark else 1}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+        text = read_untrusted(path, FilePolicy().max_unit_size, strict=False).decode("utf-8")
+        node = yamlsafe.compose(text)
+        data = yamlsafe.construct(node)
+    except UntrustedFileError as exc:
+        raise ConfigError(str(exc)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except yamlsafe.YamlError as exc:
+        raise ConfigError(f"{path}:{exc.line or 1}: invalid YAML: {exc.problem}") from None
     data = {} if data is None else data
     errors = sorted(jsonschema.Draft202012Validator(schema()).iter_errors(data), key=lambda e: list(map(str, e.path)))
-    if errors:
-        lines = [f"{path}:{_line(node, list(e.absolute_path))}: {'.'.join(map(str, e.absolute_path)) or 'top level'}: {e.message}"
-                 for e in errors]
+    lines = [f"{path}:{_line(node, list(e.absolute_path))}: {'.'.join(map(str, e.absolute_path)) or 'top level'}: {e.message}"
+             for e in errors]
+    lines += [f"{path}:{k.start_mark.line + 1}: duplicate key {k.value!r}" for k in _repeated_keys(node)]
+    if not errors and os.path.isdir(data.get("lock_file", "")):
+        lines.append(f"{path}:{_line(node, ['lock_file'])}: lock_file: {data['lock_file']} is a folder, not a file")
+    if lines:
         raise ConfigError("\n".join(lines))
     return _build(data)
+
+
+def _repeated_keys(node: yaml.Node | None) -> list[yaml.Node]:
+    """Repeated keys of every mapping in the document: one would silently override the other."""
+    if isinstance(node, yaml.MappingNode):
+        found = yamlsafe.repeated_keys(node)
+        for key, value in node.value:
+            found += _repeated_keys(key) + _repeated_keys(value)
+        return found
+    if isinstance(node, yaml.SequenceNode):
+        return [k for item in node.value for k in _repeated_keys(item)]
+    return []
 
 
 def _build(data: dict) -> Config:
@@ -91,6 +116,9 @@ def _build(data: dict) -> Config:
         takeover=tuple(values["takeover"]),
         counters=bool(values["counters"]),
         lock_file=Path(values["lock_file"]),
+        strict_permissions=bool(values["strict_permissions"]),
+        max_unit_size=int(values["max_unit_size"]),
+        max_object_size=int(values["max_object_size"]),
     )
 
 

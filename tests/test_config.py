@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from bpfunits.config import ConfigError, defaults, load_config
+from bpfunits.untrusted import FilePolicy
 
 
 def test_every_key_has_a_default():
@@ -11,6 +12,8 @@ def test_every_key_has_a_default():
     assert c.bpffs_root == Path("/sys/fs/bpf/bpfunits")
     assert (c.resync_period, c.xdp_mode, c.xdp_backend, c.tc_backend, c.tc_position) == (30.0, "auto", "auto", "auto", "first")
     assert c.takeover == () and c.counters is True and c.lock_file == Path("/run/bpfunits.lock")
+    assert (c.strict_permissions, c.max_unit_size, c.max_object_size) == (True, 1 << 20, 64 << 20)
+    assert c.file_policy == FilePolicy(), "callers without a configuration read files as the defaults say"
 
 
 def test_file_values_and_overrides(tmp_path):

@@ -89,7 +89,8 @@ def config(args: argparse.Namespace) -> Config:
 
 def load(args: argparse.Namespace) -> LoadResult:
     # Folders named on the command line must exist; the configured path may be partly absent.
-    return load_units(config(args).units_dirs, required=bool(args.units_dir))
+    settings = config(args)
+    return load_units(settings.units_dirs, required=bool(args.units_dir), policy=settings.file_policy)
 
 
 def host_interfaces() -> list[str]:

@@ -28,6 +28,7 @@ from bpfunits.kernel.load import (
     map_ref,
     read_object,
 )
+from bpfunits.untrusted import FilePolicy
 
 # Our own handle on libbcc, so declaring argument types here does not touch bcc's.
 _lib = ctypes.CDLL(libbcc.lib._name, use_errno=True)
@@ -78,18 +79,21 @@ def load_source_program(
     sha256: str | None = None,
     label: str | None = None,
     pin_root: Path | None = None,
+    policy: FilePolicy = FilePolicy(),
 ) -> LoadedProgram:
     """Compile `source` with bcc (each define as -DNAME=VALUE) and load function `name` (or
     the source's only function) as an XDP or SCHED_CLS program for `hook`. With `pin_root`,
     the maps persist there: a compatible map pinned by an earlier load takes the place of the
-    one bcc just made (its fd rewritten into the instructions), any other is pinned."""
+    one bcc just made (its fd rewritten into the instructions), any other is pinned. The source
+    is read once, under `policy`, and bcc compiles those bytes: what was hashed is what loads."""
     source, hook = Path(source), Hook(hook)
     label = label or str(source)
-    digest = read_object(source, label, sha256)
-    cflags = [f"-D{key}={value}" for key, value in defines]
+    source_file = read_object(source, label, sha256, policy)
+    # Quoted #includes are still found next to the source, as when bcc read the file itself.
+    cflags = [f"-D{key}={value}" for key, value in defines] + [f"-I{source.parent}"]
     with _stderr_captured() as compiler_output:
         try:
-            module = BPF(src_file=os.fsencode(source), cflags=cflags)
+            module = BPF(text=source_file.data, cflags=cflags)
         except Exception as e:  # bcc raises bare Exception for compile failures
             failure = e
         else:
@@ -147,7 +151,7 @@ def load_source_program(
         tag=info.tag,
         insns=insns,
         maps=maps,
-        sha256=digest,
+        sha256=source_file.sha256,
         _release=release,
     )
 

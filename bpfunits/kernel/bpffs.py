@@ -17,6 +17,7 @@ from bpfunits.errors import BpfUnitsError
 from bpfunits.hooks import Hook
 
 BPFFS = Path("/sys/fs/bpf")
+NAME_MAX = 255  # bytes in one path component, bpffs included
 BPF_FS_MAGIC = 0xCAFE4A11
 
 _libc = ctypes.CDLL(None, use_errno=True)

@@ -31,7 +31,7 @@ def _fn(name: str, restype, *argtypes) -> None:
     f.argtypes = list(argtypes)
 
 
-_fn("bpf_object__open_file", _obj_p, ctypes.c_char_p, ctypes.c_void_p)
+_fn("bpf_object__open_mem", _obj_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p)
 _fn("bpf_object__load", ctypes.c_int, _obj_p)
 _fn("bpf_object__close", None, _obj_p)
 _fn("bpf_object__next_program", _prog_p, _obj_p, _prog_p)
@@ -65,6 +65,7 @@ _libc.vsnprintf.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, c
 
 LIBBPF_WARN, LIBBPF_INFO, LIBBPF_DEBUG = 0, 1, 2
 _OPEN_OPTS_SIZE = 80  # sizeof(struct bpf_object_open_opts) in libbpf 1.1
+_OPEN_OPTS_OBJECT_NAME = 8
 _OPEN_OPTS_PIN_ROOT_PATH = 24
 
 _print_lock = threading.Lock()
@@ -164,19 +165,27 @@ def _check(ret: int, what: str) -> None:
 
 
 class BpfObject:
-    """An open libbpf bpf_object; its fds live until close()."""
+    """An open libbpf bpf_object, parsed from `data`: the caller reads the file once, so the
+    bytes it checked (SHA256=) are the bytes that load. `path` names the object in messages and,
+    as bpf_object__open_file would, gives the object its name (the file name up to its first
+    '.'), which prefixes the names of its .data/.bss/.rodata maps and so their pins. Its fds
+    live until close()."""
 
-    def __init__(self, path: Path, *, pin_root_path: Path | None = None) -> None:
+    def __init__(self, data: bytes, path: Path, *, pin_root_path: Path | None = None) -> None:
+        self.path = Path(path)
+        # libbpf keeps pointers into these until close(): they live as long as the object.
+        self._data = ctypes.create_string_buffer(data, len(data))
+        self._name = ctypes.create_string_buffer(os.fsencode(self.path.name.split(".")[0]))
+        self._pin_root = ctypes.create_string_buffer(os.fsencode(pin_root_path)) if pin_root_path else None
         opts = ctypes.create_string_buffer(_OPEN_OPTS_SIZE)
         ctypes.c_size_t.from_buffer(opts, 0).value = _OPEN_OPTS_SIZE
-        self._pin_root = ctypes.create_string_buffer(os.fsencode(pin_root_path)) if pin_root_path else None
+        ctypes.c_void_p.from_buffer(opts, _OPEN_OPTS_OBJECT_NAME).value = ctypes.addressof(self._name)
         if self._pin_root is not None:
             ctypes.c_void_p.from_buffer(opts, _OPEN_OPTS_PIN_ROOT_PATH).value = ctypes.addressof(
                 self._pin_root
             )
-        self.path = Path(path)
         with _capture() as output:
-            handle = _lib.bpf_object__open_file(os.fsencode(self.path), opts)
+            handle = _lib.bpf_object__open_mem(ctypes.addressof(self._data), len(data), opts)
             err = ctypes.get_errno()
         if not handle:
             raise LibbpfError(f"cannot open BPF object {self.path}: {os.strerror(err)}", err, "".join(output))

@@ -23,6 +23,7 @@ from bpfunits.kernel import bpf
 from bpfunits.kernel.bpffs import StateRoot, folder_name, remove_tree
 from bpfunits.kernel.libbpf import BpfObject, LibbpfError, ObjectProgram, iter_log_sections
 from bpfunits.units.model import Unit
+from bpfunits.untrusted import FileMissing, FilePolicy, UntrustedFileError, read_untrusted
 
 
 class LoadError(BpfUnitsError):
@@ -128,14 +129,23 @@ def map_ref(name: str, fd: int, pinned_path: str | None) -> MapRef:
     )
 
 
-def read_object(path: Path, label: str, sha256: str | None) -> str:
-    """The SHA256 of the file at `path`, checked against `sha256` when given."""
+@dataclass(frozen=True)
+class ObjectFile:
+    """An object's (or source's) bytes as read once, and their SHA256: what was hashed is what
+    loads, whatever happens to the file meanwhile."""
+
+    data: bytes
+    sha256: str
+
+
+def read_object(path: Path, label: str, sha256: str | None, policy: FilePolicy) -> ObjectFile:
+    """The file at `path` and its SHA256, checked against `sha256` when given."""
     try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
+        data = read_untrusted(path, policy.max_object_size, strict=policy.strict_permissions)
+    except FileMissing:
         raise ObjectNotFound(f"{label}: BPF file {path} does not exist") from None
-    except OSError as e:
-        raise LoadError(f"{label}: cannot read BPF file {path}: {e.strerror}") from None
+    except UntrustedFileError as e:
+        raise LoadError(f"{label}: BPF file {e}") from None
     actual = hashlib.sha256(data).hexdigest()
     if sha256 is not None and sha256.lower() != actual:
         raise ChecksumMismatch(
@@ -143,7 +153,7 @@ def read_object(path: Path, label: str, sha256: str | None) -> str:
             sha256.lower(),
             actual,
         )
-    return actual
+    return ObjectFile(data, actual)
 
 
 def _select(
@@ -211,25 +221,26 @@ def load_object_program(
     sha256: str | None = None,
     label: str | None = None,
     persist_maps: bool = False,
+    policy: FilePolicy = FilePolicy(),
 ) -> LoadedProgram:
     """Load program `name` (or the object's one program for `hook`) from the ELF object at
     `path`, with maps pinned by name under `pin_root` (a bpffs folder, created if missing, and
     removed again if the load leaves it empty). With `persist_maps`, every map that holds state
     is pinned there too, so the next load of the same unit reuses it. A failed load leaves no
-    pin it created."""
+    pin it created. `policy`: what the object file must be to be read."""
     path, hook, pin_root = Path(path), Hook(hook), Path(pin_root)
     label = label or str(path)
     if os.path.ismount(pin_root):
         # libbpf would pin maps by name straight into a shared bpffs root.
         raise LoadError(f"{label}: refusing to pin maps into the bpffs mount point {pin_root}")
-    digest = read_object(path, label, sha256)
+    object_file = read_object(path, label, sha256, policy)
     created_root = not pin_root.exists()
     pin_root.mkdir(parents=True, exist_ok=True)
     pins_before = _pins_under(pin_root)
     obj: BpfObject | None = None
     try:
         try:
-            obj = BpfObject(path, pin_root_path=pin_root)
+            obj = BpfObject(object_file.data, path, pin_root_path=pin_root)
         except LibbpfError as e:
             raise LoadError(f"{label}: {e}\n{e.output.strip()}".rstrip()) from None
         programs = obj.programs()
@@ -258,7 +269,7 @@ def load_object_program(
             tag=info.tag,
             insns=program.insns(),
             maps={m.name: map_ref(m.name, m.fd, m.pin_path) for m in obj.maps() if m.fd >= 0},
-            sha256=digest,
+            sha256=object_file.sha256,
             _release=obj.close,
         )
     except BaseException:
@@ -274,8 +285,9 @@ def load_object_program(
     return loaded
 
 
-def load_unit_program(unit: Unit, root: StateRoot) -> LoadedProgram:
-    """Load a unit's program: an ELF object with libbpf, or C source with bcc."""
+def load_unit_program(unit: Unit, root: StateRoot, policy: FilePolicy = FilePolicy()) -> LoadedProgram:
+    """Load a unit's program: an ELF object with libbpf, or C source with bcc. `policy`: what
+    its object or source file must be to be read."""
     label = f"unit {unit.name}"
     if unit.program.source is not None:
         from bpfunits.kernel.bcc import load_source_program  # bcc is heavy; only Source= needs it
@@ -288,6 +300,7 @@ def load_unit_program(unit: Unit, root: StateRoot) -> LoadedProgram:
             sha256=unit.program.sha256,
             label=label,
             pin_root=root.unit_path(unit.name),
+            policy=policy,
         )
     if unit.program.object is None:
         raise LoadError(f"{label}: names neither an object nor a source file")
@@ -299,4 +312,5 @@ def load_unit_program(unit: Unit, root: StateRoot) -> LoadedProgram:
         sha256=unit.program.sha256,
         label=label,
         persist_maps=True,
+        policy=policy,
     )

@@ -10,6 +10,7 @@ from bpfunits.kernel.load import LoadedProgram, load_unit_program
 from bpfunits.order.graph import Chain, HookKey
 from bpfunits.plan.model import ChainState, Component, Desired
 from bpfunits.units.model import Unit
+from bpfunits.untrusted import FilePolicy
 
 # Bumped whenever the linker's output for the same components changes meaning, so running
 # chains are rebuilt; a bpfunits upgrade that leaves it alone swaps nothing.
@@ -24,17 +25,20 @@ class Programs:
     """Each unit's program, loaded at most once per reconcile and shared by every hook it is
     on (so a unit's maps are one set, whatever its interfaces). Owns the loaded programs."""
 
-    def __init__(self, root: StateRoot):
+    def __init__(self, root: StateRoot, policy: FilePolicy = FilePolicy()):
         self.root = root
+        self.policy = policy
         self.loaded: dict[str, LoadedProgram] = {}
         self.errors: dict[str, str] = {}
 
     def get(self, unit: Unit) -> LoadedProgram | None:
         if unit.name not in self.loaded and unit.name not in self.errors:
             try:
-                self.loaded[unit.name] = load_unit_program(unit, self.root)
+                self.loaded[unit.name] = load_unit_program(unit, self.root, self.policy)
             except BpfUnitsError as exc:
                 self.errors[unit.name] = str(exc)
+            except (OSError, ValueError) as exc:  # whatever else one unit's input provokes stays its error
+                self.errors[unit.name] = f"unit {unit.name}: {exc}"
         return self.loaded.get(unit.name)
 
     def close(self) -> None:

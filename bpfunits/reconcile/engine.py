@@ -85,7 +85,7 @@ def reconcile(config: Config, *, apply: bool) -> Result:
     ensure_mounted()
     root = StateRoot(config.bpffs_root)
     with exclusive(config.lock_file):
-        run = _Run(config, root, Programs(root), apply)
+        run = _Run(config, root, Programs(root, config.file_policy), apply)
         try:
             return run.go()
         finally:
@@ -104,7 +104,7 @@ class _Run:
     states: dict[HookKey, observing.HookState] = field(default_factory=dict)
 
     def go(self) -> Result:
-        loaded = load_units(self.config.units_dirs)
+        loaded = load_units(self.config.units_dirs, policy=self.config.file_policy)
         self.live = observing.interfaces()
         ordering = order_all(loaded.units.values(), self.live)
         self.chains = ordering.chains

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,9 +20,15 @@ class LockError(BpfUnitsError):
 def exclusive(path: Path, *, wait: bool = True) -> Iterator[None]:
     """Hold an flock on `path` for the block. The kernel drops it when the process dies, so
     a killed daemon never leaves it stuck."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Not through a symlink, and never waiting on a FIFO: the lock is only ever a plain file.
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600)
+    except OSError as exc:
+        raise LockError(f"cannot open the lock file {path}: {exc.strerror}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise LockError(f"the lock file {path} is not a regular file")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:

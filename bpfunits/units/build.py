@@ -100,7 +100,7 @@ def _describe(e: jsonschema.ValidationError, unit: str, path: Path, doc: dict, l
     item = e.instance if isinstance(e.instance, str) and key is not None and key.is_list else None
     where = _location(key, item, section, path, locations)
     label = f"{key.name}=" if key else ""
-    shown = e.instance if isinstance(e.instance, str) else ""
+    shown = e.instance.replace("\0", "\\0") if isinstance(e.instance, str) else ""  # a NUL would vanish on a terminal
     custom = e.schema.get("x-error") if isinstance(e.schema, dict) else None
 
     if e.validator == "required":

@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bpfunits.kernel.bpffs import NAME_MAX, folder_name
+from bpfunits.untrusted import FilePolicy, UntrustedFileError, check_folders, read_untrusted
 from bpfunits.units.assignment import Assignment
 from bpfunits.units.build import build_unit
 from bpfunits.units.diagnostics import Diagnostic, Severity, error, warning
@@ -45,8 +47,11 @@ class _Found:
     dropins: dict[str, Path] = field(default_factory=dict)  # drop-in file name → highest-precedence path
 
 
-def load_units(folders: tuple[Path, ...] = DEFAULT_PATH, *, required: bool = False) -> LoadResult:
-    """Load every unit on the path. `required`: a missing folder is an error (folders named by the user)."""
+def load_units(
+    folders: tuple[Path, ...] = DEFAULT_PATH, *, required: bool = False, policy: FilePolicy = FilePolicy()
+) -> LoadResult:
+    """Load every unit on the path. `required`: a missing folder is an error (folders named by the user).
+    `policy`: what a unit file or drop-in must be to be read."""
     result = LoadResult()
     found: dict[str, _Found] = {}
     for folder in folders:
@@ -54,7 +59,7 @@ def load_units(folders: tuple[Path, ...] = DEFAULT_PATH, *, required: bool = Fal
             if required:
                 result.diagnostics.append(error("units folder does not exist", Location(folder)))
             continue
-        _scan(folder, found, result.diagnostics)
+        _scan(folder, found, result.diagnostics, policy)
 
     for name in sorted(found):
         entry = found[name]
@@ -66,14 +71,14 @@ def load_units(folders: tuple[Path, ...] = DEFAULT_PATH, *, required: bool = Fal
             for path in dropins:
                 result.diagnostics.append(warning(f"drop-in for unit {name}, which exists nowhere on the path", Location(path), name))
             continue
-        unit = _load_one(name, entry.main, dropins, result.diagnostics)
+        unit = _load_one(name, entry.main, dropins, result.diagnostics, policy)
         if unit is not None:
             result.units[name] = unit
     result.diagnostics.sort(key=lambda d: (str(d.location.path), d.location.line or 0))
     return result
 
 
-def _scan(folder: Path, found: dict[str, _Found], problems: list[Diagnostic]) -> None:
+def _scan(folder: Path, found: dict[str, _Found], problems: list[Diagnostic], policy: FilePolicy) -> None:
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as exc:
@@ -93,6 +98,10 @@ def _scan(folder: Path, found: dict[str, _Found], problems: list[Diagnostic]) ->
         if not UNIT_NAME.match(stem):
             problems.append(error("invalid unit name: use letters, digits and _ . @ -", Location(path)))
             continue
+        if (size := len(folder_name(stem))) > NAME_MAX:
+            problems.append(error(f"unit name too long: its pin folder name would be {size} bytes, bpffs allows {NAME_MAX}",
+                                  Location(path), stem))
+            continue
         if stem in seen_here:
             problems.append(error(f"unit {stem} is defined twice in one folder (also {seen_here[stem].name})", Location(path), stem))
             continue
@@ -101,7 +110,8 @@ def _scan(folder: Path, found: dict[str, _Found], problems: list[Diagnostic]) ->
         if entry_found.main is not None or entry_found.masked_by is not None:
             continue  # a higher folder already decided this name
         if _is_mask(path):
-            entry_found.masked_by = path
+            if _masks(path, stem, problems, policy):
+                entry_found.masked_by = path
         else:
             entry_found.main = path
 
@@ -119,16 +129,29 @@ def _scan_dropins(name: str, folder: Path, found: dict[str, _Found], problems: l
 
 def _is_mask(path: Path) -> bool:
     try:
-        return os.path.realpath(path) == os.devnull or path.stat().st_size == 0
+        return os.path.realpath(path) == os.devnull or (path.is_file() and path.stat().st_size == 0)
     except OSError:
         return False  # a dangling link: reading it reports the problem
 
 
-def _load_one(name: str, main: Path, dropins: tuple[Path, ...], problems: list[Diagnostic]) -> Unit | None:
+def _masks(path: Path, name: str, problems: list[Diagnostic], policy: FilePolicy) -> bool:
+    """Whether a mask file counts: with strict permissions, only where nobody else may write."""
+    try:
+        if policy.strict_permissions:
+            check_folders(path)
+        return True
+    except UntrustedFileError as exc:
+        problems.append(error(f"mask refused: {exc.problem}", Location(path), name))
+        return False
+
+
+def _load_one(
+    name: str, main: Path, dropins: tuple[Path, ...], problems: list[Diagnostic], policy: FilePolicy
+) -> Unit | None:
     assignments: list[Assignment] = []
     failed = False
     for path, reader in [(main, READERS[main.suffix])] + [(d, read_ini) for d in dropins]:
-        text = _read_text(path, name, problems)
+        text = _read_text(path, name, problems, policy)
         if text is None:
             failed = True
             continue
@@ -144,11 +167,11 @@ def _load_one(name: str, main: Path, dropins: tuple[Path, ...], problems: list[D
     return None if failed else built
 
 
-def _read_text(path: Path, unit: str, problems: list[Diagnostic]) -> str | None:
+def _read_text(path: Path, unit: str, problems: list[Diagnostic], policy: FilePolicy) -> str | None:
     try:
-        return path.read_bytes().decode("utf-8")
+        return read_untrusted(path, policy.max_unit_size, strict=policy.strict_permissions).decode("utf-8")
     except UnicodeDecodeError as exc:
         problems.append(error(f"not UTF-8 text (byte {exc.start})", Location(path), unit))
-    except OSError as exc:
-        problems.append(error(f"cannot read: {exc.strerror}", Location(path), unit))
+    except UntrustedFileError as exc:
+        problems.append(error(exc.problem, Location(path), unit))
     return None

@@ -1,6 +1,7 @@
 """YAML unit files: the INI keys in lower case, `program:` and `attach:` as mappings.
 
-Read through PyYAML's node graph rather than plain loading, so that every key keeps its line number.
+Read through the node graph (bpfunits.yamlsafe: no aliases, bounded depth) rather than plain loading, so
+that every key keeps its line number.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import yaml
 
+from bpfunits import yamlsafe
 from bpfunits.units.assignment import Assignment
 from bpfunits.units.diagnostics import Diagnostic, error
 from bpfunits.units.keys import BY_FIELD, unknown_yaml_key
@@ -19,14 +21,9 @@ _SECTIONS = ("program", "attach")
 
 def read_yaml(text: str, path: Path, unit: str | None = None) -> tuple[list[Assignment], list[Diagnostic]]:
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        line = mark.line + 1 if mark else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        return [], [error(f"invalid YAML: {problem}", Location(path, line), unit)]
-    except (ValueError, RecursionError) as exc:  # PyYAML lets some malformed input escape as these
-        return [], [error(f"invalid YAML: {exc}", Location(path), unit)]
+        root = yamlsafe.compose(text)
+    except yamlsafe.YamlError as exc:
+        return [], [error(f"invalid YAML: {exc.problem}", Location(path, exc.line), unit)]
     if root is None:
         return [], []
     reader = _Reader(path, unit)
@@ -52,16 +49,15 @@ class _Reader:
             what = f"'{section}'" if section else "a unit file"
             self.fail(f"{what} must be a mapping of keys to values", node)
             return
-        seen: set[str] = set()
+        repeated = {id(k) for k in yamlsafe.repeated_keys(node)}
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
                 self.fail("keys must be plain names", key_node)
                 continue
             name = key_node.value
-            if name in seen:
+            if id(key_node) in repeated:
                 self.fail(f"duplicate key '{name}'", key_node, name)
                 continue
-            seen.add(name)
             if not section and name in _SECTIONS:
                 self.mapping(value_node, name)
                 continue
