@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 
 from bpfunits import logs
 from bpfunits.cli import common
-from bpfunits.daemon import DEFAULT_DEBOUNCE, Daemon, Trigger
+from bpfunits.daemon import DEFAULT_DEBOUNCE, Daemon, Settings, Trigger
 from bpfunits.kernel import netns
 from bpfunits.reconcile.decisions import log_result, summary
 from bpfunits.reconcile.engine import Result, reconcile
@@ -23,14 +24,22 @@ def register(sub) -> None:
         "(globs attach to new interfaces), someone else changes an XDP program, SIGHUP arrives, or the "
         "resync period passes (for changes that send no event: tcx, cls_bpf). SIGTERM exits and leaves "
         "the datapath running. Speaks sd_notify (READY, STATUS, WATCHDOG) when NOTIFY_SOCKET is set. "
-        "Logs one line per decision.",
+        "SIGHUP (`systemctl reload`) rereads the configuration first: an invalid one is logged and the "
+        "running one stays in force. Logs one line per decision.",
     )
     common.add_units_options(p)
     common.add_kernel_options(p)
     p.add_argument("--log-format", choices=("text", "json"), default="text", help="log lines as text or JSON")
-    p.add_argument("--debounce", type=float, default=DEFAULT_DEBOUNCE, metavar="SECONDS",
+    p.add_argument("--debounce", type=_seconds, default=DEFAULT_DEBOUNCE, metavar="SECONDS",
                    help=f"quiet time after a burst of events before reconciling (default: {DEFAULT_DEBOUNCE})")
     p.set_defaults(run=run)
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (finite, not negative)")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,6 +55,12 @@ def run(args: argparse.Namespace) -> int:
         log_result(log, result, str(trigger))
         return result
 
+    def reload() -> Settings:
+        # The command line's overrides still apply; `config` is what the next reconcile reads.
+        nonlocal config
+        config = common.config(args)
+        return Settings(tuple(config.units_dirs), config.resync_period)
+
     daemon = Daemon(
         reconcile=reconcile_once,
         folders=config.units_dirs,
@@ -54,5 +69,6 @@ def run(args: argparse.Namespace) -> int:
         netns=args.netns,
         status=summary,
         log=log,
+        reload=reload,
     )
     return daemon.run()

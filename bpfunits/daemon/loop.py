@@ -9,12 +9,14 @@ datapath itself, so stopping leaves whatever is attached running.
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from bpfunits.daemon.batch import DEFAULT_DEBOUNCE, Batch
@@ -30,12 +32,22 @@ DEBOUNCED = frozenset({"files", "interfaces", "xdp"})
 _STOP = object()
 
 
+@dataclass(frozen=True)
+class Settings:
+    """What the loop itself takes from the configuration."""
+
+    folders: tuple[Path, ...]
+    resync_period: float
+
+
 class Daemon:
     """Reconciles at start, on file, interface and foreign XDP changes, every `resync_period`
     seconds and on SIGHUP, until SIGTERM/SIGINT or stop().
 
     `notify`: where to send sd_notify messages; None reads $NOTIFY_SOCKET (nothing is sent
-    when that is unset). `status` turns a reconcile's result into the STATUS= text."""
+    when that is unset). `status` turns a reconcile's result into the STATUS= text. `reload`,
+    called on SIGHUP before that reconcile, rereads the configuration (the reconciler sees it
+    too) and returns the loop's new settings; a BpfUnitsError keeps the running ones."""
 
     def __init__(
         self,
@@ -48,14 +60,16 @@ class Daemon:
         notify: Notifier | None = None,
         status: Callable[[object], str] | None = None,
         log: logging.Logger | None = None,
+        reload: Callable[[], Settings] | None = None,
     ) -> None:
-        if resync_period <= 0 or debounce < 0:
+        if not math.isfinite(resync_period) or resync_period <= 0 or not math.isfinite(debounce) or debounce < 0:
             raise BpfUnitsError(
-                f"daemon: the resync period must be positive and the debounce not negative "
+                f"daemon: the resync period must be positive and the debounce not negative, both finite "
                 f"(got {resync_period} s and {debounce} s)"
             )
         self._reconcile = reconcile
-        self._folders = [Path(f) for f in folders]
+        self._reload = reload
+        self._folders = tuple(Path(f) for f in folders)
         self._resync_period = resync_period
         self._debounce = debounce
         self._netns = netns
@@ -72,12 +86,8 @@ class Daemon:
     def run(self) -> int:
         with ExitStack() as stack:
             stack.enter_context(self._signals())
-            self._watches = []
-            for folder in self._folders:
-                watch = FolderWatch(folder, self._queue.put, self._log)
-                watch.start()
-                stack.callback(watch.close)
-                self._watches.append(watch)
+            self._watch(self._folders)
+            stack.callback(self._unwatch)
             monitor = LinkMonitor(self._queue.put, self._log, self._netns)
             monitor.start()
             stack.callback(monitor.close)
@@ -127,7 +137,34 @@ class Daemon:
                 self._run_reconcile(trigger)
                 resync_at = time.monotonic() + self._resync_period
 
+    def _watch(self, folders: tuple[Path, ...]) -> None:
+        for folder in folders:
+            watch = FolderWatch(folder, self._queue.put, self._log)
+            watch.start()
+            self._watches.append(watch)
+
+    def _unwatch(self) -> None:
+        for watch in self._watches:
+            watch.close()
+        self._watches = []
+
+    def _reread_configuration(self) -> None:
+        try:
+            settings = self._reload()
+        except BpfUnitsError as e:
+            self._log.error("configuration not reloaded, the running one stays in force: %s", e)
+            self._notify(f"STATUS=configuration not reloaded: {e}")
+            return
+        self._log.info("configuration reloaded")
+        if settings.folders != self._folders:
+            self._unwatch()
+            self._folders = settings.folders
+            self._watch(self._folders)
+        self._resync_period = settings.resync_period
+
     def _run_reconcile(self, trigger: Trigger) -> None:
+        if trigger.reason == "sighup" and self._reload is not None:
+            self._reread_configuration()
         # Watches follow their folders before the reconcile reads them: a folder that appeared,
         # vanished or (as a symlink) now points elsewhere. The reconcile reads what the watch
         # missed meanwhile; what changes later, the watch sees.
