@@ -32,6 +32,11 @@ from bpfunits.kernel import netns
 from bpfunits.kernel.bpffs import BPFFS, ensure_mounted, remove_tree
 
 REPO = Path(__file__).resolve().parents[1]
+# The demo waits as long as the tests do on this machine (BPFUNITS_TEST_TIME_FACTOR; the kernel matrix
+# runs it under qemu TCG, where one bpfunits call takes 18-55 s): one helper for both, in tests/.
+sys.path.insert(0, str(REPO))
+from tests.timing import scaled  # noqa: E402
+
 EXAMPLES = "units.example.d"
 IFACE, PEER = "bpfu-demo0", "bpfu-peer0"  # IFACE matches the example units' `bpfu-demo*`
 SERVER, PEER_ADDR, PREFIXLEN = "198.18.0.1", "198.18.0.2", 15
@@ -39,7 +44,7 @@ UDP_PORT = 5353
 MAX_CONNS = 10  # connlimit's limit for the demo (its built-in default, 100, is more than we send)
 DENIED = ipaddress.IPv4Network("198.19.66.0/24")
 REFILL = 2.1  # seconds for ratelimit's buckets to refill (burst 20 at 10 SYN/s, its defaults)
-DAEMON_WAIT = 20.0  # seconds for the daemon to start or to apply the edit
+DAEMON_WAIT = scaled(20.0)  # seconds for the daemon to start or to apply the edit
 
 # The drop-in that reorders the chain: the filter no longer waits for connlimit but runs before it,
 # so a denied source no longer spends connlimit's slots. (ratelimit stays first: Position=first.)
@@ -216,7 +221,7 @@ def remove_everything(d: Demo, daemon: subprocess.Popen | None) -> list[str]:
     if daemon is not None and daemon.poll() is None:
         daemon.terminate()
         try:
-            daemon.wait(timeout=10)
+            daemon.wait(timeout=scaled(10))
         except subprocess.TimeoutExpired:
             daemon.kill()
             daemon.wait()
@@ -246,7 +251,7 @@ def udp_socket(ns: str, addr: str, port: int) -> Iterator[socket.socket]:
 
 def receive_all(sock: socket.socket) -> list[tuple[bytes, tuple[str, int]]]:
     """Every datagram waiting on the socket, after the veth had time to deliver them."""
-    time.sleep(0.3)  # the veth delivers within microseconds; this is plenty
+    time.sleep(scaled(0.3))  # the veth delivers within microseconds; this is plenty
     got = []
     while True:
         try:
@@ -384,7 +389,7 @@ def main_steps(d: Demo, step: Steps, started: list[subprocess.Popen]) -> None:
     step("removing the chain: apply with no units")
     say(f"$ kill {started[0].pid}    # the daemon exits on SIGTERM and leaves the chain running")
     started[0].terminate()
-    started[0].wait(timeout=10)
+    started[0].wait(timeout=scaled(10))
     empty = d.work / "empty"
     empty.mkdir()
     run(["bpfunits", "apply", *d.common(empty)])

@@ -8,8 +8,12 @@ set -euo pipefail
 # systemd: systemd-analyze verify for the service unit; dpkg-dev: building the Debian package;
 # procps: sysctl, with which the tests quiet their namespaces; strace: the test that the daemon
 # stays inside the service's system call filter; zsh: the zsh completion script's syntax check.
+# qemu-system-x86, udev, kmod, busybox-static: `make test-kernels` boots other kernels with virtme-ng
+# (qemu; udev and kmod inside the guest, busybox for its fallback init). xdp-tools: xdp-loader, whose
+# libxdp dispatcher the coexistence tests put beside bpfunits (on kernels that permit freplace).
 packages=(clang llvm libbpf-dev libbpf1 bpftool python3-bpfcc iproute2 linux-headers-amd64 make graphviz
-          ansible-core systemd dpkg-dev procps strace zsh)
+          ansible-core systemd dpkg-dev procps strace zsh qemu-system-x86 udev kmod busybox-static
+          xdp-tools)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -20,6 +20,7 @@ from types import TracebackType
 
 from bpfunits.hooks import Hook
 from bpfunits.kernel import netns
+from tests.timing import scaled
 
 ETH_P_TEST = 0x88B5
 PACKET_OUTGOING = 4
@@ -79,13 +80,13 @@ class Sender:
         return self
 
     def wait_sent(self, n: int, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + scaled(timeout)
         while self.sent < n and time.monotonic() < deadline and self._thread.is_alive():
             time.sleep(0.001)
 
     def stop(self) -> int:
         self._stop.set()
-        self._thread.join(timeout=30)
+        self._thread.join(timeout=scaled(30))
         self._sock.close()
         return self.sent
 
@@ -126,14 +127,14 @@ class Receiver:
 
     def wait_for(self, n: int, timeout: float = 5.0) -> int:
         """Wait until `n` frames arrived or `timeout` passed; returns the count so far."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + scaled(timeout)
         while self.received < n and time.monotonic() < deadline:
             time.sleep(0.005)
         return self.received
 
     def settle(self, quiet: float = 0.2, timeout: float = 10.0) -> int:
         """Wait until no frame arrived for `quiet` seconds (bounded by `timeout`); returns the count."""
-        deadline = time.monotonic() + timeout
+        deadline, quiet = time.monotonic() + scaled(timeout), scaled(quiet)
         last, since = self.received, time.monotonic()
         while time.monotonic() < deadline:
             time.sleep(0.02)
@@ -147,7 +148,7 @@ class Receiver:
         """Stop counting; returns `arrived`."""
         if not self._stop.is_set():
             self._stop.set()
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=scaled(5))
             # PACKET_STATISTICS resets on read: read it once, after the last frame.
             _, self.dropped = struct.unpack("II", self._sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
         return self.arrived
@@ -193,7 +194,7 @@ class Flow:
         return self
 
     def stop(self) -> None:
-        out, _ = self._proc.communicate(timeout=60)  # closing its stdin tells it to stop
+        out, _ = self._proc.communicate(timeout=scaled(60))  # closing its stdin tells it to stop
         self.sent, self.arrived = map(int, out.split())
 
     def __exit__(self, *exc: object) -> None:

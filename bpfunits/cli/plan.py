@@ -14,6 +14,6 @@ def register(sub) -> None:
         description="Compare the units with what the kernel runs on every hook of this network namespace "
         "and print, per hook: unchanged, create, replace (units + added, - removed, ~ moved, * changed), "
         "remove, or blocked (errors; the hook keeps what it runs). Programs are loaded and chains linked "
-        "and verified, so verifier errors show here; nothing is attached or detached. New units' pinned "
-        "maps may be created.",
+        "and verified, so verifier errors show here; nothing is attached, detached or pinned, and no folder is "
+        "made. A pinned map whose shape changed is named: apply resets its entries.",
     )

@@ -1,10 +1,14 @@
-"""`bpfunits verify`: lint every unit and every hook's ordering; exit 1 on any error."""
+"""`bpfunits verify`: lint every unit, its program file and every hook's ordering; exit 1 on any
+error."""
 
 from __future__ import annotations
 
 import argparse
+import os
 
 from bpfunits.cli import common
+from bpfunits.errors import BpfUnitsError
+from bpfunits.kernel.objcheck import check_program
 from bpfunits.order.chains import order_all, unknown_references, verification_interfaces
 from bpfunits.units.diagnostics import Severity
 
@@ -14,23 +18,33 @@ def register(sub) -> None:
         sub,
         "verify",
         help="check unit files and their ordering",
-        description="Check every unit on the search path: syntax, keys, values, references, and that "
-        "each interface's hooks can be ordered (no cycles, no First/Last conflicts). Orders against "
-        "the host's interfaces plus every interface a unit names outright. Exit 1 on any error.",
+        description="Check every unit on the search path: syntax, keys, values, references, its "
+        "program file (opened without the kernel: the program named or the one for the hook, its "
+        "kind against the hook, its maps, SHA256=), and that each interface's hooks can be ordered "
+        "(no cycles, no First/Last conflicts). Orders against the host's interfaces plus every "
+        "interface a unit names outright. Exit 1 on any error.",
     )
     common.add_units_options(p)
+    p.add_argument("--load", action="store_true",
+                   help="also load each program into the kernel to run its verifier, pinning nothing (root only)")
     p.add_argument("--interfaces", metavar="A,B", help="order against these interfaces instead")
     common.add_format_option(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.load and os.geteuid() != 0:
+        raise BpfUnitsError("verify --load runs the kernel's verifier, which needs root")
+    settings = common.config(args)
     loaded = common.load(args)
     units = list(loaded.units.values())
     names = common.parse_interfaces(args.interfaces) or verification_interfaces(units, common.host_interfaces())
     ordering = order_all(units, names)
-    diagnostics = loaded.diagnostics + unknown_references(loaded.units, loaded.masked)
+    programs = [d for u in sorted(units, key=lambda u: u.name)
+                for d in check_program(u, settings.file_policy, trial_load=args.load)]
+    diagnostics = loaded.diagnostics + programs + unknown_references(loaded.units, loaded.masked)
     diagnostics += [e.diagnostic() for e in ordering.errors]
+    valid = len(units) - len({d.unit for d in programs if d.severity is Severity.ERROR})
     errors = sum(d.severity is Severity.ERROR for d in diagnostics)
     warnings = len(diagnostics) - errors
     if args.format == "json":
@@ -47,5 +61,5 @@ def run(args: argparse.Namespace) -> int:
     else:
         for d in diagnostics:
             print(d)
-        print(f"{len(units)} units valid, {errors} errors, {warnings} warnings")
+        print(f"{valid} units valid, {errors} errors, {warnings} warnings")
     return 1 if errors else 0

@@ -18,7 +18,7 @@ from pathlib import Path
 from bpfunits.errors import BpfUnitsError
 from bpfunits.hooks import Hook
 from bpfunits.kernel import bpf, clsbpf, pins, probe, rtnl, tcx, xdp
-from bpfunits.kernel.bpffs import StateRoot
+from bpfunits.kernel.bpffs import StateRoot, remove_tree
 from bpfunits.kernel.clsbpf import Slot
 from bpfunits.kernel.observe import Attached, Backend, observe
 from bpfunits.kernel.probe import TcBackend, XdpBackend
@@ -213,6 +213,33 @@ def detach(ifindex: int, hook: Hook, root: StateRoot) -> bool:
         raise AttachError(f"{_where(ifindex, hook)}: detaching failed: {e}") from e
     _prune(hook_dir)
     return True
+
+
+def adopt(ifindex: int, hook: Hook, program: Attached, root: StateRoot) -> None:
+    """Pin a program of ours that its hook folder does not pin (observe's `adopt`) there, and
+    drop the pin the layout before namespaced folders kept for it."""
+    hook = Hook(hook)
+    name = pins.PROG if program.link_id is None else pins.LINK
+    try:
+        if program.link_id is None:
+            fd = bpf.prog_get_fd_by_id(program.prog_id)
+        else:
+            fd = bpf.link_get_fd_by_id(program.link_id)
+        try:
+            pins.pin(fd, root.hook_dir(ifindex, hook) / name)
+        finally:
+            os.close(fd)
+    except (bpf.BpfError, OSError) as e:
+        raise AttachError(f"{_where(ifindex, hook)}: pinning bpfunits' own program {program.prog_id} "
+                          f"found without its pin failed: {e}") from e
+    legacy = root.legacy_hook_path(ifindex, hook)
+    if program.link_id is None:
+        was_legacy = pins.prog_id(legacy) == program.prog_id
+    else:
+        was_legacy = getattr(pins.link_info(legacy), "id", None) == program.link_id
+    if was_legacy:  # else that folder may be another namespace's, from before
+        remove_tree(legacy / name)
+        _prune(legacy)
 
 
 def _prune(hook_dir: Path) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import struct
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +17,7 @@ from pathlib import Path
 from bcc import BPF, libbcc
 
 from bpfunits.hooks import Hook
-from bpfunits.kernel import bpf
+from bpfunits.kernel import bpf, mappins
 from bpfunits.kernel.bpffs import folder_name
 from bpfunits.kernel.load import (
     LoadedProgram,
@@ -28,6 +27,7 @@ from bpfunits.kernel.load import (
     map_ref,
     read_object,
 )
+from bpfunits.kernel.mapfds import with_map_fds
 from bpfunits.untrusted import FilePolicy
 
 # Our own handle on libbcc, so declaring argument types here does not touch bcc's.
@@ -84,7 +84,8 @@ def load_source_program(
     """Compile `source` with bcc (each define as -DNAME=VALUE) and load function `name` (or
     the source's only function) as an XDP or SCHED_CLS program for `hook`. With `pin_root`,
     the maps persist there: a compatible map pinned by an earlier load takes the place of the
-    one bcc just made (its fd rewritten into the instructions), any other is pinned. The source
+    one bcc just made (its fd rewritten into the instructions), any other is pinned by
+    mappins.commit. The source
     is read once, under `policy`, and bcc compiles those bytes: what was hashed is what loads."""
     source, hook = Path(source), Hook(hook)
     label = label or str(source)
@@ -135,7 +136,7 @@ def load_source_program(
             pins: dict[str, str] = {}
         else:
             pins = _persist_maps(tables, pin_root, adopted)
-            insns = _with_map_fds(insns, {tables[n]: fd for n, fd in adopted.items()})
+            insns = with_map_fds(insns, {tables[n]: fd for n, fd in adopted.items()})
             fd = _load(insns, prog_type, module, chosen, source, label)
         info = bpf.prog_info(fd)
         maps = {t: map_ref(t, adopted.get(t, tables[t]), pins.get(t)) for t in tables}
@@ -173,35 +174,12 @@ def _reload_for_log(insns: bytes, prog_type: int, module: BPF, name: str, source
 
 
 def _persist_maps(tables: dict[str, int], pin_root: Path, adopted: dict[str, int]) -> dict[str, str]:
-    """Pin bcc's maps under `pin_root`, or adopt (into `adopted`) a compatible map pinned there
-    by an earlier load; a pinned map of another shape is replaced. Returns the pin paths."""
-    pin_root.mkdir(parents=True, exist_ok=True)
+    """Adopt (into `adopted`) each compatible map pinned under `pin_root` by an earlier load; any
+    other map stays bcc's, unpinned until mappins.commit. Returns the pins reused."""
     pins = {}
     for name, fd in tables.items():
         path = pin_root / folder_name(name)
-        if path.exists():
-            pinned = bpf.obj_get(str(path))
-            if bpf.map_info(pinned).shape == bpf.map_info(fd).shape:
-                adopted[name] = pinned
-                pins[name] = str(path)
-                continue
-            os.close(pinned)
-            path.unlink()
-        bpf.obj_pin(fd, str(path))
-        pins[name] = str(path)
+        if mappins.reusable(path, bpf.map_info(fd).shape):
+            adopted[name] = bpf.obj_get(str(path))
+            pins[name] = str(path)
     return pins
-
-
-def _with_map_fds(insns: bytes, swap: dict[int, int]) -> bytes:
-    """The instructions with map fds in ld_imm64 (BPF_PSEUDO_MAP_FD/_VALUE) replaced per `swap`."""
-    out = bytearray(insns)
-    pc = 0
-    while pc < len(out):
-        if out[pc] == 0x18:  # ld_imm64: two slots, the map fd in the first one's imm
-            if out[pc + 1] >> 4 in (1, 2):
-                fd = struct.unpack_from("<i", out, pc + 4)[0]
-                struct.pack_into("<i", out, pc + 4, swap.get(fd, fd))
-            pc += 16
-        else:
-            pc += 8
-    return bytes(out)

@@ -243,6 +243,17 @@ def _prog_load_attr(
     return attr
 
 
+PROG_LOAD_ATTEMPTS = 5  # as libbpf: EAGAIN means interrupted (a signal during verification), not refused
+
+
+def _prog_load_retrying(attr: _Attr) -> tuple[int, int]:
+    for _ in range(PROG_LOAD_ATTEMPTS):
+        fd, err = _raw(Cmd.PROG_LOAD, attr)
+        if err != errno_mod.EAGAIN:
+            break
+    return fd, err
+
+
 def prog_load(
     prog_type: int,
     insns: bytes,
@@ -256,22 +267,23 @@ def prog_load(
     log_level: int = 1,
     log_size: int = 1 << 22,
 ) -> int:
-    """Load a program; on failure, load it again with a verifier log and raise VerifierError."""
+    """Load a program; on failure, load it again with a verifier log and raise VerifierError
+    with the first load's errno (the second may fail otherwise: ENOSPC for a full log)."""
     kind = dict(license=license, name=name, expected_attach_type=expected_attach_type, prog_btf_fd=prog_btf_fd,
                 func_info=func_info, func_info_rec_size=func_info_rec_size)
-    fd, err = _raw(Cmd.PROG_LOAD, _prog_load_attr(prog_type, insns, **kind))
+    fd, first_err = _prog_load_retrying(_prog_load_attr(prog_type, insns, **kind))
     if fd >= 0:
         return fd
     # The log costs time and memory, so it is only asked for once the load has failed.
     log = ctypes.create_string_buffer(log_size)
-    fd, err = _raw(Cmd.PROG_LOAD, _prog_load_attr(prog_type, insns, **kind, log_level=log_level, log=log))
+    fd, _ = _prog_load_retrying(_prog_load_attr(prog_type, insns, **kind, log_level=log_level, log=log))
     if fd >= 0:  # did not fail the second time (e.g. a transient ENOMEM); keep it
         return fd
     text = _cstr(log.raw)
     what = f"program {name!r}" if name else ""
     if text:
-        raise VerifierError("BPF_PROG_LOAD", err, text, what)
-    raise BpfError("BPF_PROG_LOAD", err, what)
+        raise VerifierError("BPF_PROG_LOAD", first_err, text, what)
+    raise BpfError("BPF_PROG_LOAD", first_err, what)
 
 
 def prog_verify_stats(

@@ -1,6 +1,9 @@
 """Debian's libbpf1 (libbpf.so.1, v1.1) through ctypes: open an ELF object, pick and type its
 programs, load it, and read back programs and maps.
 
+libbpf 1.1 can crash on a malformed object, so only the object worker (kernel/objworker.py) calls
+this, never the process that reconciles.
+
 libbpf reports through a process-wide print callback; `BpfObject` captures what it prints while
 opening and loading (the verifier log among it) so errors can show it. Captures are serialised by
 a lock.
@@ -55,11 +58,16 @@ _fn("bpf_map__key_size", ctypes.c_uint32, _map_p)
 _fn("bpf_map__value_size", ctypes.c_uint32, _map_p)
 _fn("bpf_map__max_entries", ctypes.c_uint32, _map_p)
 _fn("bpf_map__map_flags", ctypes.c_uint32, _map_p)
+_fn("bpf_object__btf", ctypes.c_void_p, _obj_p)
+_fn("btf__find_by_name_kind", ctypes.c_int32, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_uint32)
+_fn("btf__type_by_id", ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint32)
+_fn("btf__name_by_offset", ctypes.c_char_p, ctypes.c_void_p, ctypes.c_uint32)
 
 # int (*)(enum libbpf_print_level, const char *fmt, va_list ap); on x86-64 a va_list argument
 # is a pointer, which vsnprintf takes as it is.
 _PRINT_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
 _fn("libbpf_set_print", ctypes.c_void_p, ctypes.c_void_p)
+_fn("libbpf_strerror", ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t)
 _libc.vsnprintf.restype = ctypes.c_int
 _libc.vsnprintf.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_void_p]
 
@@ -67,6 +75,9 @@ LIBBPF_WARN, LIBBPF_INFO, LIBBPF_DEBUG = 0, 1, 2
 _OPEN_OPTS_SIZE = 80  # sizeof(struct bpf_object_open_opts) in libbpf 1.1
 _OPEN_OPTS_OBJECT_NAME = 8
 _OPEN_OPTS_PIN_ROOT_PATH = 24
+
+_VA_LIST_SIZE = 24  # x86-64: va_copy is a copy of this struct
+PRINT_KEEP = 1 << 20  # of one long print (a verifier log), its first line and last bytes
 
 _print_lock = threading.Lock()
 _captured: list[str] | None = None
@@ -76,11 +87,25 @@ _captured: list[str] | None = None
 def _print(level: int, fmt: bytes, ap: int) -> int:
     if _captured is None or level > LIBBPF_INFO:
         return 0
-    # Verifier logs are long; the buffer is sized for a whole one printed in one call.
-    buf = ctypes.create_string_buffer(1 << 20)
-    n = _libc.vsnprintf(buf, len(buf), fmt, ap)
-    _captured.append(buf.value.decode(errors="replace"))
+    # Measured on a copy of the arguments (a va_list is consumed), then printed whole.
+    measure = ctypes.create_string_buffer(_VA_LIST_SIZE)
+    ctypes.memmove(measure, ap, _VA_LIST_SIZE)
+    n = _libc.vsnprintf(None, 0, fmt, measure)
+    if n < 0:
+        return n
+    buf = ctypes.create_string_buffer(n + 1)
+    _libc.vsnprintf(buf, n + 1, fmt, ap)
+    _captured.append(keep_ends(buf.value.decode(errors="replace"), PRINT_KEEP))
     return n
+
+
+def keep_ends(text: str, limit: int) -> str:
+    """`text`, or when longer than `limit`, its first line (libbpf's "-- BEGIN PROG LOAD LOG --"
+    marker) and its last `limit` characters: a verifier log's end says why it failed."""
+    if len(text) <= limit:
+        return text
+    head = text[: text.find("\n") + 1]
+    return f"{head}[... {len(text) - len(head) - limit} characters left out ...]\n{text[-limit:]}"
 
 
 
@@ -146,9 +171,11 @@ class ObjectMap:
         path = _lib.bpf_map__pin_path(self.handle)
         return path.decode() if path else None
 
-    def set_pin_path(self, path: Path) -> None:
-        """Before load: pin the map at `path`, reusing a compatible map already pinned there."""
-        _check(_lib.bpf_map__set_pin_path(self.handle, os.fsencode(path)), f"bpf_map__set_pin_path({self.name})")
+    def set_pin_path(self, path: Path | None) -> None:
+        """Before load: pin the map at `path`, reusing a compatible map already pinned there;
+        None: neither (a new map, not pinned)."""
+        raw = os.fsencode(path) if path is not None else None
+        _check(_lib.bpf_map__set_pin_path(self.handle, raw), f"bpf_map__set_pin_path({self.name})")
 
     @property
     def shape(self) -> tuple[int, int, int, int, int]:
@@ -159,9 +186,42 @@ class ObjectMap:
                 _lib.bpf_map__max_entries(h), _lib.bpf_map__map_flags(h))
 
 
+_BTF_KIND_PTR, _BTF_KIND_STRUCT, _BTF_KIND_FWD = 2, 4, 7
+_BTF_KIND_FUNC, _BTF_KIND_FUNC_PROTO = 12, 13
+_BTF_MODIFIERS = {8, 9, 10, 11, 18}  # typedef, volatile, const, restrict, type tag
+
+
+def _btf_type(btf: int, type_id: int) -> tuple[int, int, int, int] | None:
+    """(name_off, info, size or type, address) of a struct btf_type; None for a bad id."""
+    address = _lib.btf__type_by_id(btf, type_id)
+    if not address:
+        return None
+    name_off, info, size_or_type = (ctypes.c_uint32 * 3).from_address(address)
+    return name_off, info, size_or_type, address
+
+
+def _kind(btf_type: tuple[int, int, int, int]) -> int:
+    return (btf_type[1] >> 24) & 0x1F
+
+
+def _strip_modifiers(btf: int, btf_type: tuple[int, int, int, int] | None) -> tuple[int, int, int, int] | None:
+    for _ in range(32):  # a cycle of typedefs in a hostile object ends here
+        if btf_type is None or _kind(btf_type) not in _BTF_MODIFIERS:
+            return btf_type
+        btf_type = _btf_type(btf, btf_type[2])
+    return None
+
+
+def strerror(err: int) -> str:
+    """An errno, or one of libbpf's own (4000 and up: "Invalid BPF object format")."""
+    buf = ctypes.create_string_buffer(128)
+    _lib.libbpf_strerror(err, buf, len(buf))
+    return buf.value.decode(errors="replace") or os.strerror(err)
+
+
 def _check(ret: int, what: str) -> None:
     if ret < 0:
-        raise LibbpfError(f"{what}: {os.strerror(-ret)}", -ret)
+        raise LibbpfError(f"{what}: {strerror(-ret)}", -ret)
 
 
 class BpfObject:
@@ -188,7 +248,7 @@ class BpfObject:
             handle = _lib.bpf_object__open_mem(ctypes.addressof(self._data), len(data), opts)
             err = ctypes.get_errno()
         if not handle:
-            raise LibbpfError(f"cannot open BPF object {self.path}: {os.strerror(err)}", err, "".join(output))
+            raise LibbpfError(f"cannot open BPF object {self.path}: {strerror(err)}", err, "".join(output))
         self._handle: int | None = handle
 
     @property
@@ -211,6 +271,26 @@ class BpfObject:
             prev = prog
         return progs
 
+    def context_type(self, program: str) -> str | None:
+        """What the object's BTF says function `program` takes as its first argument, the
+        context, as "struct NAME" ("struct xdp_md", "struct __sk_buff"); None where it does not say."""
+        btf = _lib.bpf_object__btf(self.handle)
+        if not btf:
+            return None
+        func_id = _lib.btf__find_by_name_kind(btf, program.encode(), _BTF_KIND_FUNC)
+        func = _btf_type(btf, func_id) if func_id > 0 else None
+        proto = _btf_type(btf, func[2]) if func and _kind(func) == _BTF_KIND_FUNC else None
+        if not proto or _kind(proto) != _BTF_KIND_FUNC_PROTO or not proto[1] & 0xFFFF:
+            return None
+        # The parameters (name_off, type) follow the proto's 12 bytes.
+        first = _btf_type(btf, ctypes.c_uint32.from_address(proto[3] + 16).value)
+        pointer = _strip_modifiers(btf, first)
+        pointee = _strip_modifiers(btf, _btf_type(btf, pointer[2])) if pointer and _kind(pointer) == _BTF_KIND_PTR else None
+        if not pointee or _kind(pointee) not in (_BTF_KIND_STRUCT, _BTF_KIND_FWD):
+            return None
+        name = _lib.btf__name_by_offset(btf, pointee[0])
+        return f"struct {name.decode(errors='replace')}" if name else None
+
     def maps(self) -> list[ObjectMap]:
         maps, prev = [], None
         while m := _lib.bpf_object__next_map(self.handle, prev):
@@ -223,7 +303,7 @@ class BpfObject:
         with _capture() as output:
             ret = _lib.bpf_object__load(self.handle)
         if ret < 0:
-            raise LibbpfError(f"bpf_object__load: {os.strerror(-ret)}", -ret, "".join(output))
+            raise LibbpfError(f"bpf_object__load: {strerror(-ret)}", -ret, "".join(output))
 
     def close(self) -> None:
         if self._handle is not None:

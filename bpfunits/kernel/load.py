@@ -13,15 +13,28 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bpfunits.errors import BpfUnitsError
 from bpfunits.hooks import Hook
-from bpfunits.kernel import bpf
+from bpfunits.kernel import bpf, mappins
 from bpfunits.kernel.bpffs import StateRoot, folder_name, remove_tree
-from bpfunits.kernel.libbpf import BpfObject, LibbpfError, ObjectProgram, iter_log_sections
+from bpfunits.kernel.libbpf import LibbpfError, iter_log_sections
+from bpfunits.kernel.libbpf import strerror as libbpf_strerror
+from bpfunits.kernel.objworker import (
+    LoadedObject,
+    LoadRequest,
+    MapFacts,
+    ObjectFacts,
+    OpenRefused,
+    ProgramFacts,
+    open_object,
+)
+from bpfunits.kernel.progkind import misfit
+from bpfunits.kernel.worker import WorkerFailed
 from bpfunits.units.model import Unit
 from bpfunits.untrusted import FileMissing, FilePolicy, UntrustedFileError, read_untrusted
 
@@ -51,6 +64,10 @@ class WrongProgramType(LoadError):
     pass
 
 
+class ObjectMalformed(LoadError):
+    """libbpf refused the object, or crashed or hung on it (in its worker)."""
+
+
 class ProgramRejected(LoadError, bpf.VerifierError):
     """The verifier refused the program: `.log` is its full log, str() ends with its last lines."""
 
@@ -62,23 +79,6 @@ class ProgramRejected(LoadError, bpf.VerifierError):
 
 def hook_prog_type(hook: Hook) -> bpf.ProgType:
     return bpf.ProgType.SCHED_CLS if Hook(hook).is_tc else bpf.ProgType.XDP
-
-
-def _fits(prog_type: int, hook: Hook) -> bool:
-    """Whether a program libbpf typed from its section may run on `hook`. UNSPEC (a section
-    name libbpf does not know, like "xdp_ratelimiting") fits and is typed from the hook."""
-    if prog_type == bpf.ProgType.UNSPEC:
-        return True
-    if Hook(hook).is_tc:
-        return prog_type in (bpf.ProgType.SCHED_CLS, bpf.ProgType.SCHED_ACT)
-    return prog_type == bpf.ProgType.XDP
-
-
-def _type_name(prog_type: int) -> str:
-    try:
-        return bpf.ProgType(prog_type).name.lower()
-    except ValueError:
-        return f"type {prog_type}"
 
 
 @dataclass(frozen=True)
@@ -156,9 +156,10 @@ def read_object(path: Path, label: str, sha256: str | None, policy: FilePolicy) 
     return ObjectFile(data, actual)
 
 
-def _select(
-    programs: list[ObjectProgram], name: str | None, hook: Hook, path: Path, label: str
-) -> ObjectProgram:
+def select_program(
+    programs: tuple[ProgramFacts, ...], name: str | None, hook: Hook, path: Path, label: str
+) -> ProgramFacts:
+    """Program `name`, or the object's one program for `hook`; refused if it cannot run there."""
     listing = ", ".join(f"{p.name} (SEC {p.section!r})" for p in programs) or "none"
     if name is not None:
         chosen = [p for p in programs if p.name == name]
@@ -168,9 +169,9 @@ def _select(
                 tuple(p.name for p in programs),
             )
     else:
-        chosen = [p for p in programs if _fits(p.type, hook)]
+        chosen = [p for p in programs if misfit(p, hook) is None]
         if len(chosen) != 1 and len(programs) == 1:
-            chosen = programs  # the one program, whatever it is; the type check below speaks
+            chosen = list(programs)  # the one program, whatever it is; the check below speaks
         if len(chosen) != 1:
             raise ProgramNotFound(
                 f"{label}: {path} holds {len(chosen)} programs for the {hook.value} hook, "
@@ -178,44 +179,95 @@ def _select(
                 tuple(p.name for p in programs),
             )
     program = chosen[0]
-    if not _fits(program.type, hook):
-        raise WrongProgramType(
-            f"{label}: program {program.name!r} in {path} is in section {program.section!r}, "
-            f"a {_type_name(program.type)} program, which cannot run on the {hook.value} hook"
-        )
+    if reason := misfit(program, hook):
+        raise WrongProgramType(f"{label}: program {program.name!r} in {path} {reason}, which cannot run on the {hook.value} hook")
     return program
 
 
-def _persist_maps(obj: BpfObject, pin_root: Path) -> None:
-    """Pin every map that holds state, and drop a pinned map whose shape the object no longer
-    matches (the object changed its layout: that state cannot be carried over, and libbpf would
-    refuse to load rather than replace it). Read-only data comes from the object itself."""
-    for m in obj.maps():
-        if ".rodata" in m.name or m.name.endswith(".kconfig"):
+def _persistent_pins(maps: tuple[MapFacts, ...], pin_root: Path) -> dict[str, str | None]:
+    """Per map that holds state: its pin, when a map of the same shape is pinned there for this
+    load to reuse, else None: a new map, left unpinned (mappins.commit pins it once a chain using
+    it runs, so a plan, or a load that fails, changes no pin). Read-only data comes from the
+    object itself."""
+    pins: dict[str, str | None] = {}
+    for m in maps:
+        if not mappins.holds_state(m.name):
             continue
-        if m.requested_pin_path is None:
-            m.set_pin_path(pin_root / folder_name(m.name))
-        pinned = Path(m.requested_pin_path)
-        if pinned.exists() and _pinned_shape(pinned) != m.shape:
-            pinned.unlink()
-
-
-def _pinned_shape(path: Path) -> tuple[int, int, int, int, int]:
-    fd = bpf.obj_get(str(path))
-    try:
-        return bpf.map_info(fd).shape
-    finally:
-        os.close(fd)
+        pinned = Path(m.pin_path) if m.pin_path else pin_root / folder_name(m.name)
+        pins[m.name] = str(pinned) if mappins.reusable(pinned, m.shape) else None
+    return pins
 
 
 def _pins_under(folder: Path) -> set[Path]:
     return {Path(d) / f for d, _, files in os.walk(folder) for f in files}
 
 
+def open_object_facts(path: Path, data: bytes, label: str) -> ObjectFacts:
+    """What the object's bytes hold, read by libbpf in a worker: no kernel, no root."""
+    with _malformed_as_load_error(path, label), open_object(data, path) as opened:
+        return opened.facts
+
+
+@contextmanager
+def _malformed_as_load_error(path: Path, label: str) -> Iterator[None]:
+    try:
+        yield
+    except WorkerFailed as e:
+        raise ObjectMalformed(f"{label}: object {path} is malformed ({e.detail})") from None
+    except OpenRefused as e:
+        output = e.output.strip()
+        raise ObjectMalformed(f"{label}: object {path} is malformed (libbpf: {libbpf_strerror(e.errno)})\n{output}".rstrip()) from None
+
+
+def _load_in_worker(
+    data: bytes, path: Path, pin_root: Path | None, name: str | None, hook: Hook, persist_maps: bool, label: str
+) -> tuple[ProgramFacts, LoadedObject]:
+    with _malformed_as_load_error(path, label), open_object(data, path, pin_root) as opened:
+        program = select_program(opened.facts.programs, name, hook, path, label)
+        if pin_root is None:  # nothing pinned anywhere, even what the object asks to pin
+            pins: dict[str, str | None] = {m.name: None for m in opened.facts.maps}
+        else:
+            pins = _persistent_pins(opened.facts.maps, pin_root) if persist_maps else {}
+        prog_type = hook_prog_type(hook)
+        attach = bpf.AttachType.XDP if prog_type == bpf.ProgType.XDP else None
+        try:
+            return program, opened.load(LoadRequest(program.name, prog_type, attach, pins))
+        except LibbpfError as e:
+            log = "".join(iter_log_sections(e.output, "-- BEGIN PROG LOAD LOG --", "-- END PROG LOAD LOG --"))
+            if log:
+                raise ProgramRejected(label, program.name, path, e.errno, log) from None
+            raise LoadError(f"{label}: loading {path} failed: {e}\n{e.output.strip()}".rstrip()) from None
+
+
+def _loaded_program(program: ProgramFacts, loaded: LoadedObject, hook: Hook, sha256: str) -> LoadedProgram:
+    def release() -> None:
+        for fd in loaded.fds():
+            os.close(fd)
+
+    try:
+        info = bpf.prog_info(loaded.prog_fd)
+        maps = {n: map_ref(n, fd, pin) for n, (fd, pin) in loaded.maps.items()}
+    except BaseException:
+        release()
+        raise
+    return LoadedProgram(
+        fd=loaded.prog_fd,
+        name=program.name,
+        hook=hook,
+        prog_type=info.type,
+        id=info.id,
+        tag=info.tag,
+        insns=loaded.insns,
+        maps=maps,
+        sha256=sha256,
+        _release=release,
+    )
+
+
 def load_object_program(
     path: Path,
     hook: Hook,
-    pin_root: Path,
+    pin_root: Path | None,
     *,
     name: str | None = None,
     sha256: str | None = None,
@@ -227,62 +279,35 @@ def load_object_program(
     `path`, with maps pinned by name under `pin_root` (a bpffs folder, created if missing, and
     removed again if the load leaves it empty). With `persist_maps`, every map that holds state
     is pinned there too, so the next load of the same unit reuses it. A failed load leaves no
-    pin it created. `policy`: what the object file must be to be read."""
-    path, hook, pin_root = Path(path), Hook(hook), Path(pin_root)
+    pin it created. Without `pin_root`, nothing is pinned (a trial load). libbpf runs in a
+    worker process: an object that crashes it is ObjectMalformed. `policy`: what the object file
+    must be to be read."""
+    path, hook = Path(path), Hook(hook)
     label = label or str(path)
-    if os.path.ismount(pin_root):
+    if pin_root is not None and os.path.ismount(pin_root):
         # libbpf would pin maps by name straight into a shared bpffs root.
         raise LoadError(f"{label}: refusing to pin maps into the bpffs mount point {pin_root}")
     object_file = read_object(path, label, sha256, policy)
+    if pin_root is None:
+        program, loaded = _load_in_worker(object_file.data, path, None, name, hook, False, label)
+        return _loaded_program(program, loaded, hook, object_file.sha256)
+    pin_root = Path(pin_root)
     created_root = not pin_root.exists()
-    pin_root.mkdir(parents=True, exist_ok=True)
+    if not persist_maps:  # libbpf pins the maps an object declares LIBBPF_PIN_BY_NAME there
+        pin_root.mkdir(parents=True, exist_ok=True)
     pins_before = _pins_under(pin_root)
-    obj: BpfObject | None = None
     try:
-        try:
-            obj = BpfObject(object_file.data, path, pin_root_path=pin_root)
-        except LibbpfError as e:
-            raise LoadError(f"{label}: {e}\n{e.output.strip()}".rstrip()) from None
-        programs = obj.programs()
-        program = _select(programs, name, hook, path, label)
-        for other in programs:
-            if other is not program:
-                other.set_autoload(False)
-        prog_type = hook_prog_type(hook)
-        program.set_type(prog_type, bpf.AttachType.XDP if prog_type == bpf.ProgType.XDP else None)
-        if persist_maps:
-            _persist_maps(obj, pin_root)
-        try:
-            obj.load()
-        except LibbpfError as e:
-            log = "".join(iter_log_sections(e.output, "-- BEGIN PROG LOAD LOG --", "-- END PROG LOAD LOG --"))
-            if log:
-                raise ProgramRejected(label, program.name, path, e.errno, log) from None
-            raise LoadError(f"{label}: loading {path} failed: {e}\n{e.output.strip()}".rstrip()) from None
-        info = bpf.prog_info(program.fd)
-        loaded = LoadedProgram(
-            fd=program.fd,
-            name=program.name,
-            hook=hook,
-            prog_type=info.type,
-            id=info.id,
-            tag=info.tag,
-            insns=program.insns(),
-            maps={m.name: map_ref(m.name, m.fd, m.pin_path) for m in obj.maps() if m.fd >= 0},
-            sha256=object_file.sha256,
-            _release=obj.close,
-        )
+        program, loaded = _load_in_worker(object_file.data, path, pin_root, name, hook, persist_maps, label)
+        result = _loaded_program(program, loaded, hook, object_file.sha256)
     except BaseException:
-        if obj is not None:
-            obj.close()
         for pin in _pins_under(pin_root) - pins_before:
             pin.unlink(missing_ok=True)
-        if created_root and not any(pin_root.iterdir()):
+        if created_root and pin_root.is_dir() and not any(pin_root.iterdir()):
             remove_tree(pin_root)
         raise
-    if created_root and not any(pin_root.iterdir()):
+    if created_root and pin_root.is_dir() and not any(pin_root.iterdir()):
         pin_root.rmdir()
-    return loaded
+    return result
 
 
 def load_unit_program(unit: Unit, root: StateRoot, policy: FilePolicy = FilePolicy()) -> LoadedProgram:

@@ -85,3 +85,9 @@ def ifindex(ifname: str, ns: str | None = None) -> int:
         except OSError:
             where = f" in network namespace {ns!r}" if ns else ""
             raise NetnsError(f"no interface {ifname!r}{where}") from None
+
+
+def current_inode() -> int:
+    """The inode of the calling thread's network namespace: what tells namespaces apart on
+    every kernel (SO_NETNS_COOKIE, which is never reused, came only in 5.14)."""
+    return os.stat("/proc/thread-self/ns/net").st_ino

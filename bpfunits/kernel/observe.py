@@ -1,4 +1,10 @@
-"""What runs on a hook, as the kernel reports it, and which of it bpfunits attached."""
+"""What runs on a hook, as the kernel reports it, and which of it bpfunits attached.
+
+A program is bpfunits' own when the hook folder of this network namespace pins it, or the folder
+of the same ifindex in the layout before namespaces had folders (`hooks/if<N>`), or when it
+carries a sealed manifest naming this state root: that last way finds a chain whose pin a kill
+between attach and pin lost. Both of the latter are `adopt`ed: apply pins them in their folder.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +12,11 @@ import errno
 import os
 from dataclasses import dataclass, replace
 from enum import Enum
-from pathlib import Path
 
 from bpfunits.hooks import Hook
 from bpfunits.kernel import bpf, clsbpf, libxdp, pins, probe, tcx, xdp
 from bpfunits.kernel.bpffs import StateRoot
+from bpfunits.link.manifest import read_manifest
 
 
 class Backend(str, Enum):
@@ -30,6 +36,7 @@ class Attached:
     mode: str | None  # XDP: driver/generic/...; cls_bpf: "prio N handle 0xH"; tcx: None
     ours: bool
     dispatcher: libxdp.Dispatcher | None = None  # a foreign XDP program that is libxdp's dispatcher
+    adopt: bool = False  # ours, but not pinned in its hook folder (see the module's doc)
 
 
 @dataclass(frozen=True)
@@ -64,17 +71,45 @@ def _prog_info(prog_id: int) -> bpf.ProgInfo | None:
         os.close(fd)
 
 
-def _attached(prog_id: int, link_id: int | None, backend: Backend, mode: str | None, ours: bool) -> Attached:
+def _attached(prog_id: int, link_id: int | None, backend: Backend, mode: str | None, claim: _Claim) -> Attached:
     info = _prog_info(prog_id)
-    return Attached(prog_id, info.name if info else "", info.tag if info else "", link_id, backend, mode, ours)
+    ours, adopt = claim(prog_id, link_id)
+    return Attached(prog_id, info.name if info else "", info.tag if info else "", link_id, backend, mode, ours,
+                    adopt=adopt)
 
 
-def _xdp_link_id(ifindex: int, prog_id: int, hook_dir: Path) -> int | None:
-    """The XDP link running `prog_id` on `ifindex`: ours if pinned, else found among all links."""
-    ours = pins.link_info(hook_dir)
-    if ours and ours.prog_id == prog_id and ours.ifindex == ifindex:
-        return ours.id
-    for link_id in bpf.link_ids():
+class _Claim:
+    """Which programs on one hook are bpfunits' own: (ours, adopt) for a program and its link."""
+
+    def __init__(self, root: StateRoot, ifindex: int, hook: Hook) -> None:
+        self.owner = str(root.path)
+        self.links: dict[int, bool] = {}  # pinned link id -> pinned in its own hook folder
+        self.progs: dict[int, bool] = {}
+        for home, folder in ((True, root.hook_path(ifindex, hook)), (False, root.legacy_hook_path(ifindex, hook))):
+            if (link := pins.link_info(folder)) is not None:
+                self.links.setdefault(link.id, home)
+            if (prog := pins.prog_id(folder)) is not None:
+                self.progs.setdefault(prog, home)
+
+    def __call__(self, prog_id: int, link_id: int | None) -> tuple[bool, bool]:
+        home = self.links.get(link_id) if link_id else self.progs.get(prog_id)
+        if home is not None:
+            return True, not home
+        return (True, True) if self._owned(prog_id) else (False, False)
+
+    def _owned(self, prog_id: int) -> bool:
+        try:
+            manifest = read_manifest(prog_id)
+        except bpf.BpfError as e:
+            if e.errno == errno.ENOENT:  # went away since it was listed
+                return False
+            raise
+        return manifest is not None and manifest.owner == self.owner
+
+
+def _xdp_link_id(ifindex: int, prog_id: int, claim: _Claim) -> int | None:
+    """The XDP link running `prog_id` on `ifindex`: one we pinned, else found among all links."""
+    for link_id in [*claim.links, *bpf.link_ids()]:
         try:
             fd = bpf.link_get_fd_by_id(link_id)
         except bpf.BpfError:
@@ -89,36 +124,28 @@ def _xdp_link_id(ifindex: int, prog_id: int, hook_dir: Path) -> int | None:
     return None
 
 
-def _observe_xdp(ifindex: int, hook_dir: Path) -> Observation:
+def _observe_xdp(ifindex: int, claim: _Claim) -> Observation:
     state = xdp.state(ifindex)
     if not state.prog_id:
         return Observation(ifindex, Hook.XDP, None, ())
-    link_id = _xdp_link_id(ifindex, state.prog_id, hook_dir)
-    if link_id is not None:
-        our_link = pins.link_info(hook_dir)
-        ours = our_link is not None and our_link.id == link_id
-        backend = Backend.XDP_LINK
-    else:
-        ours = pins.prog_id(hook_dir) == state.prog_id
-        backend = Backend.XDP_NETLINK
-    attached = _attached(state.prog_id, link_id, backend, state.mode, ours)
-    if not ours:
+    link_id = _xdp_link_id(ifindex, state.prog_id, claim)
+    backend = Backend.XDP_NETLINK if link_id is None else Backend.XDP_LINK
+    attached = _attached(state.prog_id, link_id, backend, state.mode, claim)
+    if not attached.ours:
         attached = replace(attached, dispatcher=libxdp.dispatcher_of(state.prog_id, ifindex))
     return Observation(ifindex, Hook.XDP, None, (attached,))
 
 
-def _observe_tc(ifindex: int, hook: Hook, hook_dir: Path) -> Observation:
+def _observe_tc(ifindex: int, hook: Hook, claim: _Claim) -> Observation:
     # Kernels without tcx (before 6.6) refuse the query itself (EINVAL): nothing runs there.
     query = tcx.query(ifindex, hook) if probe.features().has(probe.TCX_QUERY) else bpf.Query((), (), 0)
-    our_link = pins.link_info(hook_dir)
-    our_prog = pins.prog_id(hook_dir)
     programs = [
-        _attached(prog_id, link_id or None, Backend.TCX, None, our_link is not None and our_link.id == link_id)
+        _attached(prog_id, link_id or None, Backend.TCX, None, claim)
         for prog_id, link_id in zip(query.prog_ids, query.link_ids)
     ]
     # Legacy clsact filters run after tcx, when tcx lets the packet go on.
     programs += [
-        _attached(f.prog_id, None, Backend.CLS_BPF, f"prio {f.prio} handle {f.handle:#x}", f.prog_id == our_prog)
+        _attached(f.prog_id, None, Backend.CLS_BPF, f"prio {f.prio} handle {f.handle:#x}", claim)
         for f in clsbpf.filters(ifindex, hook)
     ]
     return Observation(ifindex, hook, query.revision, tuple(programs))
@@ -126,7 +153,7 @@ def _observe_tc(ifindex: int, hook: Hook, hook_dir: Path) -> Observation:
 
 def observe(ifindex: int, hook: Hook, root: StateRoot) -> Observation:
     """Everything on one hook of one interface (in the calling thread's network namespace)."""
-    hook_dir = root.hook_path(ifindex, hook)
+    claim = _Claim(root, ifindex, hook)
     if hook is Hook.XDP:
-        return _observe_xdp(ifindex, hook_dir)
-    return _observe_tc(ifindex, hook, hook_dir)
+        return _observe_xdp(ifindex, claim)
+    return _observe_tc(ifindex, hook, claim)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -51,6 +52,12 @@ FUNC_INFO = Feature("func_info", "BTF func info for subprograms", "5.0", "chains
 SUBPROG_TAIL_CALLS = Feature(
     "subprog_tail_calls", "tail calls from bpf-to-bpf subprograms", "5.10", "units that make tail calls"
 )
+# What the linker's call mode relies on: the tail-called program returns to the subprogram's
+# caller, as a component that tail-calls returns to the chain.
+SUBPROG_TAIL_CALL_RETURNS = Feature(
+    "subprog_tail_call_returns", "a tail call from a subprogram returns to the subprogram's caller", "5.10",
+    "units that make tail calls",
+)
 BPF_LOOP = Feature("bpf_loop", "the bpf_loop helper", "5.17", "units that call bpf_loop (their callbacks are linked)")
 XDP_LINK = Feature("xdp_link", "XDP through bpf_link (BPF_LINK_CREATE)", "5.9", "xdp_backend link (auto prefers it)")
 LINK_UPDATE = Feature(
@@ -68,7 +75,7 @@ FREPLACE = Feature(
 )
 
 FEATURES: tuple[Feature, ...] = (
-    JMP32, BPF_CALLS, MAP_FREEZE, FUNC_INFO, SUBPROG_TAIL_CALLS, BPF_LOOP,
+    JMP32, BPF_CALLS, MAP_FREEZE, FUNC_INFO, SUBPROG_TAIL_CALLS, SUBPROG_TAIL_CALL_RETURNS, BPF_LOOP,
     XDP_LINK, LINK_UPDATE, XDP_REPLACE, TCX, TCX_QUERY, CLS_BPF, BPF_STATS, FREPLACE,
 )  # fmt: skip
 
@@ -223,21 +230,42 @@ def _func_info() -> str | None:
     return _with_func_info([asm.call_pseudo(1), asm.exit_(), *_returns(2)], (0, 2), bpf.ProgType.XDP)
 
 
+def _calling_a_tail_call(jump_table: int) -> list[asm.Insn]:
+    """main calls a subprogram that tail-calls slot 0 (r1, the context, passes through), then
+    returns what the call returned plus 10; the subprogram returns 0 if the slot is empty."""
+    return [
+        asm.call_pseudo(2), asm.add64_imm(R0, 10), asm.exit_(),
+        *asm.ld_map_fd(R2, jump_table), asm.mov64_imm(R3, 0), asm.call_helper(asm.HELPER_TAIL_CALL),
+        *_returns(0),
+    ]  # fmt: skip
+
+
 def _subprog_tail_calls() -> str | None:
+    jump_table = bpf.map_create(bpf.MapType.PROG_ARRAY, 4, 4, 1, name="bpfunits_probe")
     try:
-        jump_table = bpf.map_create(bpf.MapType.PROG_ARRAY, 4, 4, 1, name="bpfunits_probe")
-    except bpf.BpfError as e:
-        return e.strerror
-    try:
-        # main calls a subprogram that tail-calls (r1, the context, passes through).
-        insns = [
-            asm.call_pseudo(2), *_returns(2),
-            *asm.ld_map_fd(R2, jump_table), asm.mov64_imm(R3, 0), asm.call_helper(asm.HELPER_TAIL_CALL),
-            *_returns(2),
-        ]  # fmt: skip
-        return _with_func_info(insns, (0, 3), bpf.ProgType.SCHED_CLS)
+        return _with_func_info(_calling_a_tail_call(jump_table), (0, 3), bpf.ProgType.XDP)
     finally:
         os.close(jump_table)
+
+
+def _subprog_tail_call_returns() -> str | None:
+    jump_table = bpf.map_create(bpf.MapType.PROG_ARRAY, 4, 4, 1, name="bpfunits_probe")
+    target = _prog(_returns(3))
+    btf = func_btf((0, 3))
+    btf_fd = bpf.btf_load(btf.blob)
+    try:
+        bpf.map_update(jump_table, struct.pack("<I", 0), struct.pack("<I", target))
+        prog = _prog(_calling_a_tail_call(jump_table), prog_btf_fd=btf_fd, func_info=btf.func_info,
+                     func_info_rec_size=FUNC_INFO_REC_SIZE)
+        try:
+            got = bpf.prog_test_run(prog, bytes(64)).retval
+        finally:
+            os.close(prog)
+    finally:
+        for fd in (btf_fd, target, jump_table):
+            os.close(fd)
+    # 13: the target's 3 came back to main; 3: the tail call ended the whole program.
+    return None if got == 13 else f"the program returned {got}, not 13: the tail call ended more than its frame"
 
 
 _HELPER_BPF_LOOP = 181
@@ -352,6 +380,7 @@ _PROBES: dict[Feature, Callable[[], str | None]] = {
     MAP_FREEZE: _map_freeze,
     FUNC_INFO: _func_info,
     SUBPROG_TAIL_CALLS: _subprog_tail_calls,
+    SUBPROG_TAIL_CALL_RETURNS: _subprog_tail_call_returns,
     BPF_LOOP: _helper(_HELPER_BPF_LOOP),
     XDP_LINK: _xdp_link,
     LINK_UPDATE: _link_update,

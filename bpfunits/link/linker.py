@@ -115,11 +115,12 @@ def link_chain(
     *,
     counters: bool = False,
     manifest: str | None = None,
+    owner: str = "",
     force: Mode | None = None,
 ) -> LinkedChain:
     """Link `components` (in run order) for `hook`. `manifest` is the chain's version; None
-    leaves the manifest out. `force` makes every component inline (refusing those that cannot
-    be) or called."""
+    leaves the manifest out. `owner` names the state root of the bpfunits that links it (see
+    Manifest). `force` makes every component inline (refusing those that cannot be) or called."""
     if not components:
         raise LinkError(f"no components to link for the {hook.value} hook")
     parts: list[tuple[Part, str]] = []
@@ -138,7 +139,7 @@ def link_chain(
     manifest_fd = None
     try:
         if manifest is not None:
-            manifest_fd = create_manifest_map(_manifest(hook, manifest, components, parts))
+            manifest_fd = create_manifest_map(_manifest(hook, manifest, components, parts, owner))
         assembly = assemble(
             [p for p, _ in parts if p.mode is not Mode.UNREACHABLE],
             end_verdict=hook.chain_end_verdict,
@@ -223,9 +224,11 @@ def _why_not_inline(shape: Shape) -> str:
     return ""
 
 
-def _manifest(hook: Hook, version: str, components: list[Component], parts: list[tuple[Part, str]]) -> Manifest:
+def _manifest(
+    hook: Hook, version: str, components: list[Component], parts: list[tuple[Part, str]], owner: str
+) -> Manifest:
     entries = tuple(
         ManifestEntry(c.name, c.sha256, c.tag, tuple(sorted(c.proceed_on)), p.mode.value)
         for c, (p, _) in zip(components, parts)
     )
-    return Manifest(version, hook.value, entries)
+    return Manifest(version, hook.value, entries, owner)

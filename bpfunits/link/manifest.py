@@ -1,5 +1,7 @@
 """The manifest a linked chain carries: a frozen, program-read-only map named bpfu_manifest that
-the program references, so that a program id alone tells which chain it is."""
+the program references, so that a program id alone tells which chain it is, and whose it is: the
+manifest names the state root of the bpfunits that built it, which adopts the chain even when its
+pin is lost (a kill between attach and pin)."""
 
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ class Manifest:
     version: str  # the chain's own version, chosen by the caller
     hook: str
     components: tuple[ManifestEntry, ...]
+    owner: str = ""  # the bpffs state root of the bpfunits that built it ("" before it was recorded)
 
     def to_bytes(self) -> bytes:
         return json.dumps({"format": FORMAT, **asdict(self)}, separators=(",", ":")).encode()
@@ -40,7 +43,7 @@ class Manifest:
         entries = tuple(
             ManifestEntry(**{**e, "proceed_on": tuple(e["proceed_on"])}) for e in data["components"]
         )
-        return cls(data["version"], data["hook"], entries)
+        return cls(data["version"], data["hook"], entries, data.get("owner", ""))
 
 
 def create_manifest_map(manifest: Manifest) -> int:
@@ -68,9 +71,18 @@ def read_manifest(prog_id: int) -> Manifest | None:
 
 
 def manifest_of(map_fds: dict[str, int]) -> Manifest | None:
-    """The manifest among a program's maps (by name), if any."""
+    """The manifest among a program's maps (by name), if any: only a map nobody can have written
+    since it was made (frozen, read-only for programs) counts."""
     fd = map_fds.get(MAP_NAME)
-    if fd is None:
+    if fd is None or not _sealed(fd):
         return None
     raw = bpf.map_lookup(fd, _KEY, bpf.map_info(fd).value_size)
     return Manifest.from_bytes(raw) if raw else None
+
+
+def _sealed(fd: int) -> bool:
+    if not bpf.map_info(fd).flags & bpf.BPF_F_RDONLY_PROG:
+        return False
+    # The kernel reports a map's frozen state only in its fdinfo (since 5.2, with BPF_MAP_FREEZE).
+    with open(f"/proc/self/fdinfo/{fd}") as info:
+        return any(line.split() == ["frozen:", "1"] for line in info)

@@ -13,9 +13,10 @@ from bpfunits.plan.model import Action, Desired, HookPlan, Observed
 def plan_hook(key: HookKey, desired: Desired | None, observed: Observed | None) -> HookPlan:
     want = desired.chain if desired else None
     have = observed.chain if observed else None
-    if desired is not None and desired.errors:
+    errors = (observed.errors if observed else ()) + (desired.errors if desired else ())
+    if errors:
         # The hook keeps what it runs now; nothing is attached, swapped or removed.
-        return HookPlan(key, Action.BLOCKED, None, have, reasons=desired.errors)
+        return HookPlan(key, Action.BLOCKED, None, have, reasons=errors)
     if want is None:
         if have is None:
             return HookPlan(key, Action.UNCHANGED, None, None)
@@ -26,7 +27,7 @@ def plan_hook(key: HookKey, desired: Desired | None, observed: Observed | None) 
                   "(list the interface under `takeover` in the configuration to replace it)")
         return HookPlan(key, Action.BLOCKED, None, have, reasons=(reason,))
     if have is None:
-        return HookPlan(key, Action.CREATE, want, None, added=want.units)
+        return HookPlan(key, Action.CREATE, want, None, added=want.units, reasons=desired.notes)
     if want == have:
         return HookPlan(key, Action.UNCHANGED, want, have)
 
@@ -37,6 +38,7 @@ def plan_hook(key: HookKey, desired: Desired | None, observed: Observed | None) 
     changed = tuple(u for u in want.units if u in old and old[u] != new[u])
     moved = _moved([u for u in have.units if u in new], [u for u in want.units if u in old])
     reasons = () if want.build == have.build else (f"chain build changed: {have.build} -> {want.build}",)
+    reasons += desired.notes
     return HookPlan(key, Action.REPLACE, want, have, added, removed, moved, changed, reasons)
 
 

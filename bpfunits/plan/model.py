@@ -38,6 +38,7 @@ class Desired:
     chain: ChainState | None  # None: the hook could not be ordered or built; see errors
     errors: tuple[str, ...] = ()
     takeover: bool = False  # a foreign program in the way may be replaced
+    notes: tuple[str, ...] = ()  # what building it changes besides the chain (a pinned map reset)
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class Observed:
     key: HookKey
     chain: ChainState | None  # bpfunits' own chain, read back from its manifest; None if none
     foreign: tuple[str, ...] = ()  # programs on the hook that bpfunits did not attach
+    errors: tuple[str, ...] = ()  # the hook could not be read: what runs there is unknown
 
 
 class Action(str, Enum):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 
 from bpfunits.errors import BpfUnitsError
+from bpfunits.kernel import mappins
 from bpfunits.kernel.bpffs import StateRoot
 from bpfunits.kernel.load import LoadedProgram, load_unit_program
 from bpfunits.order.graph import Chain, HookKey
@@ -35,11 +36,22 @@ class Programs:
         if unit.name not in self.loaded and unit.name not in self.errors:
             try:
                 self.loaded[unit.name] = load_unit_program(unit, self.root, self.policy)
+            except mappins.MapPinError as exc:
+                self.errors[unit.name] = f"unit {unit.name}: {exc}"
             except BpfUnitsError as exc:
                 self.errors[unit.name] = str(exc)
             except (OSError, ValueError) as exc:  # whatever else one unit's input provokes stays its error
                 self.errors[unit.name] = f"unit {unit.name}: {exc}"
         return self.loaded.get(unit.name)
+
+    def map_resets(self, unit: str) -> tuple[mappins.ShapeChange, ...]:
+        """The unit's pinned maps that committing its program would reset (another shape)."""
+        return mappins.shape_changes(self.root, unit, self.loaded[unit].maps.values())
+
+    def commit(self, units: tuple[str, ...]) -> None:
+        """Pin the maps of these units' programs, now that a chain using them runs."""
+        for unit in units:
+            mappins.commit(self.root, unit, self.loaded[unit].maps.values())
 
     def close(self) -> None:
         for program in self.loaded.values():
@@ -55,15 +67,21 @@ def desired_chain(chain: Chain, programs: Programs, counters: bool, takeover: tu
         return Desired(chain.key, None, errors)
     components = tuple(Component(u.name, p.sha256, p.tag, tuple(sorted(u.proceed_codes))) for u, p in loaded)
     may_take_over = any(fnmatchcase(chain.key.interface, g) for g in takeover)
-    return Desired(chain.key, ChainState(components, build_id(counters)), takeover=may_take_over)
+    try:
+        notes = tuple(str(change) for u in chain.units for change in programs.map_resets(u.name))
+    except mappins.MapPinError as exc:
+        return Desired(chain.key, None, (str(exc),))
+    return Desired(chain.key, ChainState(components, build_id(counters)), takeover=may_take_over, notes=notes)
 
 
 def blocked_by_broken_units(key: HookKey, running: ChainState | None, broken: dict[str, str]) -> Desired | None:
-    """A hook running a unit whose files now fail to load keeps its chain: the unit's absence
-    from the valid units is an error, not a request to remove it."""
+    """A hook running a unit whose files now have errors keeps its chain exactly as it is (and
+    so the unit keeps its maps), whatever else changed: the unit's absence from the valid units
+    is an error, not a request to remove it."""
     if running is None:
         return None
     hit = [u for u in running.units if u in broken]
     if not hit:
         return None
-    return Desired(key, None, tuple(f"unit {u} is running here but its files have errors: {broken[u]}" for u in hit))
+    return Desired(key, None, tuple(f"unit {u} is running here but its files have errors; the hook keeps its chain "
+                                    f"until they are fixed or removed: {broken[u]}" for u in hit))

@@ -4,15 +4,14 @@ operation per changed hook. Errors stay with their hook: the others proceed."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
-from pathlib import Path
 
 from bpfunits.config import Config
 from bpfunits.errors import BpfUnitsError
 from bpfunits.kernel import attach as attaching
 from bpfunits.kernel import bpf, probe
-from bpfunits.kernel.bpffs import StateRoot, ensure_mounted, remove_tree
+from bpfunits.kernel.bpffs import StateRoot, children, ensure_mounted, remove_tree
 from bpfunits.kernel.observe import Attached
 from bpfunits.kernel.probe import TcBackend, XdpBackend
 from bpfunits.kernel.tcx import Placement
@@ -65,7 +64,7 @@ class Result:
 
     @property
     def failed(self) -> bool:
-        return any(h.outcome in (Outcome.BLOCKED, Outcome.FAILED) for h in self.hooks) or any(
+        return any(h.outcome in (Outcome.BLOCKED, Outcome.FAILED) or h.errors for h in self.hooks) or any(
             d.severity is Severity.ERROR for d in self.diagnostics
         )
 
@@ -80,11 +79,14 @@ def attach_options(config: Config) -> attaching.AttachOptions:
 
 
 def reconcile(config: Config, *, apply: bool) -> Result:
-    """Plan (and with `apply`, carry out) every hook of this network namespace."""
+    """Plan (and with `apply`, carry out) every hook of this network namespace. Only apply
+    changes anything: plan and status mount nothing, and create no folder and no pin."""
     probe.features().require_supported()
-    ensure_mounted()
+    if apply:
+        ensure_mounted()
     root = StateRoot(config.bpffs_root)
     with exclusive(config.lock_file):
+        root.check(create=apply)
         run = _Run(config, root, Programs(root, config.file_policy), apply)
         try:
             return run.go()
@@ -109,6 +111,8 @@ class _Run:
         ordering = order_all(loaded.units.values(), self.live)
         self.chains = ordering.chains
         self.states = observing.read_all(self.live, self.root)
+        if self.apply:
+            self.adopt()
         broken = {d.unit: d.message for d in loaded.errors if d.unit and d.unit not in loaded.units}
 
         for key, chain in self.chains.items():
@@ -117,7 +121,7 @@ class _Run:
             self.desired[error.key] = Desired(error.key, None, (str(error),))
         for key, state in self.states.items():
             block = blocked_by_broken_units(key, state.observed.chain, broken)
-            if block is not None and key not in self.chains:
+            if block is not None:
                 self.desired[key] = block
 
         result = Result(diagnostics=list(loaded.diagnostics))
@@ -131,6 +135,18 @@ class _Run:
         if self.apply:
             self.clean_up(result)
         return result
+
+    def adopt(self) -> None:
+        """Pin, in their hook folders, programs of ours found without that pin; a hook where
+        that fails is an error of its own."""
+        for key, state in self.states.items():
+            if state.ours is None or not state.ours.adopt:
+                continue
+            try:
+                attaching.adopt(state.ifindex, key.hook, state.ours, self.root)
+            except BpfUnitsError as exc:
+                observed = replace(state.observed, errors=(str(exc),))
+                self.states[key] = replace(state, observed=observed)
 
     def running(self, key: HookKey) -> Attached | None:
         state = self.states.get(key)
@@ -155,12 +171,17 @@ class _Run:
             chain = self.chains[plan.key]
             components = [component_of(u.name, self.programs.loaded[u.name], u.proceed_codes) for u in chain.units]
             build = build_id(self.config.counters)
-            with link_chain(plan.key.hook, components, counters=self.config.counters, manifest=build) as linked:
+            with link_chain(plan.key.hook, components, counters=self.config.counters, manifest=build,
+                            owner=str(self.root.path)) as linked:
                 prog_fd = linked.load()
             try:
                 if not self.apply:
                     return HookResult(plan, done, prog_id=before_id)
                 attached = self.switch(plan, ifindex, prog_fd, before)
+                try:
+                    self.programs.commit(chain.names)
+                except BpfUnitsError as exc:
+                    return HookResult(plan, done, (str(exc),), prog_id=attached.prog_id)
                 return HookResult(plan, done, prog_id=attached.prog_id)
             finally:
                 os.close(prog_fd)
@@ -184,22 +205,21 @@ class _Run:
 
     def clean_up(self, result: Result) -> None:
         """Remove the maps of units that no longer run anywhere (only after their programs left
-        the datapath), and the pins of interfaces that are gone."""
-        running: set[str] = set()
+        the datapath), and the pins of this namespace's interfaces that are gone. While a hook
+        could not be read, what it runs is unknown: no unit's maps go then."""
+        live = {f"if{index}" for index in self.live.values()}
+        for folder in children(self.root.netns_path()):
+            if folder.name not in live:
+                remove_tree(folder)
+        if any(s.observed.errors for s in self.states.values()):
+            return
+        running = observing.units_pinned_elsewhere(self.root)
         for hook in result.hooks:
             chain = hook.plan.desired if hook.outcome in (Outcome.APPLIED, Outcome.UNCHANGED) else hook.plan.observed
             if hook.plan.action is Action.REMOVE and hook.outcome is Outcome.APPLIED:
                 chain = None
             running.update(chain.units if chain else ())
         keep = {self.root.unit_path(name) for name in running}
-        for folder in _children(self.root.units_path):
+        for folder in children(self.root.units_path):
             if folder not in keep:
                 remove_tree(folder)
-        live = {f"if{index}" for index in self.live.values()}
-        for folder in _children(self.root.hooks_path):
-            if folder.name not in live:
-                remove_tree(folder)
-
-
-def _children(folder: Path) -> list[Path]:
-    return sorted(folder.iterdir()) if folder.is_dir() else []

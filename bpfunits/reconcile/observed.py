@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 
+from bpfunits.errors import BpfUnitsError
 from bpfunits.hooks import Hook
-from bpfunits.kernel.bpffs import StateRoot
+from bpfunits.kernel import bpf, pins
+from bpfunits.kernel.bpffs import StateRoot, children
 from bpfunits.kernel.observe import Attached, Observation, observe
 from bpfunits.link.manifest import read_manifest
 from bpfunits.order.graph import HookKey
@@ -40,13 +43,53 @@ def read_hook(key: HookKey, ifindex: int, root: StateRoot) -> HookState:
 
 
 def read_all(live: dict[str, int], root: StateRoot) -> dict[HookKey, HookState]:
+    """Every hook that runs something, or could not be read: such a hook (its interface went
+    away meanwhile, a pin where its folder belongs) is an error of its own."""
     states = {}
     for name, ifindex in sorted(live.items()):
         for hook in Hook:
-            state = read_hook(HookKey(name, hook), ifindex, root)
+            key = HookKey(name, hook)
+            try:
+                state = read_hook(key, ifindex, root)
+            except (BpfUnitsError, OSError) as e:
+                unread = Observed(key, None, errors=(f"reading what runs on {key} failed: {e}",))
+                states[key] = HookState(key, ifindex, Observation(ifindex, hook, None, ()), unread)
+                continue
             if state.observation.programs:
-                states[state.key] = state
+                states[key] = state
     return states
+
+
+def units_pinned_elsewhere(root: StateRoot) -> set[str]:
+    """The units of the chains the root pins for other network namespaces (and in the layout
+    before namespaced folders): their maps are not this namespace's to remove."""
+    mine = root.netns_path()
+    units: set[str] = set()
+    for folder in children(root.hooks_path):
+        if folder == mine:
+            continue
+        try:
+            interfaces = [folder] if folder.name.startswith("if") else children(folder)
+            hook_dirs = [h for i in interfaces for h in children(i)]
+        except BpfUnitsError:
+            continue  # not a folder: it pins nothing
+        for prog_id in (p for h in hook_dirs for p in _pinned_programs(h)):
+            try:
+                manifest = read_manifest(prog_id)
+            except bpf.BpfError:
+                continue  # gone meanwhile
+            if manifest is not None:
+                units.update(e.unit for e in manifest.components)
+    return units
+
+
+def _pinned_programs(hook_dir: Path) -> list[int]:
+    try:
+        link = pins.link_info(hook_dir)
+        prog = pins.prog_id(hook_dir)
+    except BpfUnitsError:
+        return []  # not a hook folder of ours: nothing it pins counts
+    return [p for p in (link.prog_id if link else None, prog) if p]
 
 
 def _chain_of(program: Attached) -> ChainState:

@@ -1,4 +1,5 @@
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,8 +24,9 @@ def test_verify_clean_examples(capsys):
     assert out.strip().endswith("4 units valid, 0 errors, 0 warnings")
 
 
-def test_verify_reports_file_line_and_exits_1(tmp_path, capsys):
+def test_verify_reports_file_line_and_exits_1(tmp_path, capsys, bpf_objects):
     write(tmp_path, "good.unit", ini_unit(before="ghost"))
+    shutil.copy(bpf_objects / "counter.bpf.o", tmp_path / "prog.bpf.o")
     write(tmp_path, "bad.unit", "[Attach]\nHook=xdpp\n")
     code, out, _ = run(capsys, "verify", "--units-dir", str(tmp_path), "--interfaces", "veth0")
     assert code == 1

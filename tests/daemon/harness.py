@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bpfunits.daemon import DEFAULT_DEBOUNCE, Daemon, Trigger
+from tests.timing import scaled
 
 
 @dataclass
@@ -39,8 +40,8 @@ class Recorder:
     def wait(self, count: int, timeout: float = 3.0) -> list[Trigger]:
         """The first `count` triggers, waiting up to `timeout` seconds for them."""
         with self._changed:
-            if not self._changed.wait_for(lambda: len(self.calls) >= count, timeout):
-                raise AssertionError(f"waited {timeout}s for {count} reconciles, got {self.triggers}")
+            if not self._changed.wait_for(lambda: len(self.calls) >= count, scaled(timeout)):
+                raise AssertionError(f"waited {scaled(timeout)}s for {count} reconciles, got {self.triggers}")
         return self.triggers[:count]
 
     def quiet(self, seconds: float) -> list[Trigger]:
@@ -63,6 +64,6 @@ def running(recorder: Recorder, folders: list[Path], **options) -> Iterator[Daem
         yield daemon
     finally:
         daemon.stop()
-        thread.join(5)
+        thread.join(scaled(5))
         assert not thread.is_alive(), "daemon did not stop"
     assert exit_code == [0]

@@ -8,6 +8,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from tests.timing import scaled
+
 
 class NotifySocket:
     """Bound at an abstract address, "@bu-notify-<random>", unless given a path. A thread
@@ -50,8 +52,8 @@ class NotifySocket:
             return bool(found)
 
         with self._arrived:
-            if not self._arrived.wait_for(matched, timeout):
-                raise AssertionError(f"no matching sd_notify line in {timeout}s; got {self.texts}")
+            if not self._arrived.wait_for(matched, scaled(timeout)):
+                raise AssertionError(f"no matching sd_notify line in {scaled(timeout)}s; got {self.texts}")
         return found[0]
 
     @property

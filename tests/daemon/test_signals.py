@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.daemon.notifysocket import NotifySocket
+from tests.timing import scaled
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,7 +43,7 @@ def test_stop_signal_exits_zero_with_stopping(tmp_path, stop_signal):
     with daemon_process(tmp_path) as (proc, endpoint):
         assert endpoint.texts[:2] == ["STATUS=reconciled: start", "READY=1"]
         proc.send_signal(stop_signal)
-        assert proc.wait(timeout=5) == 0
+        assert proc.wait(timeout=scaled(5)) == 0
         endpoint.wait_for(lambda line: line == "STOPPING=1")
         assert "stopping; attached programs stay in place" in proc.stderr.read()
 
@@ -54,7 +55,7 @@ def test_sighup_reconciles_at_once(tmp_path):
         proc.send_signal(signal.SIGHUP)
         endpoint.wait_for(lambda _: endpoint.texts.count("STATUS=reconciled: SIGHUP") == 2, timeout=2)
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=5) == 0
+        assert proc.wait(timeout=scaled(5)) == 0
         assert "reconcile: SIGHUP" in proc.stderr.read()
 
 
@@ -63,4 +64,4 @@ def test_watchdog_from_the_environment(tmp_path):
         # WATCHDOG_USEC=0.2 s: a ping every 0.1 s.
         endpoint.wait_for(lambda _: endpoint.texts.count("WATCHDOG=1") >= 4, timeout=1)
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=5) == 0
+        assert proc.wait(timeout=scaled(5)) == 0

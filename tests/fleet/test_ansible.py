@@ -146,7 +146,10 @@ def test_units_are_rendered_verified_and_installed(tmp_path):
 
 
 def test_example_vars_are_the_example_chain(tmp_path):
-    run = play(tmp_path, yaml.safe_load(EXAMPLE_VARS.read_text())["bpfunits_units"])
+    # verify opens the objects: those of this checkout stand in for the installed ones.
+    units = [dict(u, object=str(OBJECTS / Path(u["object"]).name))
+             for u in yaml.safe_load(EXAMPLE_VARS.read_text())["bpfunits_units"]]
+    run = play(tmp_path, units)
     assert run.returncode == 0, run.stdout + run.stderr
     assert comparable(tmp_path / "live") == comparable(EXAMPLES)
 
@@ -243,8 +246,8 @@ def test_plan_reports_pending_chains_until_they_are_applied(tmp_path, veth_pair,
 
 @pytest.mark.kernel
 def test_plan_errors_fail_the_play(tmp_path, veth_pair, plan_options):
-    """A unit whose object does not exist passes verify (a file check, not a load) but fails plan."""
-    units = [dict(UNITS[1], interfaces=[veth_pair.if_a], object=str(tmp_path / "missing.bpf.o"))]
+    """A unit whose program the kernel's verifier refuses passes verify (no kernel) but fails plan."""
+    units = [dict(UNITS[1], interfaces=[veth_pair.if_a], object=str(ROOT / "bpf" / "invalid.bpf.o"))]
     run = play(tmp_path, units, **plan_options)
     assert task_status(run, "Plan the kernel's chains") == "fatal"
     assert recap(run)["failed"] == 1

@@ -93,9 +93,10 @@ def test_config_is_valid(tmp_path):
     assert config.bpffs_root.is_relative_to("/sys/fs/bpf")
 
 
-def test_configmap_units_verify(tmp_path):
+def test_configmap_units_verify(tmp_path, bpf_objects):
+    # verify opens the objects: those of this checkout stand in for the image's.
     for name, text in UNITS["data"].items():
-        (tmp_path / name).write_text(text)
+        (tmp_path / name).write_text(text.replace(IMAGE_OBJECTS, f"{bpf_objects}/examples/"))
     run = subprocess.run([BPFUNITS, "verify", "--units-dir", str(tmp_path)], capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
     assert run.stdout.strip() == f"{len(UNITS['data'])} units valid, 0 errors, 0 warnings"

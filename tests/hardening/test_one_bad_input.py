@@ -47,7 +47,7 @@ def test_one_bad_input_nul_in_interfaces_and_define_fails_verify(tmp_path, capsy
 
 def test_one_bad_input_unit_name_too_long_for_its_pin_path_fails_verify(tmp_path, capsys):
     write(tmp_path, f"{LONG}.unit", ini("/x.o"))
-    write(tmp_path, "ok.unit", ini("/x.o"))
+    write(tmp_path, "ok.unit", ini(BPF / "counter.bpf.o"))
     assert verify(capsys, tmp_path) == (1, [
         f"{LONG}.unit: error: unit {LONG}: unit name too long: its pin folder name would be 281 bytes, bpffs allows 255",
         "1 units valid, 1 errors, 0 warnings",

@@ -31,6 +31,7 @@ def tc_add_foreign(pair, bpf_objects, *where: str) -> None:
 
 
 @pytest.mark.parametrize("hook", [Hook.TC_INGRESS, Hook.TC_EGRESS])
+@pytest.mark.matrix
 def test_attach_observe_replace_in_place_detach(veth_pair, bpffs_root, counters, hook):
     a, b = counters(hook, "a"), counters(hook, "b")
     with veth_pair.inside_a():
@@ -92,6 +93,7 @@ def test_foreign_filter_elsewhere_is_left_alone(veth_pair, bpffs_root, counters,
         assert observe(idx, Hook.TC_INGRESS, bpffs_root).programs == (foreign,)
 
 
+@pytest.mark.matrix
 def test_foreign_filter_in_our_slot_needs_takeover(veth_pair, bpffs_root, counters, bpf_objects):
     tc_add_foreign(veth_pair, bpf_objects, "prio", "1", "handle", "0xb0f")
     a = counters(Hook.TC_INGRESS)

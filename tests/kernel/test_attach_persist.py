@@ -13,6 +13,7 @@ from bpfunits.kernel import attach
 from bpfunits.kernel.observe import Backend, observe
 from tests.fixtures.counters import count_of_prog
 from tests.fixtures.features import tcx_param
+from tests.timing import scaled
 from tests.traffic import through_hook
 
 pytestmark = pytest.mark.kernel
@@ -50,7 +51,7 @@ def test_attachment_outlives_the_attaching_process(veth_pair, bpffs_root, bpf_ob
     done = subprocess.run(
         [sys.executable, "-c", ATTACHER, veth_pair.ns_a, str(veth_pair.ifindex_a), hook.value, backend,
          str(bpf_objects / "attach_counter.bpf.o"), str(bpffs_root.path)],
-        cwd=REPO, check=True, capture_output=True, text=True, timeout=60,
+        cwd=REPO, check=True, capture_output=True, text=True, timeout=scaled(60),
     )
     prog_id = int(done.stdout)
 

@@ -22,6 +22,7 @@ TCX = AttachOptions(tc_backend=TcBackend.TCX)
 
 
 @pytest.mark.parametrize("hook", [Hook.TC_INGRESS, Hook.TC_EGRESS])
+@pytest.mark.matrix
 def test_attach_observe_replace_detach(veth_pair, bpffs_root, counters, hook):
     a, b = counters(hook, "a"), counters(hook, "b")
     with veth_pair.inside_a():
@@ -55,6 +56,7 @@ def test_attach_observe_replace_detach(veth_pair, bpffs_root, counters, hook):
 
 
 @pytest.mark.parametrize("placement", [Placement.FIRST, Placement.LAST])
+@pytest.mark.matrix
 def test_placement_relative_to_a_foreign_program(veth_pair, bpffs_root, counters, placement):
     ours, theirs = counters(Hook.TC_INGRESS, "a"), counters(Hook.TC_INGRESS, "b")
     with veth_pair.inside_a():

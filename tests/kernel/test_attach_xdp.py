@@ -22,6 +22,7 @@ BACKENDS = {XdpBackend.LINK: Backend.XDP_LINK, XdpBackend.NETLINK: Backend.XDP_N
 
 
 @pytest.mark.parametrize("backend", list(BACKENDS))
+@pytest.mark.matrix
 def test_attach_observe_replace_detach(veth_pair, bpffs_root, counters, backend):
     a, b = counters(Hook.XDP, "a"), counters(Hook.XDP, "b")
     options = AttachOptions(xdp_backend=backend)
@@ -93,6 +94,7 @@ def ip_attach_foreign(pair, bpf_objects) -> None:
 
 
 @pytest.mark.parametrize("backend", list(BACKENDS))
+@pytest.mark.matrix
 def test_foreign_program_is_left_alone(veth_pair, bpffs_root, counters, bpf_objects, backend):
     ip_attach_foreign(veth_pair, bpf_objects)
     a = counters(Hook.XDP)
@@ -117,6 +119,7 @@ def test_foreign_program_is_left_alone(veth_pair, bpffs_root, counters, bpf_obje
     assert (count_of_prog(foreign.prog_id), a.count()) == (20, 0)
 
 
+@pytest.mark.matrix
 def test_takeover_of_a_netlink_program(veth_pair, bpffs_root, counters, bpf_objects):
     ip_attach_foreign(veth_pair, bpf_objects)
     a = counters(Hook.XDP)

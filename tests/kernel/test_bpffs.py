@@ -25,7 +25,8 @@ def test_folders_are_created_idempotently_where_documented(bpffs_root):
     assert unit == bpffs_root.path / "units" / "counter%2exdp" and unit.is_dir()
     assert bpffs_root.unit_dir("counter.xdp") == unit
     hook = bpffs_root.hook_dir(7, Hook.TC_INGRESS)
-    assert hook == bpffs_root.path / "hooks" / "if7" / "tc-ingress" and hook.is_dir()
+    namespace = f"ns{os.stat('/proc/thread-self/ns/net').st_ino}"
+    assert hook == bpffs_root.path / "hooks" / namespace / "if7" / "tc-ingress" and hook.is_dir()
     assert bpffs_root.hook_dir(7, Hook.TC_INGRESS) == hook
 
 

@@ -3,6 +3,7 @@ frames flowing, the kernel changed behind its back, and the daemon killed and re
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -20,6 +21,7 @@ from bpfunits.kernel import bpf, netns
 from bpfunits.kernel.observe import observe
 from bpfunits.link.manifest import read_manifest
 from tests.daemon.notifysocket import NotifySocket
+from tests.timing import scaled
 from tests.traffic import Flow, frame, send_frames
 from tests.unitfiles import write
 
@@ -40,6 +42,7 @@ def drop(folder: Path, name: str, text: str) -> None:
 
 
 def eventually(check: Callable[[], object], timeout: float, what: str) -> object:
+    timeout = scaled(timeout)
     deadline = time.monotonic() + timeout
     while True:
         got = check()
@@ -72,7 +75,7 @@ class DaemonProcess:
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(sig)
-            self.proc.wait(timeout=10)
+            self.proc.wait(timeout=scaled(10))
         if self.proc:
             self.notify.close()
 
@@ -85,7 +88,12 @@ class DaemonProcess:
             ours = observe(ifindex or self.pair.ifindex_a, hook, self.root).ours
             if not ours:
                 return None
-            manifest = read_manifest(ours[0].prog_id)
+            try:
+                manifest = read_manifest(ours[0].prog_id)
+            except bpf.BpfError as e:
+                if e.errno != errno.ENOENT:
+                    raise
+                return None  # swapped by the daemon since it was observed: look again
         return tuple(e.unit for e in manifest.components)
 
     def prog_id(self, hook: Hook = Hook.XDP) -> int | None:
@@ -159,6 +167,7 @@ def test_reorder_while_frames_flow_loses_nothing_and_no_frame_sees_half_a_chain(
     assert packets(bpffs_root, "a") == packets(bpffs_root, "b") == flow.arrived == flow.sent
 
 
+@pytest.mark.matrix
 def test_netlink_xdp_removed_by_someone_is_repaired_within_2s(daemon, veth_pair, bpffs_root):
     d = daemon("xdp_backend: netlink\n")
     drop(d.units, "count.unit", unit_text("counter.bpf.o"))
@@ -167,7 +176,7 @@ def test_netlink_xdp_removed_by_someone_is_repaired_within_2s(daemon, veth_pair,
     assert d.prog_id() is None
     started = time.monotonic()
     eventually(lambda: d.chain() == ("count",), 2, "the daemon re-attached the chain")
-    assert time.monotonic() - started < 2 and d.prog_id() != first
+    assert time.monotonic() - started < scaled(2) and d.prog_id() != first
 
 
 def test_cls_bpf_filter_deleted_by_someone_is_repaired_within_the_resync_period(daemon, veth_pair, bpffs_root):
@@ -188,12 +197,14 @@ def test_interface_created_later_gets_its_chain_within_2s_and_its_pins_go_with_i
     started = time.monotonic()
     ifindex = netns.ifindex(new_if, veth_pair.ns_a)
     eventually(lambda: d.chain(Hook.XDP, ifindex) == ("count",), 2, "the new interface got its chain")
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < scaled(2)
 
     # When it goes away, so do the pins bpfunits kept for it.
-    assert (bpffs_root.hooks_path / f"if{ifindex}").exists()
+    with netns.inside(veth_pair.ns_a):
+        pins = bpffs_root.hook_path(ifindex, Hook.XDP).parent
+    assert pins.exists()
     subprocess.run(["ip", "-n", veth_pair.ns_a, "link", "del", new_if], check=True)
-    eventually(lambda: not (bpffs_root.hooks_path / f"if{ifindex}").exists(), 2, "its hook pins removed")
+    eventually(lambda: not pins.exists(), 2, "its hook pins removed")
     assert d.chain() == ("count",), "the other interface keeps its chain"
 
 
@@ -270,6 +281,6 @@ def test_foreign_xdp_program_stays_untouched(daemon, veth_pair, bpffs_root):
     eventually(lambda: any("foreign XDP program" in m for m in errors_logged(d, Hook.XDP)), 5, "refusal logged")
     # Through a SIGHUP and two resyncs (1 s here).
     d.proc.send_signal(signal.SIGHUP)
-    time.sleep(2.5)
+    time.sleep(scaled(2.5))
     with netns.inside(veth_pair.ns_a):
         assert observe(veth_pair.ifindex_a, Hook.XDP, bpffs_root).programs == foreign

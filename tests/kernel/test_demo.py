@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.timing import scaled
+
 pytestmark = pytest.mark.kernel
 REPO = Path(__file__).resolve().parents[2]
 DEMO = [sys.executable, str(REPO / "scripts" / "demo.py")]
@@ -43,7 +45,7 @@ def leftovers(tag: str) -> list[str]:
 
 
 def test_demo_tells_the_story_and_removes_everything(bpf_objects):
-    proc = subprocess.run(DEMO, cwd=REPO, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(DEMO, cwd=REPO, capture_output=True, text=True, timeout=scaled(120))
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
     assert leftovers(demo_tag(out)) == []
@@ -83,7 +85,7 @@ def test_interrupted_while_the_daemon_runs_still_removes_everything(bpf_objects,
         assert Path(f"/run/netns/bpfu-demo-{tag}-a").exists(), "".join(lines)
         proc.send_signal(sig)
         rest = proc.stdout.read()
-        assert proc.wait(timeout=60) == 130, "".join(lines) + rest
+        assert proc.wait(timeout=scaled(60)) == 130, "".join(lines) + rest
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bpfunits.hooks import Hook
-from bpfunits.kernel import bpf
+from bpfunits.kernel import bpf, mappins
 from bpfunits.kernel.load import LoadedProgram, load_object_program, load_unit_program
 from bpfunits.link.component import component_of
 from bpfunits.link.layout import Mode
@@ -19,6 +19,7 @@ from bpfunits.link.linker import link_chain
 from bpfunits.units.search import load_units
 from tests import examples_frames as f
 from tests.fixtures.netns import ADDR_A, ADDR_B
+from tests.timing import scaled
 
 pytestmark = pytest.mark.kernel
 
@@ -256,6 +257,7 @@ def test_example_units_load_their_programs(bpf_objects, bpffs_root):
         assert unit.hook is hook
         with load_unit_program(unit, bpffs_root) as prog:
             assert prog.name == program
+            mappins.commit(bpffs_root, name, prog.maps.values())
             assert {p.name for p in bpffs_root.unit_path(name).iterdir()} == pinned
             want = TC_ACT_UNSPEC if hook.is_tc else XDP_PASS
             assert run(prog, f.syn("198.18.8.1")) == want
@@ -302,7 +304,7 @@ def udp_exchange(veth_pair, count: int, port: int) -> int:
         tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     with rx, tx:
         rx.bind((ADDR_B, port))
-        rx.settimeout(0.3)
+        rx.settimeout(scaled(0.3))
         for n in range(count):
             tx.sendto(b"datagram %d" % n, (ADDR_B, port))
         received = 0

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bpfunits.hooks import Hook
-from bpfunits.kernel import bpf
+from bpfunits.kernel import bpf, probe
 from bpfunits.kernel.bpffs import BPFFS, ensure_mounted, remove_tree
 from bpfunits.kernel.load import LoadedProgram, load_object_program
 from bpfunits.link import asm
@@ -32,9 +32,12 @@ XDP_OBJECTS = [
     "link_verdict_byte", "link_stack",
 ]  # fmt: skip
 TC_OBJECTS = ["tc_actions", "link_tc_verdict_byte", "link_ldabs"]
+NEEDS = {"bpf_loop": probe.BPF_LOOP}  # objects this kernel may be unable to load
 XDP_CODES = sorted(Hook.XDP.verdicts.values())
 TC_CODES = sorted(Hook.TC_INGRESS.verdicts.values())
-EXAMPLES = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# 60, or fewer under a profile that asks for fewer (the kernel matrix: --hypothesis-profile=matrix).
+EXAMPLES = settings(max_examples=min(60, settings.default.max_examples), deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +48,8 @@ def programs() -> Iterator[dict[str, LoadedProgram]]:
     loaded: dict[str, LoadedProgram] = {}
     try:
         for name, hook in [(n, Hook.XDP) for n in XDP_OBJECTS] + [(n, Hook.TC_INGRESS) for n in TC_OBJECTS]:
+            if name in NEEDS and not probe.features().has(NEEDS[name]):
+                continue  # chains are drawn from what loaded
             loaded[name] = load_object_program(BPF_DIR / f"{name}.bpf.o", hook, root / name)
         yield loaded
     finally:
@@ -117,12 +122,15 @@ proceed_tc = st.frozensets(st.sampled_from(TC_CODES), max_size=4)
 
 @EXAMPLES
 @given(
-    chain=st.lists(st.tuples(st.sampled_from(XDP_OBJECTS), proceed_xdp), min_size=1, max_size=8),
+    data=st.data(),
     frames=frames_strategy(),
     force=st.sampled_from([None, Mode.CALL]),
     counters=st.booleans(),
 )
-def test_xdp_chain_matches_components_run_one_after_another(programs, chain, frames, force, counters):
+@pytest.mark.matrix
+def test_xdp_chain_matches_components_run_one_after_another(programs, data, frames, force, counters):
+    loaded = [n for n in XDP_OBJECTS if n in programs]
+    chain = data.draw(st.lists(st.tuples(st.sampled_from(loaded), proceed_xdp), min_size=1, max_size=8), "chain")
     names, proceed = zip(*chain)
     check_chain(Hook.XDP, programs, list(names), list(proceed), frames, force=force, counters=counters)
 
@@ -134,6 +142,7 @@ def test_xdp_chain_matches_components_run_one_after_another(programs, chain, fra
     force=st.sampled_from([None, Mode.CALL]),
     counters=st.booleans(),
 )
+@pytest.mark.matrix
 def test_tc_chain_matches_components_run_one_after_another(programs, chain, frames, force, counters):
     names, proceed = zip(*chain)
     check_chain(Hook.TC_INGRESS, programs, list(names), list(proceed), frames, force=force, counters=counters)
@@ -143,14 +152,17 @@ POOL_100 = ["counter", "rewriter", "globals", "subprog", "bpf_loop", "link_verdi
 
 
 @pytest.mark.parametrize("force", [None, Mode.CALL])
+@pytest.mark.matrix
 def test_hundred_components_load_and_match(programs, force):
-    names = [POOL_100[i % len(POOL_100)] for i in range(100)]
+    pool = [n for n in POOL_100 if n in programs]
+    names = [pool[i % len(pool)] for i in range(100)]
     proceed = [frozenset(XDP_CODES) - {1}] * 100  # everything but XDP_DROP goes on
     frames = [bytes([n]) * 64 for n in (0, 1, 7, 200)]
     chain = check_chain(Hook.XDP, programs, names, proceed, frames, force=force, counters=True)
     assert len(chain.placements) == 100
 
 
+@pytest.mark.matrix
 def test_counters_count_what_each_component_saw(programs):
     # verdict_byte returns byte 15 % 6 and increments it: 0 aborted, 1 drop, 2 pass, 3 tx, 4 redirect, 5 unknown
     names = ["link_verdict_byte"] * 3
@@ -276,6 +288,7 @@ def filled_jump_table(programs) -> Iterator[None]:
         os.close(target)
 
 
+@pytest.mark.matrix
 def test_successful_tail_call_ends_only_its_component(programs, filled_jump_table):
     # Standalone the tail-called program's XDP_TX is the component's verdict; with TX in its
     # ProceedOn the next component must still run.

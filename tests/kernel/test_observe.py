@@ -22,6 +22,7 @@ def other_root(make_bpffs_root):
     return make_bpffs_root()
 
 
+@pytest.mark.matrix
 def test_empty_hooks(veth_pair, bpffs_root):
     with veth_pair.inside_a():
         for hook in Hook:
@@ -31,6 +32,7 @@ def test_empty_hooks(veth_pair, bpffs_root):
 
 
 @pytest.mark.needs(probe.TCX)
+@pytest.mark.matrix
 def test_tc_hook_lists_tcx_links_then_cls_bpf_filters(veth_pair, bpffs_root, counters, bpf_objects):
     ours, theirs = counters(Hook.TC_INGRESS, "a"), counters(Hook.TC_INGRESS, "b")
     tc_add_foreign(veth_pair, bpf_objects)

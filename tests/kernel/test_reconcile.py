@@ -18,6 +18,7 @@ from bpfunits.kernel.observe import observe
 from bpfunits.reconcile.lock import exclusive
 from bpfunits.hooks import Hook
 from tests.fixtures.features import tcx_param
+from tests.timing import scaled
 from tests.traffic import Receiver, frame, send_frames
 from tests.unitfiles import write
 
@@ -53,6 +54,7 @@ def map_value(prog_id: int, name: str) -> int:
             os.close(fd)
 
 
+@pytest.mark.matrix
 def test_apply_creates_in_order_then_adopts_then_reorders_then_removes(tmp_path, capsys, veth_pair, bpffs_root, bpf_objects):
     units = tmp_path / "units"
     write(units, "10-count.unit", unit("counter.bpf.o"))
@@ -129,6 +131,7 @@ def test_errors_stay_with_their_hook(tmp_path, capsys, veth_pair, bpffs_root, bp
     assert got[(veth_pair.if_a, "xdp")]["prog_id"] == xdp_id
 
 
+@pytest.mark.matrix
 def test_foreign_xdp_program_is_left_alone(tmp_path, capsys, veth_pair, bpffs_root, bpf_objects):
     subprocess.run(["ip", "-n", veth_pair.ns_a, "link", "set", "dev", veth_pair.if_a, "xdpgeneric", "obj",
                     str(BPF / "counter.bpf.o"), "sec", "xdp"], check=True)
@@ -151,6 +154,7 @@ def test_missing_object_blocks_with_clear_error(tmp_path, capsys, veth_pair, bpf
     assert code == 1 and got["outcome"] == "blocked" and "nonexistent.bpf.o" in got["reasons"][0]
 
 
+@pytest.mark.matrix
 def test_status_shows_which_unit_dropped_the_traffic(tmp_path, capsys, veth_pair, bpffs_root, bpf_objects):
     units = tmp_path / "units"
     write(units, "10-count.unit", unit("counter.bpf.o"))
@@ -191,6 +195,7 @@ def action_frame(action: int, seq: int) -> bytes:
 
 
 @pytest.mark.parametrize("backend", [tcx_param("tcx"), "cls_bpf"])
+@pytest.mark.matrix
 def test_tc_chain_attached_for_real_takes_the_chains_path(tmp_path, capsys, veth_pair, bpffs_root, bpf_objects, backend):
     units = tmp_path / "units"
     write(units, "10-count.unit", tc_unit("attach_counter.bpf.o", "tc_count_a"))
@@ -223,6 +228,7 @@ def test_tc_chain_attached_for_real_takes_the_chains_path(tmp_path, capsys, veth
 
 
 @pytest.mark.parametrize("backend", ["link", "netlink"])
+@pytest.mark.matrix
 def test_xdp_chain_attached_for_real_takes_the_chains_path(tmp_path, capsys, veth_pair, bpffs_root, bpf_objects, backend):
     units = tmp_path / "units"
     write(units, "10-count.unit", unit("counter.bpf.o"))
@@ -235,7 +241,7 @@ def test_xdp_chain_attached_for_real_takes_the_chains_path(tmp_path, capsys, vet
     assert run_json(capsys, "apply", *base)[0] == 0
     with Receiver(veth_pair.ns_a, veth_pair.if_a) as rx:
         send_frames(veth_pair.ns_b, veth_pair.if_b, [frame(i) for i in range(7)])
-        time.sleep(0.3)
+        time.sleep(scaled(0.3))
         arrived = rx.stop()
     code, doc = run_json(capsys, "status", *base)
     hook = next(h for h in doc["hooks"] if h["hook"] == "xdp")
@@ -254,13 +260,14 @@ def test_reconciles_never_overlap_across_processes(tmp_path, veth_pair, bpffs_ro
             "--bpffs-root", str(bpffs_root.path), "--config", str(config)]
     with exclusive(tmp_path / "lock"):
         other = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
-        time.sleep(1.5)
+        time.sleep(scaled(1.5))
         assert other.poll() is None, "apply waits for the lock"
         with netns.inside(veth_pair.ns_a):
             assert observe(veth_pair.ifindex_a, Hook.XDP, bpffs_root).programs == ()
-    assert other.wait(timeout=20) == 0 and "1 applied" in other.stdout.read()
+    assert other.wait(timeout=scaled(20)) == 0 and "1 applied" in other.stdout.read()
 
 
+@pytest.mark.matrix
 def test_takeover_replaces_a_foreign_xdp_program_in_one_step(tmp_path, capsys, veth_pair, bpffs_root, bpf_objects):
     subprocess.run(["ip", "-n", veth_pair.ns_a, "link", "set", "dev", veth_pair.if_a, "xdpgeneric", "obj",
                     str(BPF / "attach_foreign.bpf.o"), "sec", "xdp"], check=True)

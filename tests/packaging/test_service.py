@@ -18,6 +18,7 @@ from tests.daemon.notifysocket import NotifySocket
 from tests.packaging import servicefile
 from tests.packaging.demo import DemoNetns
 from tests.packaging.servicefile import SERVICE, SYSTEMD_DIR
+from tests.timing import scaled
 
 ROOT = Path(__file__).resolve().parents[2]
 BPFUNITS = ROOT / ".venv" / "bin" / "bpfunits"
@@ -104,13 +105,13 @@ def daemon(argv: list[str], tmp_path: Path, pid_of=lambda p: p.pid) -> Iterator[
     pid = None
     try:
         try:
-            notify.wait_for(lambda line: line == "READY=1", timeout=60)
+            notify.wait_for(lambda line: line == "READY=1", timeout=scaled(60))
         except AssertionError:
             raise AssertionError(f"no READY=1; the daemon logged:\n{log.read_text()}") from None
         pid = pid_of(proc)
         yield proc, pid, notify
         os.kill(pid, signal.SIGTERM)
-        assert proc.wait(20) == 0
+        assert proc.wait(scaled(20)) == 0
         notify.wait_for(lambda line: line == "STOPPING=1")
     finally:
         if proc.poll() is None:
