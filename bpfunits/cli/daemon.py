@@ -12,6 +12,7 @@ from bpfunits.daemon import DEFAULT_DEBOUNCE, Daemon, Settings, Trigger
 from bpfunits.kernel import netns
 from bpfunits.reconcile.decisions import log_result, summary
 from bpfunits.reconcile.engine import Result, reconcile
+from bpfunits.reconcile.progcache import ProgramCache
 
 
 def register(sub) -> None:
@@ -47,11 +48,15 @@ def run(args: argparse.Namespace) -> int:
     logs.configure(args.log_format)
     log = logging.getLogger("bpfunits.daemon")
 
+    # Loaded programs are kept from one reconcile to the next: an unchanged unit is never
+    # loaded, verified or compiled again.
+    cache = ProgramCache()
+
     # The namespace is entered for each reconcile, not for the whole process: the sd_notify
     # socket and the file watches belong where the service manager started us.
     def reconcile_once(trigger: Trigger) -> Result:
         with netns.inside(args.netns):
-            result = reconcile(config, apply=True)
+            result = reconcile(config, apply=True, cache=cache)
         log_result(log, result, str(trigger))
         return result
 
@@ -70,5 +75,9 @@ def run(args: argparse.Namespace) -> int:
         status=summary,
         log=log,
         reload=reload,
+        own_xdp=Result.xdp_programs,
     )
-    return daemon.run()
+    try:
+        return daemon.run()
+    finally:
+        cache.close()

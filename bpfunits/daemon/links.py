@@ -47,6 +47,10 @@ class LinkState:
     name: str
     xdp: tuple[tuple[str, object], ...]  # IFLA_XDP_ATTACHED and the *_PROG_ID attributes that are set
 
+    @property
+    def xdp_progs(self) -> frozenset[int]:
+        return frozenset(int(v) for k, v in self.xdp if k.endswith("PROG_ID"))
+
 
 def link_state(msg: ifinfmsg) -> LinkState:
     xdp = msg.get_attr("IFLA_XDP")
@@ -66,7 +70,7 @@ def change(old: LinkState | None, new: LinkState | None) -> Trigger | None:
     if new.name != old.name:
         return Trigger("interfaces", f"{old.name} renamed {new.name}")
     if new.xdp != old.xdp:
-        return Trigger("xdp", new.name)
+        return Trigger("xdp", new.name, interface=new.name, xdp_progs=new.xdp_progs)
     return None
 
 

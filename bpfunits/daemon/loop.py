@@ -14,12 +14,13 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from bpfunits.daemon.batch import DEFAULT_DEBOUNCE, Batch
+from bpfunits.daemon.echo import OwnXdp
 from bpfunits.daemon.links import LinkMonitor
 from bpfunits.daemon.notify import Notifier, NotifyError
 from bpfunits.daemon.trigger import Trigger
@@ -47,7 +48,9 @@ class Daemon:
     `notify`: where to send sd_notify messages; None reads $NOTIFY_SOCKET (nothing is sent
     when that is unset). `status` turns a reconcile's result into the STATUS= text. `reload`,
     called on SIGHUP before that reconcile, rereads the configuration (the reconciler sees it
-    too) and returns the loop's new settings; a BpfUnitsError keeps the running ones."""
+    too) and returns the loop's new settings; a BpfUnitsError keeps the running ones.
+    `own_xdp` reads from a reconcile's result the XDP programs it left on each interface, so
+    that the monitor's report of them triggers nothing."""
 
     def __init__(
         self,
@@ -61,6 +64,7 @@ class Daemon:
         status: Callable[[object], str] | None = None,
         log: logging.Logger | None = None,
         reload: Callable[[], Settings] | None = None,
+        own_xdp: Callable[[object], Mapping[str, frozenset[int]]] | None = None,
     ) -> None:
         if not math.isfinite(resync_period) or resync_period <= 0 or not math.isfinite(debounce) or debounce < 0:
             raise BpfUnitsError(
@@ -79,6 +83,8 @@ class Daemon:
         # SimpleQueue.put is reentrant, so signal handlers may call it while the loop waits.
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._watches: list[FolderWatch] = []
+        self._own_xdp = own_xdp
+        self._own = OwnXdp()
 
     def stop(self) -> None:
         self._queue.put(_STOP)
@@ -122,7 +128,9 @@ class Daemon:
             now = time.monotonic()
             trigger: Trigger | None = None
             if isinstance(item, Trigger):
-                if item.reason in DEBOUNCED:
+                if self._own.is_echo(item):
+                    self._log.debug("event: %s: our own change", item)
+                elif item.reason in DEBOUNCED:
                     self._log.debug("event: %s", item)
                     batch.add(item, now)
                 else:
@@ -178,6 +186,8 @@ class Daemon:
             self._log.exception("reconcile failed: %s", e)
             self._notify(f"STATUS=reconcile failed: {e}")
             return
+        if self._own_xdp is not None:
+            self._own.remember(self._own_xdp(result))
         try:
             text = self._status(result)
         except Exception:

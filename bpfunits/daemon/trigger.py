@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # How each reason reads in the log line "reconcile: <phrase> (<detail>)".
 _PHRASES = {
@@ -19,6 +19,9 @@ _PHRASES = {
 class Trigger:
     reason: str  # "start" | "files" | "interfaces" | "xdp" | "timer" | "sighup"
     detail: str = ""
+    # "xdp" only: the interface, and the XDP program ids on it now (what the monitor saw).
+    interface: str = field(default="", compare=False)
+    xdp_progs: frozenset[int] | None = field(default=None, compare=False)
 
     def __str__(self) -> str:
         phrase = _PHRASES.get(self.reason, self.reason)

@@ -274,6 +274,7 @@ def load_object_program(
     label: str | None = None,
     persist_maps: bool = False,
     policy: FilePolicy = FilePolicy(),
+    data: ObjectFile | None = None,
 ) -> LoadedProgram:
     """Load program `name` (or the object's one program for `hook`) from the ELF object at
     `path`, with maps pinned by name under `pin_root` (a bpffs folder, created if missing, and
@@ -281,13 +282,13 @@ def load_object_program(
     is pinned there too, so the next load of the same unit reuses it. A failed load leaves no
     pin it created. Without `pin_root`, nothing is pinned (a trial load). libbpf runs in a
     worker process: an object that crashes it is ObjectMalformed. `policy`: what the object file
-    must be to be read."""
+    must be to be read; `data`: its bytes, already read under it."""
     path, hook = Path(path), Hook(hook)
     label = label or str(path)
     if pin_root is not None and os.path.ismount(pin_root):
         # libbpf would pin maps by name straight into a shared bpffs root.
         raise LoadError(f"{label}: refusing to pin maps into the bpffs mount point {pin_root}")
-    object_file = read_object(path, label, sha256, policy)
+    object_file = data or read_object(path, label, sha256, policy)
     if pin_root is None:
         program, loaded = _load_in_worker(object_file.data, path, None, name, hook, False, label)
         return _loaded_program(program, loaded, hook, object_file.sha256)
@@ -310,10 +311,23 @@ def load_object_program(
     return result
 
 
-def load_unit_program(unit: Unit, root: StateRoot, policy: FilePolicy = FilePolicy()) -> LoadedProgram:
-    """Load a unit's program: an ELF object with libbpf, or C source with bcc. `policy`: what
-    its object or source file must be to be read."""
+def unit_program_file(unit: Unit, policy: FilePolicy = FilePolicy()) -> ObjectFile:
+    """The unit's object or source file, read once under `policy` and checked against SHA256=:
+    what its digest says is what loads."""
     label = f"unit {unit.name}"
+    path = unit.program.source if unit.program.source is not None else unit.program.object
+    if path is None:
+        raise LoadError(f"{label}: names neither an object nor a source file")
+    return read_object(Path(path), label, unit.program.sha256, policy)
+
+
+def load_unit_program(
+    unit: Unit, root: StateRoot, policy: FilePolicy = FilePolicy(), data: ObjectFile | None = None
+) -> LoadedProgram:
+    """Load a unit's program: an ELF object with libbpf, or C source with bcc. `policy`: what
+    its object or source file must be to be read; `data`: that file, already read."""
+    label = f"unit {unit.name}"
+    data = data or unit_program_file(unit, policy)
     if unit.program.source is not None:
         from bpfunits.kernel.bcc import load_source_program  # bcc is heavy; only Source= needs it
 
@@ -322,20 +336,16 @@ def load_unit_program(unit: Unit, root: StateRoot, policy: FilePolicy = FilePoli
             unit.hook,
             name=unit.program.name,
             defines=unit.program.defines,
-            sha256=unit.program.sha256,
             label=label,
             pin_root=root.unit_path(unit.name),
-            policy=policy,
+            data=data,
         )
-    if unit.program.object is None:
-        raise LoadError(f"{label}: names neither an object nor a source file")
     return load_object_program(
         unit.program.object,
         unit.hook,
         root.unit_path(unit.name),
         name=unit.program.name,
-        sha256=unit.program.sha256,
         label=label,
         persist_maps=True,
-        policy=policy,
+        data=data,
     )

@@ -73,6 +73,11 @@ def _pin_paths(root: StateRoot, unit: str, maps: Iterable[MapRef]) -> list[tuple
     return [(ref, folder / folder_name(ref.name)) for ref in maps if holds_state(ref.name)]
 
 
+def pinned_ids(root: StateRoot, unit: str, maps: Iterable[MapRef]) -> dict[str, int | None]:
+    """Per map of the unit that holds state: the id of the map pinned for it now, None if none."""
+    return {ref.name: info.id if (info := pinned(path)) else None for ref, path in _pin_paths(root, unit, maps)}
+
+
 def shape_changes(root: StateRoot, unit: str, maps: Iterable[MapRef]) -> tuple[ShapeChange, ...]:
     """The pinned maps of `unit` that committing these maps would replace with another shape."""
     found = []

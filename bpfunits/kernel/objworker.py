@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bpfunits.kernel.libbpf import BpfObject, LibbpfError
 from bpfunits.kernel.mapfds import with_map_fds
-from bpfunits.kernel.worker import MAX_FDS, Channel, Message, Worker, WorkerFailed, forked
+from bpfunits.kernel.worker import MAX_FDS, Channel, Message, Worker, WorkerFailed, forked, parsing
 
 # Parsing even a 64 MiB object takes well under a second; a load runs the verifier, which the
 # kernel bounds (1M instructions) but which takes seconds on large programs.
@@ -89,23 +89,14 @@ class OpenedObject:
              "expected_attach_type": request.expected_attach_type, "pins": request.pins}
         )
         message = self._worker.receive(LOAD_TIMEOUT)
-        try:
+        with parsing(message):
             body = _answer(message)
-            worker_fds = [body["prog_fd"], *(fd for _, fd, _ in body["maps"])]
-            if len(worker_fds) != len(message.fds):
-                raise WorkerFailed("the worker sent a different number of fds than it named")
-            ours = dict(zip(worker_fds, message.fds, strict=True))
+            ours = message.fds_by_number([body["prog_fd"], *(fd for _, fd, _ in body["maps"])])
             loaded = LoadedObject(
                 ours[body["prog_fd"]],
                 with_map_fds(base64.b64decode(body["insns"]), ours),
                 {name: (ours[fd], pin) for name, fd, pin in body["maps"]},
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            message.close_fds()
-            raise WorkerFailed(f"the worker sent an answer that does not parse ({exc})") from None
-        except BaseException:
-            message.close_fds()
-            raise
         message.fds = []
         return loaded
 

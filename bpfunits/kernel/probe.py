@@ -18,7 +18,7 @@ from bpfunits.errors import BpfUnitsError
 from bpfunits.hooks import Hook
 from bpfunits.kernel import bpf, clsbpf, netns, rtnl, xdp
 from bpfunits.link import asm
-from bpfunits.link.asm import R0, R1, R2, R3
+from bpfunits.link.asm import FP, R0, R1, R2, R3
 from bpfunits.link.btf import FUNC_INFO_REC_SIZE, func_btf
 
 # The oldest kernel the matrix (`make test-kernels`) runs bpfunits on.
@@ -230,20 +230,29 @@ def _func_info() -> str | None:
     return _with_func_info([asm.call_pseudo(1), asm.exit_(), *_returns(2)], (0, 2), bpf.ProgType.XDP)
 
 
+_MARK = 0x5EED
+_SUB = 10  # where the subprogram of `_calling_a_tail_call` starts
+
+
 def _calling_a_tail_call(jump_table: int) -> list[asm.Insn]:
-    """main calls a subprogram that tail-calls slot 0 (r1, the context, passes through), then
-    returns what the call returned plus 10; the subprogram returns 0 if the slot is empty."""
+    """Shaped like a chain with a called component: main keeps the context and a mark in its
+    stack across a call to a subprogram that uses stack of its own and tail-calls slot 0 (r1,
+    the context, passes through). main returns what the call returned plus 10, or 100 if its
+    mark did not survive; the subprogram returns 0 if the slot is empty."""
     return [
-        asm.call_pseudo(2), asm.add64_imm(R0, 10), asm.exit_(),
-        *asm.ld_map_fd(R2, jump_table), asm.mov64_imm(R3, 0), asm.call_helper(asm.HELPER_TAIL_CALL),
-        *_returns(0),
+        asm.stx_dw(FP, R1, -8), asm.mov64_imm(R2, _MARK), asm.stx_dw(FP, R2, -16),
+        asm.call_pseudo(_SUB - 4),
+        asm.ldx_dw(R2, FP, -16), asm.jmp_imm(asm.JEQ, R2, _MARK, 2), *_returns(100),
+        asm.add64_imm(R0, 10), asm.exit_(),
+        asm.st_w(FP, -4, 0), *asm.ld_map_fd(R2, jump_table), asm.mov64_imm(R3, 0),
+        asm.call_helper(asm.HELPER_TAIL_CALL), *_returns(0),
     ]  # fmt: skip
 
 
 def _subprog_tail_calls() -> str | None:
     jump_table = bpf.map_create(bpf.MapType.PROG_ARRAY, 4, 4, 1, name="bpfunits_probe")
     try:
-        return _with_func_info(_calling_a_tail_call(jump_table), (0, 3), bpf.ProgType.XDP)
+        return _with_func_info(_calling_a_tail_call(jump_table), (0, _SUB), bpf.ProgType.XDP)
     finally:
         os.close(jump_table)
 
@@ -251,7 +260,7 @@ def _subprog_tail_calls() -> str | None:
 def _subprog_tail_call_returns() -> str | None:
     jump_table = bpf.map_create(bpf.MapType.PROG_ARRAY, 4, 4, 1, name="bpfunits_probe")
     target = _prog(_returns(3))
-    btf = func_btf((0, 3))
+    btf = func_btf((0, _SUB))
     btf_fd = bpf.btf_load(btf.blob)
     try:
         bpf.map_update(jump_table, struct.pack("<I", 0), struct.pack("<I", target))
@@ -264,8 +273,12 @@ def _subprog_tail_call_returns() -> str | None:
     finally:
         for fd in (btf_fd, target, jump_table):
             os.close(fd)
-    # 13: the target's 3 came back to main; 3: the tail call ended the whole program.
-    return None if got == 13 else f"the program returned {got}, not 13: the tail call ended more than its frame"
+    # 13: the target's 3 came back to main, its stack intact; 3: the tail call ended the whole
+    # program; 100: main's stack was overwritten.
+    if got == 13:
+        return None
+    what = {3: "the tail call ended the whole program", 100: "the caller's stack was overwritten"}
+    return f"test run returned {got}, not 13: {what.get(got, 'unexpected')}"
 
 
 _HELPER_BPF_LOOP = 181

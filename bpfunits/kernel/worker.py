@@ -53,6 +53,26 @@ class Message:
             os.close(fd)
         self.fds = []
 
+    def fds_by_number(self, numbers: list[int]) -> dict[int, int]:
+        """The message's fds by the numbers they had in the sender (`numbers`, in sending order)."""
+        if len(numbers) != len(self.fds):
+            raise WorkerFailed("the worker sent a different number of fds than it named")
+        return dict(zip(numbers, self.fds, strict=True))
+
+
+@contextmanager
+def parsing(message: Message) -> Iterator[None]:
+    """Around reading a worker's answer: one that does not parse is WorkerFailed, and whatever
+    fails closes the fds that came with it."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError) as exc:
+        message.close_fds()
+        raise WorkerFailed(f"the worker sent an answer that does not parse ({exc})") from None
+    except BaseException:
+        message.close_fds()
+        raise
+
 
 class Channel:
     """One end of the socket pair."""

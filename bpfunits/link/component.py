@@ -26,6 +26,7 @@ class Component:
     proceed_on: frozenset[int]
     sha256: str = ""
     tag: str = ""
+    stack_depths: tuple[int, ...] | None = None  # the verifier's, per function, when known
 
 
 @dataclass(frozen=True)

@@ -117,10 +117,13 @@ def link_chain(
     manifest: str | None = None,
     owner: str = "",
     force: Mode | None = None,
+    no_tail_calls: str | None = None,
 ) -> LinkedChain:
     """Link `components` (in run order) for `hook`. `manifest` is the chain's version; None
     leaves the manifest out. `owner` names the state root of the bpfunits that links it (see
-    Manifest). `force` makes every component inline (refusing those that cannot be) or called."""
+    Manifest). `force` makes every component inline (refusing those that cannot be) or called.
+    `no_tail_calls`, where this kernel cannot run a called component's tail call as that
+    component alone, says why; components that tail-call are then refused."""
     if not components:
         raise LinkError(f"no components to link for the {hook.value} hook")
     parts: list[tuple[Part, str]] = []
@@ -130,7 +133,10 @@ def link_chain(
             unreachable = Part(c.name, shape_of(c), c.proceed_on, Mode.UNREACHABLE, 0)
             parts.append((unreachable, f"unit {stopper} before it never proceeds"))
             continue
-        parts.append(_place(hook, c, shape_of(c), force))
+        shape = shape_of(c)
+        if shape.tail_calls and no_tail_calls:
+            raise LinkError(f"unit {c.name} makes tail calls, which cannot run in a chain here: {no_tail_calls}")
+        parts.append(_place(hook, c, shape, force))
         if not c.proceed_on:
             stopper = c.name
     own_maps = int(counters) + int(manifest is not None)
@@ -168,9 +174,12 @@ def _btf_for(func_starts: tuple[int, ...]) -> FuncBtf | None:
     return func_btf(func_starts) if len(func_starts) > 1 else None
 
 
-def _place(hook: Hook, c: Component, shape: Shape, force: Mode | None) -> tuple[Part, str]:
+def component_depths(hook: Hook, c: Component) -> tuple[int, ...]:
+    """The stack each function of the component uses (main first), as the verifier finds it
+    loading the component alone for `hook`."""
+    shape = shape_of(c)
     try:
-        depths = stack_depths(
+        return stack_depths(
             prog_type_of(hook),
             c.insns,
             _btf_for((0, *shape.subprog_starts)),
@@ -178,6 +187,10 @@ def _place(hook: Hook, c: Component, shape: Shape, force: Mode | None) -> tuple[
         )
     except BpfError as e:
         raise LinkError(f"unit {c.name}: the verifier refuses it alone: {e}") from None
+
+
+def _place(hook: Hook, c: Component, shape: Shape, force: Mode | None) -> tuple[Part, str]:
+    depths = c.stack_depths if c.stack_depths is not None else component_depths(hook, c)
     above = stack_above_main(shape, depths)
     reason = _why_not_inline(shape)
     if not reason and depths[0] + _CHAIN_STACK > STACK_MAX:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from fnmatch import fnmatchcase
 
 from bpfunits.errors import BpfUnitsError
 from bpfunits.kernel import mappins
 from bpfunits.kernel.bpffs import StateRoot
-from bpfunits.kernel.load import LoadedProgram, load_unit_program
+from bpfunits.kernel.load import LoadedProgram
+from bpfunits.link.component import Component, component_of
+from bpfunits.link.linker import component_depths
 from bpfunits.order.graph import Chain, HookKey
-from bpfunits.plan.model import ChainState, Component, Desired
+from bpfunits.plan.model import ChainState, Desired
+from bpfunits.plan.model import Component as PlannedComponent
+from bpfunits.reconcile.progcache import CachedProgram, ProgramCache
 from bpfunits.units.model import Unit
 from bpfunits.untrusted import FilePolicy
 
@@ -23,40 +28,46 @@ def build_id(counters: bool) -> str:
 
 
 class Programs:
-    """Each unit's program, loaded at most once per reconcile and shared by every hook it is
-    on (so a unit's maps are one set, whatever its interfaces). Owns the loaded programs."""
+    """Each unit's program for one reconcile, taken from `cache` (which owns it) and shared by
+    every hook it is on (so a unit's maps are one set, whatever its interfaces)."""
 
-    def __init__(self, root: StateRoot, policy: FilePolicy = FilePolicy()):
+    def __init__(self, root: StateRoot, cache: ProgramCache, policy: FilePolicy = FilePolicy()):
         self.root = root
+        self.cache = cache
         self.policy = policy
-        self.loaded: dict[str, LoadedProgram] = {}
+        self.loaded: dict[str, CachedProgram] = {}
         self.errors: dict[str, str] = {}
 
     def get(self, unit: Unit) -> LoadedProgram | None:
         if unit.name not in self.loaded and unit.name not in self.errors:
             try:
-                self.loaded[unit.name] = load_unit_program(unit, self.root, self.policy)
+                self.loaded[unit.name] = self.cache.get(unit, self.root, self.policy)
             except mappins.MapPinError as exc:
                 self.errors[unit.name] = f"unit {unit.name}: {exc}"
             except BpfUnitsError as exc:
                 self.errors[unit.name] = str(exc)
             except (OSError, ValueError) as exc:  # whatever else one unit's input provokes stays its error
                 self.errors[unit.name] = f"unit {unit.name}: {exc}"
-        return self.loaded.get(unit.name)
+        cached = self.loaded.get(unit.name)
+        return cached.program if cached else None
+
+    def component(self, unit: Unit) -> Component:
+        """The unit's program as the linker takes it, with the verifier's stack depths, found
+        once per loaded program."""
+        cached = self.loaded[unit.name]
+        component = component_of(unit.name, cached.program, unit.proceed_codes)
+        if cached.stack_depths is None:
+            cached.stack_depths = component_depths(unit.hook, component)
+        return replace(component, stack_depths=cached.stack_depths)
 
     def map_resets(self, unit: str) -> tuple[mappins.ShapeChange, ...]:
         """The unit's pinned maps that committing its program would reset (another shape)."""
-        return mappins.shape_changes(self.root, unit, self.loaded[unit].maps.values())
+        return mappins.shape_changes(self.root, unit, self.loaded[unit].program.maps.values())
 
     def commit(self, units: tuple[str, ...]) -> None:
         """Pin the maps of these units' programs, now that a chain using them runs."""
         for unit in units:
-            mappins.commit(self.root, unit, self.loaded[unit].maps.values())
-
-    def close(self) -> None:
-        for program in self.loaded.values():
-            program.close()
-        self.loaded.clear()
+            mappins.commit(self.root, unit, self.loaded[unit].program.maps.values())
 
 
 def desired_chain(chain: Chain, programs: Programs, counters: bool, takeover: tuple[str, ...]) -> Desired:
@@ -65,7 +76,7 @@ def desired_chain(chain: Chain, programs: Programs, counters: bool, takeover: tu
     errors = tuple(programs.errors[u.name] for u, p in loaded if p is None)
     if errors:
         return Desired(chain.key, None, errors)
-    components = tuple(Component(u.name, p.sha256, p.tag, tuple(sorted(u.proceed_codes))) for u, p in loaded)
+    components = tuple(PlannedComponent(u.name, p.sha256, p.tag, tuple(sorted(u.proceed_codes))) for u, p in loaded)
     may_take_over = any(fnmatchcase(chain.key.interface, g) for g in takeover)
     try:
         notes = tuple(str(change) for u in chain.units for change in programs.map_resets(u.name))

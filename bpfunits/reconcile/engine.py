@@ -4,11 +4,14 @@ operation per changed hook. Errors stay with their hook: the others proceed."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from bpfunits.config import Config
 from bpfunits.errors import BpfUnitsError
+from bpfunits.hooks import Hook
 from bpfunits.kernel import attach as attaching
 from bpfunits.kernel import bpf, probe
 from bpfunits.kernel.bpffs import StateRoot, children, ensure_mounted, remove_tree
@@ -16,7 +19,6 @@ from bpfunits.kernel.observe import Attached
 from bpfunits.kernel.probe import TcBackend, XdpBackend
 from bpfunits.kernel.tcx import Placement
 from bpfunits.kernel.xdp import XdpMode
-from bpfunits.link.component import component_of
 from bpfunits.link.linker import link_chain
 from bpfunits.order.chains import order_all
 from bpfunits.order.graph import Chain, HookKey
@@ -25,6 +27,7 @@ from bpfunits.plan.model import Action, Desired, HookPlan
 from bpfunits.reconcile import observed as observing
 from bpfunits.reconcile.desired import Programs, blocked_by_broken_units, build_id, desired_chain
 from bpfunits.reconcile.lock import exclusive
+from bpfunits.reconcile.progcache import ProgramCache
 from bpfunits.units.diagnostics import Diagnostic, Severity
 from bpfunits.units.search import load_units
 
@@ -62,6 +65,12 @@ class Result:
     def changed(self) -> bool:
         return any(h.outcome in (Outcome.APPLIED, Outcome.PLANNED) for h in self.hooks)
 
+    def xdp_programs(self) -> dict[str, frozenset[int]]:
+        """Per interface with an XDP hook reconciled: bpfunits' program left on it (none when
+        there is none)."""
+        return {h.key.interface: frozenset({h.prog_id} if h.prog_id else ())
+                for h in self.hooks if h.key.hook is Hook.XDP}
+
     @property
     def failed(self) -> bool:
         return any(h.outcome in (Outcome.BLOCKED, Outcome.FAILED) or h.errors for h in self.hooks) or any(
@@ -78,20 +87,41 @@ def attach_options(config: Config) -> attaching.AttachOptions:
     )
 
 
-def reconcile(config: Config, *, apply: bool) -> Result:
+def _no_tail_calls() -> str | None:
+    """Why a component's tail call cannot run as that component alone here, or None."""
+    features = probe.features()
+    for feature in (probe.SUBPROG_TAIL_CALLS, probe.SUBPROG_TAIL_CALL_RETURNS):
+        if not features.has(feature):
+            return features.missing(feature)
+    return None
+
+
+def reconcile(config: Config, *, apply: bool, cache: ProgramCache | None = None) -> Result:
     """Plan (and with `apply`, carry out) every hook of this network namespace. Only apply
-    changes anything: plan and status mount nothing, and create no folder and no pin."""
+    changes anything: plan and status mount nothing, and create no folder and no pin.
+    `cache`: the loaded programs of earlier reconciles, kept for the next (the daemon's); without
+    it, every program is loaded and released again."""
     probe.features().require_supported()
     if apply:
         ensure_mounted()
     root = StateRoot(config.bpffs_root)
-    with exclusive(config.lock_file):
+    with exclusive(config.lock_file), _cache_or_own(cache) as programs:
         root.check(create=apply)
-        run = _Run(config, root, Programs(root, config.file_policy), apply)
-        try:
-            return run.go()
-        finally:
-            run.programs.close()
+        result = _Run(config, root, Programs(root, programs, config.file_policy), apply).go()
+        programs.sweep()
+        return result
+
+
+@contextmanager
+def _cache_or_own(cache: ProgramCache | None) -> Iterator[ProgramCache]:
+    if cache is not None:
+        yield cache
+        return
+    own = ProgramCache()
+    try:
+        yield own
+    finally:
+        own.close()
 
 
 @dataclass
@@ -169,10 +199,10 @@ class _Run:
             # The chain is linked and loaded even for a plan, so the verifier's verdict on the
             # whole chain is known before anything changes.
             chain = self.chains[plan.key]
-            components = [component_of(u.name, self.programs.loaded[u.name], u.proceed_codes) for u in chain.units]
+            components = [self.programs.component(u) for u in chain.units]
             build = build_id(self.config.counters)
             with link_chain(plan.key.hook, components, counters=self.config.counters, manifest=build,
-                            owner=str(self.root.path)) as linked:
+                            owner=str(self.root.path), no_tail_calls=_no_tail_calls()) as linked:
                 prog_fd = linked.load()
             try:
                 if not self.apply:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -130,3 +132,45 @@ def test_unit_maps_persist_across_loads(bpffs_root, bpf_objects):
             assert first_id in bpf.prog_info(again).map_ids
         finally:
             os.close(again)
+
+
+def test_close_releases_the_program_and_every_fd(bpffs_root, bpf_objects):
+    unit = source_unit(bpf_objects / "bcc_counter.c")
+    fds_before = set(os.listdir("/proc/self/fd"))
+    prog = load_unit_program(unit, bpffs_root)
+    prog_id = prog.id
+    prog.close()
+    assert set(os.listdir("/proc/self/fd")) == fds_before, "the program's and its maps' fds are closed"
+
+
+def test_compiling_leaves_the_process_stderr_to_other_threads(load, tmp_path):
+    """clang's messages are captured without redirecting this process's fd 2, where other
+    threads (the daemon's watchers) log meanwhile."""
+    source = tmp_path / "broken.c"
+    source.write_text("int broken(struct xdp_md *ctx) { return undeclared_thing; }\n")
+    log = tmp_path / "stderr"
+    saved = os.dup(2)
+    stop = threading.Event()
+    written: list[str] = []
+
+    def other_thread() -> None:
+        while not stop.is_set():
+            line = f"line {len(written)}\n"
+            os.write(2, line.encode())
+            written.append(line)
+            time.sleep(0.001)
+
+    with log.open("w") as out:
+        os.dup2(out.fileno(), 2)
+        thread = threading.Thread(target=other_thread)
+        thread.start()
+        try:
+            with pytest.raises(LoadError, match="undeclared_thing") as caught:
+                load(source)
+        finally:
+            stop.set()
+            thread.join()
+            os.dup2(saved, 2)
+            os.close(saved)
+    assert log.read_text() == "".join(written), "every line the other thread wrote reached fd 2"
+    assert "line " not in str(caught.value)

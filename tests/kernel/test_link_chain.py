@@ -230,6 +230,14 @@ def test_program_without_manifest_reads_as_none(programs):
     assert read_manifest(programs["counter"].id) is None
 
 
+def test_tail_calling_component_is_refused_where_the_kernel_cannot_return_from_its_tail_call(programs):
+    components = [component_of("tc.unit", programs["tailcall"], frozenset({2})),
+                  component_of("c.unit", programs["counter"], frozenset({2}))]
+    with pytest.raises(LinkError, match="unit tc.unit makes tail calls, which cannot run in a chain here: why"):
+        link_chain(Hook.XDP, components, no_tail_calls="why")
+    link_chain(Hook.XDP, components[1:], no_tail_calls="why").close()  # the others link as ever
+
+
 def test_tail_calling_component_is_called_not_inlined(programs):
     components = [component_of("tc.unit", programs["tailcall"], frozenset({2}))]
     with link_chain(Hook.XDP, components) as chain:
@@ -289,6 +297,7 @@ def filled_jump_table(programs) -> Iterator[None]:
 
 
 @pytest.mark.matrix
+@pytest.mark.needs(probe.SUBPROG_TAIL_CALL_RETURNS)
 def test_successful_tail_call_ends_only_its_component(programs, filled_jump_table):
     # Standalone the tail-called program's XDP_TX is the component's verdict; with TX in its
     # ProceedOn the next component must still run.

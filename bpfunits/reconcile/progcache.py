@@ -1,0 +1,101 @@
+"""Loaded unit programs kept from one reconcile to the next, so that a unit whose files did not
+change is never reloaded, re-verified or recompiled.
+
+A program is determined by its unit's object (or source) bytes, defines, program name and hook,
+and by the maps it binds: a map pinned in the unit's folder that is no longer the one the
+program uses (replaced by another bpfunits process, or removed) makes it load again. The cache
+is an object its owner (the daemon, or one CLI reconcile) passes to each reconcile; whatever a
+reconcile did not ask for is released at its end: its unit went, changed or no longer loads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bpfunits.hooks import Hook
+from bpfunits.kernel import mappins
+from bpfunits.kernel.bpffs import StateRoot
+from bpfunits.kernel.load import LoadedProgram, load_unit_program, unit_program_file
+from bpfunits.units.model import Unit
+from bpfunits.untrusted import FilePolicy
+
+
+@dataclass(frozen=True)
+class ProgramKey:
+    """What a unit's loaded program is made of, but for its maps."""
+
+    root: str  # the state root, where the unit's maps are pinned
+    unit: str
+    sha256: str  # of the object's or source's bytes
+    source: bool
+    defines: tuple[tuple[str, str], ...]
+    name: str | None
+    hook: Hook
+
+
+@dataclass
+class CachedProgram:
+    key: ProgramKey
+    program: LoadedProgram
+    pins: dict[str, int | None]  # per map that holds state: the map pinned for it when last used
+    stack_depths: tuple[int, ...] | None = None  # the verifier's, per function; set by the first link
+
+    def binds_pinned_maps(self, pins: dict[str, int | None]) -> bool:
+        """Whether each pin holds what it held when last used, or this program's own map (a
+        commit since)."""
+        ours = {name: ref.id for name, ref in self.program.maps.items()}
+        return all(now in (self.pins.get(name), ours.get(name)) for name, now in pins.items())
+
+
+@dataclass
+class ProgramCache:
+    """Loaded programs by unit name; owns them (and their fds) until they are dropped or close()."""
+
+    _entries: dict[str, CachedProgram] = field(default_factory=dict)
+    _used: set[str] = field(default_factory=set)
+
+    def get(self, unit: Unit, root: StateRoot, policy: FilePolicy) -> CachedProgram:
+        """The unit's program: the cached one if nothing that determines it changed, else newly
+        loaded (LoadError and the like when it does not load; then it is not kept)."""
+        data = unit_program_file(unit, policy)  # read each time: a changed file is a new key
+        key = ProgramKey(str(root.path), unit.name, data.sha256, unit.program.source is not None,
+                         unit.program.defines, unit.program.name, unit.hook)
+        cached = self._entries.get(unit.name)
+        if cached is not None and cached.key == key:
+            pins = mappins.pinned_ids(root, unit.name, cached.program.maps.values())
+            if cached.binds_pinned_maps(pins):
+                cached.pins = pins
+                self._used.add(unit.name)
+                return cached
+        self.drop(unit.name)
+        program = load_unit_program(unit, root, policy, data)
+        try:
+            pins = mappins.pinned_ids(root, unit.name, program.maps.values())
+        except BaseException:
+            program.close()
+            raise
+        self._entries[unit.name] = CachedProgram(key, program, pins)
+        self._used.add(unit.name)
+        return self._entries[unit.name]
+
+    def drop(self, unit: str) -> None:
+        cached = self._entries.pop(unit, None)
+        if cached is not None:
+            cached.program.close()
+
+    def sweep(self) -> None:
+        """Release every program not asked for since the last sweep; a reconcile ends with it."""
+        for unit in set(self._entries) - self._used:
+            self.drop(unit)
+        self._used.clear()
+
+    def units(self) -> tuple[str, ...]:
+        return tuple(sorted(self._entries))
+
+    def program(self, unit: str) -> LoadedProgram:
+        return self._entries[unit].program
+
+    def close(self) -> None:
+        for unit in list(self._entries):
+            self.drop(unit)
+        self._used.clear()
