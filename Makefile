@@ -1,14 +1,28 @@
 # `make test` is the one test command: on a fresh Debian machine, as root, it
 # installs what the suite needs (host packages, kernel headers for bcc, bpffs,
-# a virtual environment) and runs the whole suite.
+# a virtual environment), runs the whole suite on this kernel (`make test-host`),
+# then the kernel matrix in VMs (`make test-kernels`), and fails if either failed.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# Results of both, per kernel; the matrix's summary table is printed from here.
+RESULTS := build/test-kernels
 
-.PHONY: test host venv bpf clean
+.PHONY: test test-host test-kernels host venv bpf clean
 
 test: host venv bpf
-	$(PY) -m pytest -q
+	@rc=0; $(MAKE) --no-print-directory test-host || rc=1; $(MAKE) --no-print-directory test-kernels || rc=1; exit $$rc
+
+# The whole suite on this machine's kernel. Its junit and probe become the host's row of the table.
+test-host: host venv bpf
+	rm -rf $(RESULTS)/host && mkdir -p $(RESULTS)/host && uname -r > $(RESULTS)/host/kernel
+	-$(VENV)/bin/bpfunits probe --json > $(RESULTS)/host/probe.json 2>/dev/null
+	$(PY) -m pytest -q --junitxml=$(RESULTS)/host/junit.xml
+
+# Debian's kernels of scripts/kernels/kernels.list, each booted under qemu TCG (virtme-ng), one at a
+# time, running the `matrix` subset of the suite and the demo; ends with the summary table.
+test-kernels: host venv bpf
+	bash scripts/kernels/matrix.sh $(RESULTS)
 
 host:
 	bash scripts/setup-host.sh

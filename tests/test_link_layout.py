@@ -87,6 +87,21 @@ def test_counter_lookup_is_null_checked_before_its_result_is_kept():
     assert keep == asm.stx_dw(FP, R0, keep.off)
 
 
+def test_a_tail_calling_part_returns_its_verdict_unknown_to_the_verifier():
+    # Verifiers before 6.18 take a tail-calling subprogram's fall-through return for its only one
+    # and hard-wire the dispatch after the call on it (seen on 6.1 and 6.12).
+    tail = Component("t", asm.encode([asm.call_helper(asm.HELPER_TAIL_CALL), asm.mov64_imm(R0, 2), asm.exit_()]),
+                     frozenset({3}))
+    called = Part("t", shape_of(tail), frozenset({3}), Mode.CALL, 0)
+    insns = assemble([called, part(*RET_PASS)], end_verdict=2).insns
+    call = next(pc for pc, i in enumerate(insns) if i.is_pseudo_call)
+    spill, zero, add, fill = insns[call + 1 : call + 5]
+    assert spill == asm.stx_dw(FP, R0, spill.off) and fill == asm.ldx_dw(R0, FP, spill.off)
+    assert add == asm.atomic_add_dw(FP, zero.dst, spill.off) and zero == asm.mov64_imm(zero.dst, 0)
+    plain = assemble([part(*RET_PASS, mode=Mode.CALL), part(*RET_PASS)], end_verdict=2).insns
+    assert not any(i.code == asm.STX | asm.ATOMIC | asm.DW for i in plain)  # only after tail calls
+
+
 def test_no_room_for_the_context_is_refused():
     with pytest.raises(LinkError, match="unit u: its stack leaves no room"):
         assemble([part(*RET_PASS, depth=512)], end_verdict=2)

@@ -8,6 +8,7 @@ import os
 
 from bpfunits.cli import common
 from bpfunits.errors import BpfUnitsError
+from bpfunits.kernel import probe
 from bpfunits.kernel.objcheck import check_program
 from bpfunits.order.chains import order_all, unknown_references, verification_interfaces
 from bpfunits.units.diagnostics import Severity
@@ -35,6 +36,8 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.load and os.geteuid() != 0:
         raise BpfUnitsError("verify --load runs the kernel's verifier, which needs root")
+    if args.load:
+        probe.lift_memlock_limit(probe.features())
     settings = common.config(args)
     loaded = common.load(args)
     units = list(loaded.units.values())

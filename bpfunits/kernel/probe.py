@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import resource
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,6 +59,10 @@ SUBPROG_TAIL_CALL_RETURNS = Feature(
     "subprog_tail_call_returns", "a tail call from a subprogram returns to the subprogram's caller", "5.10",
     "units that make tail calls",
 )
+MEMCG_ACCOUNTING = Feature(
+    "memcg_accounting", "BPF memory charged to the memory cgroup, not to RLIMIT_MEMLOCK", "5.11",
+    "loading without raising RLIMIT_MEMLOCK (bpfunits raises it where the kernel lacks this)",
+)
 BPF_LOOP = Feature("bpf_loop", "the bpf_loop helper", "5.17", "units that call bpf_loop (their callbacks are linked)")
 XDP_LINK = Feature("xdp_link", "XDP through bpf_link (BPF_LINK_CREATE)", "5.9", "xdp_backend link (auto prefers it)")
 LINK_UPDATE = Feature(
@@ -75,7 +80,7 @@ FREPLACE = Feature(
 )
 
 FEATURES: tuple[Feature, ...] = (
-    JMP32, BPF_CALLS, MAP_FREEZE, FUNC_INFO, SUBPROG_TAIL_CALLS, SUBPROG_TAIL_CALL_RETURNS, BPF_LOOP,
+    MEMCG_ACCOUNTING, JMP32, BPF_CALLS, MAP_FREEZE, FUNC_INFO, SUBPROG_TAIL_CALLS, SUBPROG_TAIL_CALL_RETURNS, BPF_LOOP,
     XDP_LINK, LINK_UPDATE, XDP_REPLACE, TCX, TCX_QUERY, CLS_BPF, BPF_STATS, FREPLACE,
 )  # fmt: skip
 
@@ -282,6 +287,9 @@ def _subprog_tail_call_returns() -> str | None:
 
 
 _HELPER_BPF_LOOP = 181
+# bpf_ktime_get_coarse_ns came in the same release as memcg accounting of BPF memory; libbpf
+# probes the accounting by this helper too (nothing shows the accounting itself).
+_HELPER_KTIME_GET_COARSE_NS = 160
 
 
 def _helper(helper_id: int) -> Callable[[], str | None]:
@@ -395,6 +403,7 @@ _PROBES: dict[Feature, Callable[[], str | None]] = {
     SUBPROG_TAIL_CALLS: _subprog_tail_calls,
     SUBPROG_TAIL_CALL_RETURNS: _subprog_tail_call_returns,
     BPF_LOOP: _helper(_HELPER_BPF_LOOP),
+    MEMCG_ACCOUNTING: _helper(_HELPER_KTIME_GET_COARSE_NS),
     XDP_LINK: _xdp_link,
     LINK_UPDATE: _link_update,
     XDP_REPLACE: _xdp_netlink_replace,
@@ -420,6 +429,20 @@ def _run(feature: Feature) -> Probed:
 def features() -> Features:
     """Probe the kernel (once per process; the answer does not change while it runs)."""
     return Features(os.uname().release, tuple(_run(f) for f in FEATURES))
+
+
+def lift_memlock_limit(features: Features) -> None:
+    """Where the kernel charges BPF memory to RLIMIT_MEMLOCK (before 5.11), raise the limit as
+    libbpf does: the default (often 64 KiB or 8 MiB) refuses a chain's load with EPERM."""
+    if features.has(MEMCG_ACCOUNTING):
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_MEMLOCK, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    except (OSError, ValueError):
+        # Without CAP_SYS_RESOURCE the hard limit stays; the soft one may still rise to it.
+        # The service sets LimitMEMLOCK=infinity, so this is for hand-run commands.
+        hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)[1]
+        resource.setrlimit(resource.RLIMIT_MEMLOCK, (hard, hard))
 
 
 def choose_xdp_backend(choice: XdpBackend, features: Features) -> XdpBackend:

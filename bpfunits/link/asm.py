@@ -22,7 +22,7 @@ ADD, LSH, MOV = 0x00, 0x60, 0xB0
 # Source operand: immediate (K) or register (X).
 K, X = 0x00, 0x08
 # Memory modes (code & 0xe0) and sizes (code & 0x18).
-IMM, ABS, IND, MEM = 0x00, 0x20, 0x40, 0x60
+IMM, ABS, IND, MEM, ATOMIC = 0x00, 0x20, 0x40, 0x60, 0xC0  # ATOMIC with imm ADD: 5.10's XADD
 W, H, B, DW = 0x00, 0x08, 0x10, 0x18
 
 LD_IMM64 = LD | IMM | DW  # 0x18, two slots
@@ -164,6 +164,11 @@ def ldx_dw(dst: int, src: int, off: int) -> Insn:
 
 def stx_dw(dst: int, src: int, off: int) -> Insn:
     return Insn(STX | MEM | DW, dst, src, off, 0)
+
+
+def atomic_add_dw(dst: int, src: int, off: int) -> Insn:
+    """*(u64 *)(dst + off) += src, atomically (BPF_XADD before 5.12 named it)."""
+    return Insn(STX | ATOMIC | DW, dst, src, off, ADD)
 
 
 def st_w(dst: int, off: int, imm: int) -> Insn:

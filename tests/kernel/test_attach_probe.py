@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import resource
+import subprocess
+import sys
 
 import pytest
 
@@ -42,6 +45,21 @@ def test_probe_agrees_with_the_kernel_release():
         assert p.available == expected, (p.feature.key, p.reason)
         assert bool(p.reason) != p.available
     assert found.unmet() == []
+
+
+@pytest.mark.parametrize("charged", [True, False])
+def test_memlock_is_lifted_only_where_the_kernel_charges_bpf_memory_to_it(charged):
+    script = (
+        "import resource; from bpfunits.kernel import probe\n"
+        "hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)[1]\n"
+        "resource.setrlimit(resource.RLIMIT_MEMLOCK, (65536, hard))\n"
+        f"probe.lift_memlock_limit(probe.Features.assume(memcg_accounting={not charged}))\n"
+        "print(*resource.getrlimit(resource.RLIMIT_MEMLOCK))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    soft, hard = map(int, done.stdout.split())
+    # As high as this process may go: unlimited with CAP_SYS_RESOURCE, else its hard limit.
+    assert (soft == hard and soft > 65536) if charged else soft == 65536
 
 
 @pytest.mark.kernel
