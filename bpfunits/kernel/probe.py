@@ -325,15 +325,13 @@ def _xdp_link() -> str | None:
     return _can_link(bpf.ProgType.XDP, 2, bpf.AttachType.XDP, flags=_XDP_GENERIC)
 
 
-def _link_update() -> str | None:
+def _swaps(swap: Callable[[int, int], None]) -> str | None:
+    """Whether `swap(first, second)`, attaching `first` on the private lo and then replacing it
+    by `second` in one step, works."""
     first, second = _prog(_returns(2)), _prog(_returns(2))
     try:
-        link = bpf.link_create(first, 1, bpf.AttachType.XDP, flags=_XDP_GENERIC)
-        try:
-            bpf.link_update(link, second, old_prog_fd=first)
-        finally:
-            os.close(link)
-    except bpf.BpfError as e:
+        swap(first, second)
+    except (bpf.BpfError, rtnl.RtnlError) as e:
         return e.strerror
     finally:
         os.close(first)
@@ -341,17 +339,17 @@ def _link_update() -> str | None:
     return None
 
 
-def _xdp_netlink_replace() -> str | None:
-    first, second = _prog(_returns(2)), _prog(_returns(2))
+def _link_swap(first: int, second: int) -> None:
+    link = bpf.link_create(first, 1, bpf.AttachType.XDP, flags=_XDP_GENERIC)
     try:
-        xdp.netlink_set(1, first, _XDP_GENERIC)
-        xdp.netlink_set(1, second, _XDP_GENERIC, expected_fd=first)
-    except rtnl.RtnlError as e:
-        return e.strerror
+        bpf.link_update(link, second, old_prog_fd=first)
     finally:
-        os.close(first)
-        os.close(second)
-    return None
+        os.close(link)
+
+
+def _netlink_swap(first: int, second: int) -> None:
+    xdp.netlink_set(1, first, _XDP_GENERIC)
+    xdp.netlink_set(1, second, _XDP_GENERIC, expected_fd=first)
 
 
 def _tcx() -> str | None:
@@ -405,8 +403,8 @@ _PROBES: dict[Feature, Callable[[], str | None]] = {
     BPF_LOOP: _helper(_HELPER_BPF_LOOP),
     MEMCG_ACCOUNTING: _helper(_HELPER_KTIME_GET_COARSE_NS),
     XDP_LINK: _xdp_link,
-    LINK_UPDATE: _link_update,
-    XDP_REPLACE: _xdp_netlink_replace,
+    LINK_UPDATE: lambda: _swaps(_link_swap),
+    XDP_REPLACE: lambda: _swaps(_netlink_swap),
     TCX: _tcx,
     TCX_QUERY: _tcx_query,
     CLS_BPF: _cls_bpf,
