@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     if args.load and os.geteuid() != 0:
         raise BpfUnitsError("verify --load runs the kernel's verifier, which needs root")
     if args.load:
-        probe.lift_memlock_limit(probe.features())
+        probe.features()  # raises RLIMIT_MEMLOCK where the kernel charges BPF memory to it
     settings = common.config(args)
     loaded = common.load(args)
     units = list(loaded.units.values())

@@ -401,7 +401,7 @@ _PROBES: dict[Feature, Callable[[], str | None]] = {
     SUBPROG_TAIL_CALLS: _subprog_tail_calls,
     SUBPROG_TAIL_CALL_RETURNS: _subprog_tail_call_returns,
     BPF_LOOP: _helper(_HELPER_BPF_LOOP),
-    MEMCG_ACCOUNTING: _helper(_HELPER_KTIME_GET_COARSE_NS),
+    MEMCG_ACCOUNTING: lambda: _loads([asm.call_helper(_HELPER_KTIME_GET_COARSE_NS), *_returns(2)]),
     XDP_LINK: _xdp_link,
     LINK_UPDATE: lambda: _swaps(_link_swap),
     XDP_REPLACE: lambda: _swaps(_netlink_swap),
@@ -425,15 +425,18 @@ def _run(feature: Feature) -> Probed:
 
 @cache
 def features() -> Features:
-    """Probe the kernel (once per process; the answer does not change while it runs)."""
-    return Features(os.uname().release, tuple(_run(f) for f in FEATURES))
+    """Probe the kernel (once per process; the answer does not change while it runs). Where BPF
+    memory counts against RLIMIT_MEMLOCK, the limit is raised first: it is charged per user, so
+    what runs already (chains, pinned maps) may leave too little for even the probes."""
+    memcg = _run(MEMCG_ACCOUNTING)
+    if not memcg.available:
+        _lift_memlock_limit()
+    return Features(os.uname().release, (memcg, *(_run(f) for f in FEATURES if f is not MEMCG_ACCOUNTING)))
 
 
-def lift_memlock_limit(features: Features) -> None:
-    """Where the kernel charges BPF memory to RLIMIT_MEMLOCK (before 5.11), raise the limit as
-    libbpf does: the default (often 64 KiB or 8 MiB) refuses a chain's load with EPERM."""
-    if features.has(MEMCG_ACCOUNTING):
-        return
+def _lift_memlock_limit() -> None:
+    """Raise RLIMIT_MEMLOCK as libbpf does on kernels that charge BPF memory to it (before
+    5.11): the default (often 64 KiB or 8 MiB) refuses loads with EPERM."""
     try:
         resource.setrlimit(resource.RLIMIT_MEMLOCK, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
     except (OSError, ValueError):

@@ -101,9 +101,7 @@ def reconcile(config: Config, *, apply: bool, cache: ProgramCache | None = None)
     changes anything: plan and status mount nothing, and create no folder and no pin.
     `cache`: the loaded programs of earlier reconciles, kept for the next (the daemon's); without
     it, every program is loaded and released again."""
-    features = probe.features()
-    features.require_supported()
-    probe.lift_memlock_limit(features)
+    probe.features().require_supported()  # also raises RLIMIT_MEMLOCK where needed
     if apply:
         ensure_mounted()
     root = StateRoot(config.bpffs_root)
