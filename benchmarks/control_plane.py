@@ -23,12 +23,7 @@
    /proc/PID/stat (utime+stime) and VmRSS sampled over 60 s. The daemon lists the interfaces
    every 2 s (XDP changes made through bpf_link send no event) and resyncs every 30 s.
 
-4. The program cache, side by side: the daemon's loop (bpfunits.daemon.Daemon, its netlink
-   monitor and file watches) run in a thread of this process, once reconciling with a program
-   cache kept across reconciles, as `bpfunits daemon` does, once loading every program anew. 10
-   edit units on bpfb00's XDP hook as in 1, and two glob units over every other hook (XDP on
-   bpfb01.., tc-ingress on all): 10 and 200 hooks. Edit latency as in 1; then a resync (a
-   reconcile with nothing to do) timed in this process, median of 5.
+4. How the cost grows with the node (hooks: 10 .. 2,000): benchmarks/node_scale.py.
 
 Everything runs in network namespaces and bpffs folders this script creates and removes, even on
 failure, Ctrl-C or SIGTERM. Run as root:
@@ -52,7 +47,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -69,10 +63,9 @@ from bpfunits.daemon import DEFAULT_DEBOUNCE  # noqa: E402
 from bpfunits.hooks import Hook  # noqa: E402
 from bpfunits.kernel import bpffs, netns  # noqa: E402
 from bpfunits.kernel.bpffs import StateRoot  # noqa: E402
-from bpfunits.kernel.observe import observe  # noqa: E402
+from bpfunits.kernel.observe import Observer, observe  # noqa: E402
 from bpfunits.link import linker  # noqa: E402
 from bpfunits.link.manifest import read_manifest  # noqa: E402
-from bpfunits.daemon import Daemon  # noqa: E402
 from bpfunits.reconcile import engine, observed, progcache  # noqa: E402
 from tests.daemon.notifysocket import NotifySocket  # noqa: E402
 
@@ -410,7 +403,7 @@ def timed_apply(box: Sandbox) -> float:
 def count_chains(box: Sandbox) -> int:
     with netns.inside(box.ns):
         live = observed.interfaces()
-        return sum(1 for s in observed.read_all(live, box.root).values() if s.ours is not None)
+        return sum(1 for s in observed.read_all(live, Observer(box.root, whole_namespace=True)).values() if s.ours is not None)
 
 
 def in_process_cold(n: int, profile: bool) -> tuple[float, dict[str, float]]:
@@ -501,83 +494,6 @@ def idle_daemon(box: Sandbox, seconds: float) -> Idle:
                     times[-1] - times[0])
 
 
-# --- 4. the program cache -------------------------------------------------------------------------
-
-
-@contextmanager
-def daemon_thread(box: Sandbox, cache: progcache.ProgramCache | None) -> Iterator[None]:
-    """The daemon's loop in a thread of this process, reconciling with `cache` (None: none)."""
-
-    def reconcile_once(_trigger) -> engine.Result:
-        with netns.inside(box.ns):
-            return engine.reconcile(box.config(), apply=True, cache=cache)
-
-    d = Daemon(reconcile=reconcile_once, folders=[box.units], resync_period=3600, netns=box.ns,
-               own_xdp=engine.Result.xdp_programs)
-    thread = threading.Thread(target=d.run, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        d.stop()
-        thread.join()
-
-
-@dataclass
-class CacheRun:
-    hooks: int
-    cached: bool
-    edits_ms: list[float]
-    resync_ms: float
-
-
-def cache_run(box: Sandbox, watch: ChainWatch, hooks: int, cached: bool, edits: int) -> CacheRun:
-    cache = progcache.ProgramCache() if cached else None
-    try:
-        with daemon_thread(box, cache):
-            watch.wait_for(edit_order(0)[0], time.monotonic())
-            samples = []
-            for number in range(1, edits + 1):
-                want, since = edit(box, number)
-                samples.append(ms(watch.wait_for(want, since)))
-                time.sleep(0.05)
-        write_atomic(box.units / f"{EDIT_UNITS[0]}.d" / DROP_IN, edit_order(0)[1])
-        resyncs = []
-        for _ in range(6):  # the first puts the files' state back
-            start = time.perf_counter()
-            with netns.inside(box.ns):
-                engine.reconcile(box.config(), apply=True, cache=cache)
-            resyncs.append(time.perf_counter() - start)
-        return CacheRun(hooks, cached, samples, ms(statistics.median(resyncs[1:])))
-    finally:
-        if cache is not None:
-            cache.close()
-
-
-def cache_section(sizes: list[int], edits: int) -> list[CacheRun]:
-    print(f"4. program cache: {edits} edits and 5 resyncs, with and without it", flush=True)
-    runs = []
-    for hooks in sizes:
-        with sandbox(hooks // 2) as box:
-            watch = write_edit_units(box, Hook.XDP)
-            if hooks > 2:
-                (box.units / "bgx.unit").write_text(unit_text(XDP_OBJECT, "xdp", "bpfb* !bpfb00"))
-            (box.units / "bgt.unit").write_text(unit_text(TC_OBJECT, "tc-ingress", "bpfb*", name="tc_counter"))
-            for cached in (True, False):
-                run_ = cache_run(box, watch, count_hooks(box), cached, edits)
-                runs.append(run_)
-                print(f"  {run_.hooks:4} hooks, {'with' if cached else 'without':7} cache: edit -> live "
-                      f"p50 {percentile(run_.edits_ms, 50):7.1f}  p99 {percentile(run_.edits_ms, 99):7.1f} ms; "
-                      f"resync {run_.resync_ms:7.1f} ms", flush=True)
-    return runs
-
-
-def count_hooks(box: Sandbox) -> int:
-    with netns.inside(box.ns):
-        result = engine.reconcile(box.config(), apply=False)
-    return len(result.hooks)
-
-
 # --- the run --------------------------------------------------------------------------------------
 
 
@@ -632,7 +548,7 @@ def cold_section(sizes: list[int], idle_s: float, profile: bool) -> tuple[list[C
     return colds, idle
 
 
-def print_summary(latencies: list[Latency], colds: list[Cold], idle: Idle | None, caches: list[CacheRun]) -> None:
+def print_summary(latencies: list[Latency], colds: list[Cold], idle: Idle | None) -> None:
     rows = [(f"edit -> live, {lat.label}", "p50 <= 150 ms",
              f"p50 {percentile(lat.samples_ms, 50):.0f} ms, p99 {percentile(lat.samples_ms, 99):.0f} ms, "
              f"max {max(lat.samples_ms):.0f} ms") for lat in latencies]
@@ -641,13 +557,6 @@ def print_summary(latencies: list[Latency], colds: list[Cold], idle: Idle | None
     if idle:
         rows.append((f"idle daemon, {idle.seconds:.0f} s", "", f"CPU {idle.cpu_percent:.2f} % ("
                      f"{idle.quiet_cpu_percent:.2f} % between resyncs), RSS {idle.rss_max_mb:.1f} MB (max)"))
-    for with_, without in zip(caches[::2], caches[1::2]):
-        rows.append((f"edit -> live, {with_.hooks} hooks, cache / none", "p50 <= 100 ms",
-                     f"p50 {percentile(with_.edits_ms, 50):.0f} / {percentile(without.edits_ms, 50):.0f} ms, "
-                     f"p99 {percentile(with_.edits_ms, 99):.0f} / {percentile(without.edits_ms, 99):.0f} ms"))
-        rows.append((f"resync, {with_.hooks} hooks, cache / none", "",
-                     f"{with_.resync_ms:.0f} / {without.resync_ms:.0f} ms "
-                     f"({without.resync_ms / with_.resync_ms:.1f}x)"))
     print(f"\n{'summary':52} {'target':14} measured")
     for what, target, measured in rows:
         print(f"  {what:50} {target:14} {measured}")
@@ -659,8 +568,6 @@ def main() -> int:
     p.add_argument("--idle", type=float, default=60.0, help="seconds of idle daemon sampling")
     p.add_argument("--sizes", default="0,50,100,200", help="unit counts for the cold reconcile")
     p.add_argument("--profile", action="store_true", help="also profile the largest cold reconcile (cProfile)")
-    p.add_argument("--cache-hooks", default="10,200", help="hook counts for the program cache comparison")
-    p.add_argument("--cache-edits", type=int, default=20, help="edits per run of the program cache comparison")
     args = p.parse_args()
     if os.geteuid() != 0:
         print("run as root", file=sys.stderr)
@@ -674,8 +581,7 @@ def main() -> int:
     load_before = os.getloadavg()[0]
     latencies = edit_section(args.edits)
     colds, idle = cold_section([int(n) for n in args.sizes.split(",")], args.idle, args.profile)
-    caches = cache_section([int(n) for n in args.cache_hooks.split(",")], args.cache_edits)
-    print_summary(latencies, colds, idle, caches)
+    print_summary(latencies, colds, idle)
     print(f"load average before {load_before:.1f}, after {os.getloadavg()[0]:.1f} (1 min; 2 cores); "
           f"total {time.monotonic() - started:.0f} s")
     return 0

@@ -12,7 +12,7 @@ from bpfunits.daemon import DEFAULT_DEBOUNCE, Daemon, Settings, Trigger
 from bpfunits.kernel import netns
 from bpfunits.reconcile.decisions import log_result, summary
 from bpfunits.reconcile.engine import Result, reconcile
-from bpfunits.reconcile.progcache import ProgramCache
+from bpfunits.reconcile.node import Node
 
 
 def register(sub) -> None:
@@ -48,15 +48,16 @@ def run(args: argparse.Namespace) -> int:
     logs.configure(args.log_format)
     log = logging.getLogger("bpfunits.daemon")
 
-    # Loaded programs are kept from one reconcile to the next: an unchanged unit is never
-    # loaded, verified or compiled again.
-    cache = ProgramCache()
+    # Loaded programs and the memory of every hook are kept from one reconcile to the next: an
+    # unchanged unit is never loaded, verified or compiled again, and an event looks only at
+    # the hooks it touches.
+    node = Node()
 
     # The namespace is entered for each reconcile, not for the whole process: the sd_notify
     # socket and the file watches belong where the service manager started us.
     def reconcile_once(trigger: Trigger) -> Result:
         with netns.inside(args.netns):
-            result = reconcile(config, apply=True, cache=cache)
+            result = reconcile(config, apply=True, node=node, changes=trigger.changes)
         log_result(log, result, str(trigger))
         return result
 
@@ -76,8 +77,9 @@ def run(args: argparse.Namespace) -> int:
         log=log,
         reload=reload,
         own_xdp=Result.xdp_programs,
+        retry_at=Result.next_retry,
     )
     try:
         return daemon.run()
     finally:
-        cache.close()
+        node.close()

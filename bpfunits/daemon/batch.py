@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import operator
 from dataclasses import dataclass, field
 
 from bpfunits.daemon.trigger import Trigger
@@ -42,17 +44,18 @@ class Batch:
 
     def take(self) -> Trigger:
         """One trigger for the whole batch, and empty it: the first trigger's reason, with every
-        detail (those of other reasons prefixed with their reason)."""
+        detail (those of other reasons prefixed with their reason), making dirty what they all do."""
         reason = self._triggers[0].reason
         parts = [
             t.detail if t.reason == reason else f"{t.reason}: {t.detail}" if t.detail else t.reason
             for t in self._triggers
         ]
+        changes = functools.reduce(operator.or_, (t.changes for t in self._triggers))
         self._triggers.clear()
         parts = [p for p in dict.fromkeys(parts) if p]
         if len(parts) > MAX_DETAILS:
             parts[MAX_DETAILS:] = [f"{len(parts) - MAX_DETAILS} more"]
-        return Trigger(reason, ", ".join(parts))
+        return Trigger(reason, ", ".join(parts), dirty=changes)
 
     def clear(self) -> None:
         self._triggers.clear()

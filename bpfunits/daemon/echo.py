@@ -11,16 +11,17 @@ from bpfunits.daemon.trigger import Trigger
 
 @dataclass
 class OwnXdp:
-    """The XDP programs each interface ran after the daemon's last reconcile, by interface name.
+    """The XDP programs each interface ran after the daemon's reconciles, by interface name.
     Program ids are never reused while the kernel runs, and netlink names no links: a program id
     is what identifies what the daemon attached."""
 
     _left: dict[str, frozenset[int]] = field(default_factory=dict)
 
     def remember(self, left: Mapping[str, frozenset[int]]) -> None:
-        """What the last reconcile left: every XDP hook it reconciled, with the programs on it
-        (none where it removed its chain)."""
-        self._left = dict(left)
+        """What a reconcile left: every XDP hook it reconciled, with the programs on it (none
+        where it removed its chain). A reconcile looks only at some hooks: the others keep what
+        an earlier one left."""
+        self._left.update(left)
 
     def is_echo(self, trigger: Trigger) -> bool:
         """Whether `trigger` only reports the XDP programs the last reconcile left."""

@@ -1,8 +1,9 @@
 """Listening to route netlink for interfaces that appear, vanish or are renamed, and for XDP
 programs that someone else attaches, replaces or detaches.
 
-A raw netlink socket (pyroute2 only parses the messages): its file descriptor can be waited on
-together with a wake-up pipe, so close() stops the listener at once.
+A raw netlink socket, its messages parsed by nlread (a listing of a thousand interfaces every
+few seconds must cost next to nothing): its file descriptor can be waited on together with a
+wake-up pipe, so close() stops the listener at once.
 """
 
 from __future__ import annotations
@@ -18,14 +19,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pyroute2.netlink import NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR
-from pyroute2.netlink.rtnl import RTM_DELLINK, RTM_GETLINK, RTM_NEWLINK, RTMGRP_LINK
-from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
-from pyroute2.netlink.rtnl.marshal import MarshalRtnl
-
 from bpfunits.daemon.trigger import Trigger
 from bpfunits.errors import BpfUnitsError
+from bpfunits.hooks import Hook
 from bpfunits.kernel import netns as netns_mod
+from bpfunits.kernel import nlread
+from bpfunits.kernel.nlread import NLMSG_DONE, NLMSG_ERROR, RTM_GETLINK, RTM_NEWLINK
+from bpfunits.order.graph import HookKey
+from bpfunits.reconcile.memory import EVERYTHING, Changes
+
+RTMGRP_LINK = 1
 
 _RCVBUF = 1 << 20
 _RECV_SIZE = 1 << 16
@@ -45,39 +48,38 @@ class LinkState:
     """What we compare between two messages about one interface."""
 
     name: str
-    xdp: tuple[tuple[str, object], ...]  # IFLA_XDP_ATTACHED and the *_PROG_ID attributes that are set
+    # IFLA_XDP_ATTACHED and the *_PROG_ID attributes that are set; () when no XDP program runs
+    xdp: tuple[int, tuple[tuple[int, int], ...]] | tuple[()]
 
     @property
     def xdp_progs(self) -> frozenset[int]:
-        return frozenset(int(v) for k, v in self.xdp if k.endswith("PROG_ID"))
+        return frozenset(prog_id for _, prog_id in self.xdp[1]) if self.xdp else frozenset()
 
 
-def link_state(msg: ifinfmsg) -> LinkState:
-    xdp = msg.get_attr("IFLA_XDP")
-    attrs = xdp["attrs"] if xdp else []
-    return LinkState(
-        name=msg.get_attr("IFLA_IFNAME") or f"ifindex {msg['index']}",
-        xdp=tuple(sorted((k, v) for k, v in attrs if v and (k == "IFLA_XDP_ATTACHED" or k.endswith("PROG_ID")))),
-    )
+def link_state(link: nlread.Link) -> LinkState:
+    return LinkState(link.name, (link.xdp_attached, link.xdp_prog_ids) if link.xdp_attached else ())
 
 
 def change(old: LinkState | None, new: LinkState | None) -> Trigger | None:
     """The trigger for one interface going from `old` to `new` (None: absent), if any."""
     if old is None and new is not None:
-        return Trigger("interfaces", f"{new.name} appeared")
+        return Trigger("interfaces", f"{new.name} appeared", dirty=Changes(interfaces=frozenset({new.name})))
     if new is None:
-        return Trigger("interfaces", f"{old.name} disappeared") if old is not None else None
+        if old is None:
+            return None
+        return Trigger("interfaces", f"{old.name} disappeared", dirty=Changes(interfaces=frozenset({old.name})))
     if new.name != old.name:
-        return Trigger("interfaces", f"{old.name} renamed {new.name}")
+        return Trigger("interfaces", f"{old.name} renamed {new.name}",
+                       dirty=Changes(interfaces=frozenset({old.name, new.name})))
     if new.xdp != old.xdp:
-        return Trigger("xdp", new.name, interface=new.name, xdp_progs=new.xdp_progs)
+        return Trigger("xdp", new.name, interface=new.name, xdp_progs=new.xdp_progs,
+                       dirty=Changes(hooks=frozenset({HookKey(new.name, Hook.XDP)})))
     return None
 
 
 def _dump_request(seq: int) -> bytes:
-    ifinfomsg = struct.pack("=BxHiII", socket.AF_UNSPEC, 0, 0, 0, 0)
-    header = struct.pack("=IHHII", 16 + len(ifinfomsg), RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, seq, 0)
-    return header + ifinfomsg
+    body = nlread.link_request()
+    return struct.pack("=IHHII", 16 + len(body), RTM_GETLINK, nlread.NLM_F_REQUEST | nlread.NLM_F_DUMP, seq, 0) + body
 
 
 class LinkMonitor:
@@ -97,7 +99,6 @@ class LinkMonitor:
         self._log = log
         self._netns = netns
         self._links: dict[int, LinkState] = {}
-        self._marshal = MarshalRtnl()
         self._sock: socket.socket | None = None
         self._wake_r, self._wake_w = -1, -1
         self._thread: threading.Thread | None = None
@@ -145,18 +146,18 @@ class LinkMonitor:
         seq = self._request_dump()
         while True:
             for msg in self._receive():
-                kind = msg["header"]["type"]
-                if kind == NLMSG_ERROR and msg["header"].get("error"):
-                    raise LinkMonitorError(f"netlink: listing interfaces: {msg['header']['error']}")
-                if kind == NLMSG_DONE and msg["header"]["sequence_number"] == seq:
+                if msg.kind == NLMSG_ERROR and nlread.error_of(msg):
+                    raise LinkMonitorError(f"netlink: listing interfaces: {os.strerror(nlread.error_of(msg))}")
+                if msg.kind == NLMSG_DONE and msg.seq == seq:
                     return
-                if kind == RTM_NEWLINK and msg["family"] == socket.AF_UNSPEC:
-                    self._links[msg["index"]] = link_state(msg)
-                elif kind == RTM_DELLINK:
-                    self._links.pop(msg["index"], None)
+                link = nlread.link_of(msg)
+                if link is not None and msg.kind == RTM_NEWLINK:
+                    self._links[link.index] = link_state(link)
+                elif link is not None:
+                    self._links.pop(link.index, None)
 
-    def _receive(self) -> list[ifinfmsg]:
-        return list(self._marshal.parse(self._sock.recv(_RECV_SIZE)))
+    def _receive(self) -> list[nlread.Message]:
+        return list(nlread.messages(self._sock.recv(_RECV_SIZE)))
 
     def _listen(self) -> None:
         poll_at = time.monotonic() + self._poll_interval
@@ -182,30 +183,28 @@ class LinkMonitor:
                     # The kernel dropped messages: we cannot tell which, so resync, and compare
                     # against a fresh dump as soon as the one under way (if any) is over.
                     self._log.warning("netlink: messages lost (receive buffer overrun); resyncing")
-                    self._emit(Trigger("interfaces", "netlink messages lost"))
+                    self._emit(Trigger("interfaces", "netlink messages lost", dirty=EVERYTHING))
                     poll_at = time.monotonic()
                     continue
                 for msg in msgs:
-                    kind = msg["header"]["type"]
-                    if kind in (NLMSG_DONE, NLMSG_ERROR) and msg["header"]["sequence_number"] == pending:
-                        if kind == NLMSG_ERROR and msg["header"].get("error"):
-                            self._log.warning("netlink: polling interfaces: %s", msg["header"]["error"])
+                    if msg.kind in (NLMSG_DONE, NLMSG_ERROR) and msg.seq == pending:
+                        if msg.kind == NLMSG_ERROR and nlread.error_of(msg):
+                            self._log.warning("netlink: polling interfaces: %s", os.strerror(nlread.error_of(msg)))
                         pending = None
                     self._handle(msg)
         except Exception:
             self._log.exception("netlink listener stopped; only timer resyncs will notice interface changes")
 
-    def _handle(self, msg: ifinfmsg) -> None:
-        kind = msg["header"]["type"]
-        if kind not in (RTM_NEWLINK, RTM_DELLINK) or msg["family"] != socket.AF_UNSPEC:
-            return  # e.g. AF_BRIDGE port messages, which say nothing about the device itself
-        index = msg["index"]
-        new = link_state(msg) if kind == RTM_NEWLINK else None
-        old = self._links.get(index)
+    def _handle(self, msg: nlread.Message) -> None:
+        link = nlread.link_of(msg)
+        if link is None:
+            return  # not about a device itself (e.g. AF_BRIDGE port messages)
+        new = link_state(link) if msg.kind == RTM_NEWLINK else None
+        old = self._links.get(link.index)
         if new is None:
-            self._links.pop(index, None)
+            self._links.pop(link.index, None)
         else:
-            self._links[index] = new
+            self._links[link.index] = new
         trigger = change(old, new)
         if trigger is not None:
             self._emit(trigger)

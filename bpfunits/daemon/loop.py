@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bpfunits.daemon.batch import DEFAULT_DEBOUNCE, Batch
@@ -50,7 +50,8 @@ class Daemon:
     called on SIGHUP before that reconcile, rereads the configuration (the reconciler sees it
     too) and returns the loop's new settings; a BpfUnitsError keeps the running ones.
     `own_xdp` reads from a reconcile's result the XDP programs it left on each interface, so
-    that the monitor's report of them triggers nothing."""
+    that the monitor's report of them triggers nothing. `retry_at` reads from it when
+    (time.monotonic()) failed hooks are due to be tried again: a "retry" trigger then."""
 
     def __init__(
         self,
@@ -65,6 +66,7 @@ class Daemon:
         log: logging.Logger | None = None,
         reload: Callable[[], Settings] | None = None,
         own_xdp: Callable[[object], Mapping[str, frozenset[int]]] | None = None,
+        retry_at: Callable[[object], float | None] | None = None,
     ) -> None:
         if not math.isfinite(resync_period) or resync_period <= 0 or not math.isfinite(debounce) or debounce < 0:
             raise BpfUnitsError(
@@ -85,6 +87,8 @@ class Daemon:
         self._watches: list[FolderWatch] = []
         self._own_xdp = own_xdp
         self._own = OwnXdp()
+        self._retry_at_of = retry_at
+        self._retry_at: float | None = None
 
     def stop(self) -> None:
         self._queue.put(_STOP)
@@ -118,7 +122,7 @@ class Daemon:
             if ping_at is not None and now >= ping_at:
                 self._notify("WATCHDOG=1")
                 ping_at = now + interval
-            due = [resync_at] + [t for t in (batch.deadline, ping_at) if t is not None]
+            due = [resync_at] + [t for t in (batch.deadline, ping_at, self._retry_at) if t is not None]
             try:
                 item = self._queue.get(timeout=max(0.0, min(due) - now))
             except queue.Empty:
@@ -139,11 +143,17 @@ class Daemon:
                 trigger = batch.take()
             if trigger is None and now >= resync_at:
                 trigger = Trigger("timer")
+            if trigger is None and self._retry_at is not None and now >= self._retry_at:
+                trigger = Trigger("retry")
             if trigger is not None:
-                # A reconcile reads the present, so it covers whatever was waiting.
-                batch.clear()
+                # What was waiting is looked at now too.
+                if batch.deadline is not None:
+                    waiting = batch.take()
+                    trigger = replace(trigger, dirty=trigger.changes | waiting.changes)
+                timer = trigger.reason == "timer"
                 self._run_reconcile(trigger)
-                resync_at = time.monotonic() + self._resync_period
+                if timer or trigger.changes.everything:
+                    resync_at = time.monotonic() + self._resync_period
 
     def _watch(self, folders: tuple[Path, ...]) -> None:
         for folder in folders:
@@ -185,9 +195,12 @@ class Daemon:
             # Logged, not fatal: the next trigger (at worst the resync timer) tries again.
             self._log.exception("reconcile failed: %s", e)
             self._notify(f"STATUS=reconcile failed: {e}")
+            self._retry_at = None  # the resync tries everything again
             return
         if self._own_xdp is not None:
             self._own.remember(self._own_xdp(result))
+        if self._retry_at_of is not None:
+            self._retry_at = self._retry_at_of(result)
         try:
             text = self._status(result)
         except Exception:

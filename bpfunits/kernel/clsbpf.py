@@ -8,18 +8,17 @@ atomic kernel operation. The filter's program is pinned in the hook folder as ou
 from __future__ import annotations
 
 import errno
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 from bpfunits.hooks import Hook
-from bpfunits.kernel import pins, rtnl
+from bpfunits.kernel import nlread, pins, rtnl
 
 CLSACT_HANDLE = 0xFFFF0000
 PARENTS = {Hook.TC_INGRESS: 0xFFFFFFF2, Hook.TC_EGRESS: 0xFFFFFFF3}
 ETH_P_ALL = 0x0003
 TCA_BPF_FLAG_ACT_DIRECT = 1
-# TCA_OPTIONS attributes of a cls_bpf filter (pyroute2 leaves TCA_BPF_ID undecoded).
+# TCA_OPTIONS attributes of a cls_bpf filter.
 TCA_BPF_NAME = 7
 TCA_BPF_FLAGS = 8
 TCA_BPF_ID = 11
@@ -49,50 +48,31 @@ def _parent(hook: Hook) -> int:
         raise ValueError(f"{hook.value} is not a tc hook") from None
 
 
-def _options(msg) -> dict[int, bytes]:
-    """The raw TCA_OPTIONS attributes of a filter message, by type."""
-    opts = msg.get_attr("TCA_OPTIONS")
-    if opts is None:
-        return {}
-    raw = bytes(opts.data[opts.offset + 4 : opts.offset + opts.length])
-    attrs: dict[int, bytes] = {}
-    pos = 0
-    while pos + 4 <= len(raw):
-        length, kind = struct.unpack_from("=HH", raw, pos)
-        if length < 4:
-            break
-        attrs[kind & 0x3FFF] = raw[pos + 4 : pos + length]  # without NLA_F_NESTED/BYTEORDER
-        pos += (length + 3) & ~3
-    return attrs
-
-
 def filters(ifindex: int, hook: Hook) -> list[Filter]:
     """The cls_bpf filters on the hook, in the order the kernel runs them (its dump order)."""
-    with rtnl.route(f"listing tc filters of ifindex {ifindex}") as ipr:
-        try:
-            msgs = list(ipr.get_filters(index=ifindex, parent=_parent(hook)))
-        except rtnl.NetlinkError as e:
-            if e.code == errno.EINVAL:  # no clsact qdisc: no filters
-                return []
-            raise
-    found = []
-    for msg in msgs:
-        if msg.get_attr("TCA_KIND") != "bpf":
-            continue
-        attrs = _options(msg)
-        if TCA_BPF_ID not in attrs:
-            continue  # the chain head each prio reports before its filters
-        flags = struct.unpack("=I", attrs.get(TCA_BPF_FLAGS, bytes(4)))[0]
-        found.append(
-            Filter(
-                prio=msg["info"] >> 16,
-                handle=msg["handle"],
-                prog_id=struct.unpack("=I", attrs[TCA_BPF_ID])[0],
-                name=attrs.get(TCA_BPF_NAME, b"").split(b"\0", 1)[0].decode(errors="replace"),
-                direct_action=bool(flags & TCA_BPF_FLAG_ACT_DIRECT),
-            )
+    try:
+        found = nlread.filters(ifindex, _parent(hook), f"listing tc filters of ifindex {ifindex}")
+    except rtnl.RtnlError as e:
+        if e.errno == errno.EINVAL:  # no clsact qdisc: no filters
+            return []
+        raise
+    return [
+        Filter(
+            prio=f.info >> 16,
+            handle=f.handle,
+            prog_id=nlread.u32(f.options[TCA_BPF_ID]),
+            name=nlread.string(f.options.get(TCA_BPF_NAME)),
+            direct_action=bool(nlread.u32(f.options.get(TCA_BPF_FLAGS)) & TCA_BPF_FLAG_ACT_DIRECT),
         )
-    return found
+        # The chain head each prio reports before its filters carries no program.
+        for f in found if f.kind == "bpf" and TCA_BPF_ID in f.options
+    ]
+
+
+def with_filters(qdiscs: list[nlread.TcObject]) -> frozenset[int]:
+    """The interfaces among `qdiscs`' that can hold tc filters (a clsact or ingress qdisc): on
+    any other, listing filters is wasted work."""
+    return frozenset(q.ifindex for q in qdiscs if q.kind in ("clsact", "ingress"))
 
 
 def put(ifindex: int, hook: Hook, prog_fd: int, slot: Slot, name: str) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-from bpfunits.kernel import bpf, pins, rtnl
+from bpfunits.kernel import bpf, nlread, pins, rtnl
 
 XDP_FLAGS_UPDATE_IF_NOEXIST = 1 << 0
 XDP_FLAGS_SKB_MODE = 1 << 1
@@ -29,12 +29,12 @@ class XdpMode(str, Enum):
         return {XdpMode.AUTO: 0, XdpMode.DRIVER: XDP_FLAGS_DRV_MODE, XdpMode.GENERIC: XDP_FLAGS_SKB_MODE}[self]
 
 
-# pyroute2's names for IFLA_XDP_ATTACHED, with ours and the flags that address that mode.
+# IFLA_XDP_ATTACHED: our name for the mode, and the flags that address a program in it.
 _ATTACHED = {
-    "xdp": ("driver", XDP_FLAGS_DRV_MODE),
-    "xdpgeneric": ("generic", XDP_FLAGS_SKB_MODE),
-    "xdpoffload": ("offload", XDP_FLAGS_HW_MODE),
-    "xdpmulti": ("multi", 0),
+    nlread.XDP_ATTACHED_DRV: ("driver", XDP_FLAGS_DRV_MODE),
+    nlread.XDP_ATTACHED_SKB: ("generic", XDP_FLAGS_SKB_MODE),
+    nlread.XDP_ATTACHED_HW: ("offload", XDP_FLAGS_HW_MODE),
+    nlread.XDP_ATTACHED_MULTI: ("multi", 0),
 }
 
 
@@ -47,20 +47,15 @@ class XdpState:
     mode_flags: int  # the XDP_FLAGS_*_MODE that address the attached program
 
 
-def state(ifindex: int) -> XdpState:
-    with rtnl.route(f"reading XDP state of ifindex {ifindex}") as ipr:
-        (msg,) = ipr.get_links(ifindex)
-    xdp = msg.get_attr("IFLA_XDP")
-    attached = xdp.get_attr("IFLA_XDP_ATTACHED") if xdp else None
-    if not attached:
+def state_of(link: nlread.Link) -> XdpState:
+    if not link.xdp_attached or link.xdp_attached not in _ATTACHED:
         return XdpState(0, None, 0)
-    mode, flags = _ATTACHED[attached]
-    prog_id = next(
-        (xdp.get_attr(a) for a in ("IFLA_XDP_PROG_ID", "IFLA_XDP_DRV_PROG_ID", "IFLA_XDP_SKB_PROG_ID")
-         if xdp.get_attr(a)),
-        0,
-    )
-    return XdpState(prog_id, mode, flags)
+    mode, flags = _ATTACHED[link.xdp_attached]
+    return XdpState(link.xdp_prog_id, mode, flags)
+
+
+def state(ifindex: int) -> XdpState:
+    return state_of(nlread.link(ifindex))
 
 
 def attach_link(ifindex: int, prog_fd: int, hook_dir: Path, mode: XdpMode) -> int:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterable
 
+from bpfunits.hooks import Hook
 from bpfunits.order import interfaces as ifsel
 from bpfunits.order.graph import Chain, HookKey, OrderError, order_hook
 from bpfunits.units.diagnostics import Diagnostic, warning
@@ -31,11 +32,17 @@ def order_all(units: Iterable[Unit], available: Iterable[str]) -> Ordering:
     """Order every hook; a hook that cannot be ordered is reported and the others are unaffected."""
     result = Ordering()
     placed = expand(units, available)
+    # Interfaces that a glob gives the same units order alike: sort each set once.
+    ordered: dict[tuple[Hook, tuple[Unit, ...]], Chain] = {}
     for key in sorted(placed):
+        same = (key.hook, tuple(placed[key]))
         try:
-            result.chains[key] = order_hook(key, placed[key])
+            if same in ordered:
+                result.chains[key] = replace(ordered[same], key=key)
+            else:
+                result.chains[key] = ordered[same] = order_hook(key, placed[key])
         except OrderError as exc:
-            result.errors.append(exc)
+            result.errors.append(exc)  # raised again for each such key, whose name it carries
     return result
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from bpfunits.reconcile.engine import HookResult, Outcome, Result
 
@@ -27,15 +28,25 @@ def log_result(log: logging.Logger, result: Result, trigger: str) -> None:
         if hook.outcome is Outcome.UNCHANGED:
             continue
         level = logging.ERROR if hook.outcome in (Outcome.BLOCKED, Outcome.FAILED) else logging.INFO
-        log.log(level, describe(hook), extra={"fields": {
-            "trigger": trigger, "interface": hook.key.interface, "hook": hook.key.hook.value,
-            "action": hook.plan.action.value, "outcome": hook.outcome.value, "prog_id": hook.prog_id}})
+        fields = {"trigger": trigger, "interface": hook.key.interface, "hook": hook.key.hook.value,
+                  "action": hook.plan.action.value, "outcome": hook.outcome.value, "prog_id": hook.prog_id}
+        text = describe(hook)
+        retry = result.retries.get(hook.key)
+        if retry is not None:
+            wait = max(0.0, retry.at - time.monotonic())
+            text += f" (failed {retry.failures} time{'s' if retry.failures > 1 else ''} in a row; next try in {wait:.0f} s)"
+            fields.update(failures=retry.failures, retry_in=round(wait, 1))
+        log.log(level, text, extra={"fields": fields})
     unchanged = sum(h.outcome is Outcome.UNCHANGED for h in result.hooks)
     log.info(f"reconcile ({trigger}): {len(result.hooks)} hooks, {unchanged} unchanged",
              extra={"fields": {"trigger": trigger, "hooks": len(result.hooks), "unchanged": unchanged}})
 
 
 def summary(result: Result) -> str:
-    """A one-line status for sd_notify's STATUS=."""
-    failed = sum(h.outcome in (Outcome.BLOCKED, Outcome.FAILED) for h in result.hooks)
-    return f"{len(result.hooks)} hooks, {failed} with errors"
+    """A one-line status for sd_notify's STATUS=: the whole node, not only the hooks this
+    reconcile looked at."""
+    text = f"{result.total} hooks, {len(result.retries)} with errors"
+    if result.retries:
+        wait = max(0.0, min(r.at for r in result.retries.values()) - time.monotonic())
+        text += f", next retry in {wait:.0f} s"
+    return text

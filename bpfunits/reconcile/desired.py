@@ -37,6 +37,7 @@ class Programs:
         self.policy = policy
         self.loaded: dict[str, CachedProgram] = {}
         self.errors: dict[str, str] = {}
+        self.resets: dict[str, tuple[mappins.ShapeChange, ...]] = {}
 
     def get(self, unit: Unit) -> LoadedProgram | None:
         if unit.name not in self.loaded and unit.name not in self.errors:
@@ -61,8 +62,11 @@ class Programs:
         return replace(component, stack_depths=cached.stack_depths)
 
     def map_resets(self, unit: str) -> tuple[mappins.ShapeChange, ...]:
-        """The unit's pinned maps that committing its program would reset (another shape)."""
-        return mappins.shape_changes(self.root, unit, self.loaded[unit].program.maps.values())
+        """The unit's pinned maps that committing its program would reset (another shape); read
+        once per reconcile, however many hooks the unit is on."""
+        if unit not in self.resets:
+            self.resets[unit] = mappins.shape_changes(self.root, unit, self.loaded[unit].program.maps.values())
+        return self.resets[unit]
 
     def commit(self, units: tuple[str, ...]) -> None:
         """Pin the maps of these units' programs, now that a chain using them runs."""

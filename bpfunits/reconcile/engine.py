@@ -4,7 +4,8 @@ operation per changed hook. Errors stay with their hook: the others proceed."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -15,7 +16,8 @@ from bpfunits.hooks import Hook
 from bpfunits.kernel import attach as attaching
 from bpfunits.kernel import bpf, probe
 from bpfunits.kernel.bpffs import StateRoot, children, ensure_mounted, remove_tree
-from bpfunits.kernel.observe import Attached
+from bpfunits.kernel.observe import Attached, Observer
+from bpfunits.units.model import Unit
 from bpfunits.kernel.probe import TcBackend, XdpBackend
 from bpfunits.kernel.tcx import Placement
 from bpfunits.kernel.xdp import XdpMode
@@ -27,7 +29,8 @@ from bpfunits.plan.model import Action, Desired, HookPlan
 from bpfunits.reconcile import observed as observing
 from bpfunits.reconcile.desired import Programs, blocked_by_broken_units, build_id, desired_chain
 from bpfunits.reconcile.lock import exclusive
-from bpfunits.reconcile.progcache import ProgramCache
+from bpfunits.reconcile.memory import EVERYTHING, Changes, Left, Memory, Retry
+from bpfunits.reconcile.node import Node
 from bpfunits.units.diagnostics import Diagnostic, Severity
 from bpfunits.units.search import load_units
 
@@ -60,10 +63,17 @@ class Result:
     hooks: list[HookResult] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     unit_errors: dict[str, str] = field(default_factory=dict)  # units whose files or programs failed
+    # The reconciler's view of the whole node (the hooks above may be only the dirty ones):
+    total: int = 0  # hooks that run or want a chain of bpfunits, or run something else
+    retries: dict[HookKey, Retry] = field(default_factory=dict)  # failing hooks, and when they are tried again
 
     @property
     def changed(self) -> bool:
         return any(h.outcome in (Outcome.APPLIED, Outcome.PLANNED) for h in self.hooks)
+
+    def next_retry(self) -> float | None:
+        """When (time.monotonic()) the first failing hook is tried again."""
+        return min((r.at for r in self.retries.values()), default=None)
 
     def xdp_programs(self) -> dict[str, frozenset[int]]:
         """Per interface with an XDP hook reconciled: bpfunits' program left on it (none when
@@ -96,28 +106,31 @@ def _no_tail_calls() -> str | None:
     return None
 
 
-def reconcile(config: Config, *, apply: bool, cache: ProgramCache | None = None) -> Result:
-    """Plan (and with `apply`, carry out) every hook of this network namespace. Only apply
+def reconcile(config: Config, *, apply: bool, node: Node | None = None, changes: Changes = EVERYTHING) -> Result:
+    """Plan (and with `apply`, carry out) the hooks of this network namespace. Only apply
     changes anything: plan and status mount nothing, and create no folder and no pin.
-    `cache`: the loaded programs of earlier reconciles, kept for the next (the daemon's); without
-    it, every program is loaded and released again."""
+    `node`: what earlier reconciles kept (the daemon's): loaded programs, and its memory of each
+    hook, with which an apply looks only at the hooks `changes` makes dirty. Without it, every
+    hook is looked at and every program is loaded and released again."""
     probe.features().require_supported()  # also raises RLIMIT_MEMLOCK where needed
     if apply:
         ensure_mounted()
     root = StateRoot(config.bpffs_root)
-    with exclusive(config.lock_file), _cache_or_own(cache) as programs:
+    with exclusive(config.lock_file), _node_or_own(node) as kept:
         root.check(create=apply)
-        result = _Run(config, root, Programs(root, programs, config.file_policy), apply).go()
-        programs.sweep()
+        everything = changes.everything or not kept.memory.complete or not apply
+        result = _Run(config, root, kept, apply, EVERYTHING if everything else changes).go()
+        if apply:
+            kept.memory.complete = True
         return result
 
 
 @contextmanager
-def _cache_or_own(cache: ProgramCache | None) -> Iterator[ProgramCache]:
-    if cache is not None:
-        yield cache
+def _node_or_own(node: Node | None) -> Iterator[Node]:
+    if node is not None:
+        yield node
         return
-    own = ProgramCache()
+    own = Node()
     try:
         yield own
     finally:
@@ -128,27 +141,47 @@ def _cache_or_own(cache: ProgramCache | None) -> Iterator[ProgramCache]:
 class _Run:
     config: Config
     root: StateRoot
-    programs: Programs
+    node: Node
     apply: bool
+    changes: Changes
+    programs: Programs = field(init=False)
     live: dict[str, int] = field(default_factory=dict)
     chains: dict[HookKey, Chain] = field(default_factory=dict)
     desired: dict[HookKey, Desired] = field(default_factory=dict)
     states: dict[HookKey, observing.HookState] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.programs = Programs(self.root, self.node.programs, self.config.file_policy)
+
+    @property
+    def memory(self) -> Memory:
+        return self.node.memory
+
     def go(self) -> Result:
+        now = time.monotonic()
         loaded = load_units(self.config.units_dirs, policy=self.config.file_policy)
         self.live = observing.interfaces()
         ordering = order_all(loaded.units.values(), self.live)
         self.chains = ordering.chains
-        self.states = observing.read_all(self.live, self.root)
+        broken = {d.unit: d.message for d in loaded.errors if d.unit and d.unit not in loaded.units}
+        if self.apply:
+            self.memory.forget_interfaces(self.live)
+        inputs = self.inputs(ordering.errors, broken)
+        observer = Observer(self.root, self.node.facts, whole_namespace=True)
+        scope = None if self.changes.everything else self.scope(inputs, observer, now)
+        self.states = observing.read_all(self.live, observer, only=scope)
         if self.apply:
             self.adopt()
-        broken = {d.unit: d.message for d in loaded.errors if d.unit and d.unit not in loaded.units}
+
+        def wanted(key: HookKey) -> bool:
+            return scope is None or key in scope
 
         for key, chain in self.chains.items():
-            self.desired[key] = desired_chain(chain, self.programs, self.config.counters, self.config.takeover)
+            if wanted(key):
+                self.desired[key] = desired_chain(chain, self.programs, self.config.counters, self.config.takeover)
         for error in ordering.errors:
-            self.desired[error.key] = Desired(error.key, None, (str(error),))
+            if wanted(error.key):
+                self.desired[error.key] = Desired(error.key, None, (str(error),))
         for key, state in self.states.items():
             block = blocked_by_broken_units(key, state.observed.chain, broken)
             if block is not None:
@@ -163,8 +196,74 @@ class _Run:
             result.hooks.append(hook)
         result.unit_errors = {**broken, **self.programs.errors}
         if self.apply:
-            self.clean_up(result)
+            self.remember(result, inputs, scope, now)
+            self.clean_up()
+        # Programs stay cached while their unit is on some hook (looked at this time or not).
+        self.node.programs.sweep(keep={u.name for chain in self.chains.values() for u in chain.units})
+        self.node.facts.sweep(keep=self.memory.programs())
+        result.total = len(self.memory.hooks) if self.apply else len(result.hooks)
+        result.retries = dict(self.memory.retries)
         return result
+
+    def inputs(self, errors: list, broken: dict[str, str]) -> dict[HookKey, Hashable]:
+        """Per hook, what its desired chain is built from, as far as that is known without loading
+        anything: its ordered units (their settings and their files' identity), its ordering
+        error, and the units with broken files that its chain runs."""
+        files: dict[str, Hashable] = {}
+
+        def unit_inputs(unit: Unit) -> Hashable:
+            if unit.name not in files:
+                files[unit.name] = (unit, _file_identity(unit.program.source or unit.program.object))
+            return files[unit.name]
+
+        found: dict[HookKey, Hashable] = {k: tuple(unit_inputs(u) for u in c.units) for k, c in self.chains.items()}
+        found.update({e.key: ("error", str(e)) for e in errors})
+        for key, left in self.memory.hooks.items():
+            hit = tuple((u, broken[u]) for u in left.units if u in broken)
+            if hit:
+                found[key] = (found.get(key), hit)
+        return found
+
+    def scope(self, inputs: dict[HookKey, Hashable], observer: Observer, now: float) -> set[HookKey]:
+        """The dirty hooks: whose inputs changed, that an event names, whose retry is due, and
+        (at a resync) whose programs differ from what was left there, unless it waits to be
+        retried."""
+        memory = self.memory
+        changed = {k for k in inputs.keys() | memory.hooks.keys()
+                   if inputs.get(k) != (memory.hooks[k].inputs if k in memory.hooks else None)}
+        named = {HookKey(i, h) for i in self.changes.interfaces for h in Hook} | set(self.changes.hooks)
+        drifted = self.drifted(observer) if self.changes.kernel else set()
+        dirty = changed | named | memory.due(now) | {k for k in drifted if not memory.waiting(k, now)}
+        return {k for k in dirty if k.interface in self.live}
+
+    def drifted(self, observer: Observer) -> set[HookKey]:
+        """The hooks whose programs are not the ones the last reconcile left there."""
+        found = set()
+        for name, ifindex in self.live.items():
+            for hook in Hook:
+                key = HookKey(name, hook)
+                left = self.memory.hooks.get(key)
+                try:
+                    now = observer.program_ids(ifindex, hook)
+                except (BpfUnitsError, OSError):
+                    found.add(key)  # looking at it shows why
+                    continue
+                if now != (left.programs if left else frozenset()):
+                    found.add(key)
+        return found
+
+    def remember(self, result: Result, inputs: dict[HookKey, Hashable], scope: set[HookKey] | None,
+                 now: float) -> None:
+        looked_at = scope if scope is not None else {HookKey(i, h) for i in self.live for h in Hook}
+        done = {h.key: h for h in result.hooks}
+        for key in looked_at:
+            hook = done.get(key)
+            state = self.states.get(key)
+            programs = _programs_after(key, hook, state)
+            chain = _chain_after(hook) if hook else None
+            failed = hook is not None and (hook.outcome in (Outcome.BLOCKED, Outcome.FAILED) or bool(hook.errors))
+            error = "; ".join(hook.errors or hook.plan.reasons) if failed else None
+            self.memory.record(key, Left(inputs.get(key), programs, chain.units if chain else ()), error, now)
 
     def adopt(self) -> None:
         """Pin, in their hook folders, programs of ours found without that pin; a hook where
@@ -233,7 +332,7 @@ class _Run:
         finally:
             os.close(old_fd)
 
-    def clean_up(self, result: Result) -> None:
+    def clean_up(self) -> None:
         """Remove the maps of units that no longer run anywhere (only after their programs left
         the datapath), and the pins of this namespace's interfaces that are gone. While a hook
         could not be read, what it runs is unknown: no unit's maps go then."""
@@ -243,13 +342,39 @@ class _Run:
                 remove_tree(folder)
         if any(s.observed.errors for s in self.states.values()):
             return
-        running = observing.units_pinned_elsewhere(self.root)
-        for hook in result.hooks:
-            chain = hook.plan.desired if hook.outcome in (Outcome.APPLIED, Outcome.UNCHANGED) else hook.plan.observed
-            if hook.plan.action is Action.REMOVE and hook.outcome is Outcome.APPLIED:
-                chain = None
-            running.update(chain.units if chain else ())
+        running = observing.units_pinned_elsewhere(self.root) | self.memory.running_units()
         keep = {self.root.unit_path(name) for name in running}
         for folder in children(self.root.units_path):
             if folder not in keep:
                 remove_tree(folder)
+
+
+def _file_identity(path: os.PathLike | None) -> Hashable:
+    """A file's identity without reading it: a write or a rename into place changes it."""
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError) as e:
+        return ("unreadable", str(e))
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _chain_after(hook: HookResult):
+    """bpfunits' chain on the hook after the reconcile."""
+    if hook.plan.action is Action.REMOVE and hook.outcome is Outcome.APPLIED:
+        return None
+    return hook.plan.desired if hook.outcome in (Outcome.APPLIED, Outcome.UNCHANGED) else hook.plan.observed
+
+
+def _programs_after(key: HookKey, hook: HookResult | None, state: observing.HookState | None) -> frozenset[int]:
+    """The programs on the hook after the reconcile: what was observed, with ours replaced by
+    what the reconcile left (on XDP, only one program runs)."""
+    before = {p.prog_id for p in state.observation.programs} if state else set()
+    ours = state.ours.prog_id if state and state.ours else None
+    now = hook.prog_id if hook else ours
+    if now == ours:
+        return frozenset(before)
+    if now is not None and key.hook is Hook.XDP:
+        return frozenset({now})
+    return frozenset((before - {ours}) | ({now} if now is not None else set()))

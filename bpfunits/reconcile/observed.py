@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from bpfunits.errors import BpfUnitsError
 from bpfunits.hooks import Hook
 from bpfunits.kernel import bpf, pins
 from bpfunits.kernel.bpffs import StateRoot, children
-from bpfunits.kernel.observe import Attached, Observation, observe
+from bpfunits.kernel.observe import Attached, Observation, Observer, ProgramFacts
 from bpfunits.link.manifest import read_manifest
 from bpfunits.order.graph import HookKey
 from bpfunits.plan.model import ChainState, Component, Observed
@@ -34,29 +35,32 @@ def interfaces() -> dict[str, int]:
     return {name: index for index, name in socket.if_nameindex()}
 
 
-def read_hook(key: HookKey, ifindex: int, root: StateRoot) -> HookState:
-    observation = observe(ifindex, key.hook, root)
+def read_hook(key: HookKey, ifindex: int, observer: Observer) -> HookState:
+    observation = observer.observe(ifindex, key.hook)
     mine = observation.ours
-    chain = _chain_of(mine[0]) if mine else None
+    chain = _chain_of(mine[0], observer.facts) if mine else None
     foreign = tuple(f"{p.name or '?'} (id {p.prog_id})" for p in observation.foreign)
     return HookState(key, ifindex, observation, Observed(key, chain, foreign))
 
 
-def read_all(live: dict[str, int], root: StateRoot) -> dict[HookKey, HookState]:
-    """Every hook that runs something, or could not be read: such a hook (its interface went
-    away meanwhile, a pin where its folder belongs) is an error of its own."""
+def read_all(live: dict[str, int], observer: Observer, only: Iterable[HookKey] | None = None
+             ) -> dict[HookKey, HookState]:
+    """Every hook (of `only`, when given) that runs something, or could not be read: such a hook
+    (its interface went away meanwhile, a pin where its folder belongs) is an error of its own."""
+    keys = sorted(HookKey(name, hook) for name in live for hook in Hook) if only is None else sorted(only)
     states = {}
-    for name, ifindex in sorted(live.items()):
-        for hook in Hook:
-            key = HookKey(name, hook)
-            try:
-                state = read_hook(key, ifindex, root)
-            except (BpfUnitsError, OSError) as e:
-                unread = Observed(key, None, errors=(f"reading what runs on {key} failed: {e}",))
-                states[key] = HookState(key, ifindex, Observation(ifindex, hook, None, ()), unread)
-                continue
-            if state.observation.programs:
-                states[key] = state
+    for key in keys:
+        ifindex = live.get(key.interface)
+        if ifindex is None:
+            continue  # gone: it runs nothing
+        try:
+            state = read_hook(key, ifindex, observer)
+        except (BpfUnitsError, OSError) as e:
+            unread = Observed(key, None, errors=(f"reading what runs on {key} failed: {e}",))
+            states[key] = HookState(key, ifindex, Observation(ifindex, key.hook, None, ()), unread)
+            continue
+        if state.observation.programs:
+            states[key] = state
     return states
 
 
@@ -92,8 +96,8 @@ def _pinned_programs(hook_dir: Path) -> list[int]:
     return [p for p in (link.prog_id if link else None, prog) if p]
 
 
-def _chain_of(program: Attached) -> ChainState:
-    manifest = read_manifest(program.prog_id)
+def _chain_of(program: Attached, facts: ProgramFacts) -> ChainState:
+    manifest = facts.manifest(program.prog_id)
     if manifest is None:
         # Ours by its pin, but carrying no manifest: unknown content, so never "unchanged".
         return ChainState((), "unknown")

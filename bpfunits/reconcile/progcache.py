@@ -52,7 +52,6 @@ class ProgramCache:
     """Loaded programs by unit name; owns them (and their fds) until they are dropped or close()."""
 
     _entries: dict[str, CachedProgram] = field(default_factory=dict)
-    _used: set[str] = field(default_factory=set)
 
     def get(self, unit: Unit, root: StateRoot, policy: FilePolicy) -> CachedProgram:
         """The unit's program: the cached one if nothing that determines it changed, else newly
@@ -65,7 +64,6 @@ class ProgramCache:
             pins = mappins.pinned_ids(root, unit.name, cached.program.maps.values())
             if cached.binds_pinned_maps(pins):
                 cached.pins = pins
-                self._used.add(unit.name)
                 return cached
         self.drop(unit.name)
         program = load_unit_program(unit, root, policy, data)
@@ -75,7 +73,6 @@ class ProgramCache:
             program.close()
             raise
         self._entries[unit.name] = CachedProgram(key, program, pins)
-        self._used.add(unit.name)
         return self._entries[unit.name]
 
     def drop(self, unit: str) -> None:
@@ -83,11 +80,10 @@ class ProgramCache:
         if cached is not None:
             cached.program.close()
 
-    def sweep(self) -> None:
-        """Release every program not asked for since the last sweep; a reconcile ends with it."""
-        for unit in set(self._entries) - self._used:
+    def sweep(self, keep: set[str]) -> None:
+        """Release the programs of every unit but those of `keep`."""
+        for unit in set(self._entries) - keep:
             self.drop(unit)
-        self._used.clear()
 
     def units(self) -> tuple[str, ...]:
         return tuple(sorted(self._entries))
@@ -98,4 +94,3 @@ class ProgramCache:
     def close(self) -> None:
         for unit in list(self._entries):
             self.drop(unit)
-        self._used.clear()

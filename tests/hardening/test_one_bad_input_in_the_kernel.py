@@ -10,6 +10,7 @@ import pytest
 
 from bpfunits.hooks import Hook
 from bpfunits.kernel import bpf, netns
+from bpfunits.kernel.observe import Observer
 from bpfunits.order.graph import HookKey
 from bpfunits.reconcile import observed
 from tests.hardening.statecli import hooks, run, unit
@@ -57,7 +58,7 @@ def test_one_bad_input_pin_where_a_hook_folder_belongs(tmp_path, capsys, veth_pa
 def test_one_bad_input_interface_vanishes_during_observation(veth_pair, bpffs_root):
     # Listed, then gone before its hooks are read: what a veth deleted meanwhile looks like.
     with netns.inside(veth_pair.ns_a):
-        states = observed.read_all({"gone0": 999_999, veth_pair.if_a: veth_pair.ifindex_a}, bpffs_root)
+        states = observed.read_all({"gone0": 999_999, veth_pair.if_a: veth_pair.ifindex_a}, Observer(bpffs_root, whole_namespace=True))
     gone = [s for k, s in states.items() if k.interface == "gone0"]
     assert len(gone) == 3 and all("No such device" in s.observed.errors[0] for s in gone)
     assert all(k.interface == "gone0" for k in states), "the live interface reads fine (it runs nothing)"

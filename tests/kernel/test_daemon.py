@@ -213,6 +213,9 @@ def test_killed_daemon_restarts_without_swapping_anything(daemon, veth_pair, bpf
     drop(d.units, "a.unit", unit_text("counter.bpf.o"))
     drop(d.units, "t.unit", unit_text("tc_actions.bpf.o", hook="tc-ingress"))
     eventually(lambda: d.chain() == ("a",) and d.chain(Hook.TC_INGRESS) == ("t",), 5, "both hooks attached")
+    # Killed once both are pinned: a kill between attach and pin loses a link (only the
+    # process held it), which is no worse than before that first attach.
+    d.notify.wait_for(lambda line: line.startswith("STATUS=2 hooks"), 5)
     before = (d.prog_id(Hook.XDP), d.prog_id(Hook.TC_INGRESS))
     d.stop(signal.SIGKILL)
     assert (d.prog_id(Hook.XDP), d.prog_id(Hook.TC_INGRESS)) == before, "the datapath outlives the daemon"

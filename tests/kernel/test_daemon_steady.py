@@ -128,9 +128,11 @@ def test_fds_memory_and_kernel_objects_stay_flat(quiet_daemon, veth_pair):
                        check=True)
         ifindex = netns.ifindex(extra, veth_pair.ns_a)
         eventually(lambda: d.chain(Hook.XDP, ifindex) == ("a", "b", "c"), 3, "the new interface's chain")
-        done = statuses(d)
+        with netns.inside(veth_pair.ns_a):
+            pins = d.root.hook_path(ifindex, Hook.XDP).parent
+        eventually(pins.exists, 3, "its chain pinned")
         subprocess.run(["ip", "-n", veth_pair.ns_a, "link", "del", extra], check=True)
-        eventually(lambda: statuses(d) > done, 3, "the removal reconciled")
+        eventually(lambda: not pins.exists(), 3, "the removal reconciled: its pins gone")
 
     for _ in range(WARM_UP):
         resync()

@@ -14,6 +14,7 @@ import pytest
 from bpfunits.config import load_config
 from bpfunits.kernel import bpf, netns, pins
 from bpfunits.reconcile.engine import Result, reconcile
+from bpfunits.reconcile.node import Node
 from bpfunits.reconcile.progcache import ProgramCache
 from tests.unitfiles import write
 
@@ -46,18 +47,19 @@ def setup(tmp_path, veth_pair, bpffs_root) -> Iterator[tuple[Path, object]]:
     units.mkdir()
     (tmp_path / "bpfunits.yaml").write_text(f"lock_file: {tmp_path / 'lock'}\nbpffs_root: {bpffs_root.path}\n")
     config = load_config(tmp_path / "bpfunits.yaml").override(units_dirs=[units])
-    cache = ProgramCache()
+    node = Node()
+    cache = node.programs
 
     def run() -> Result:
         with netns.inside(veth_pair.ns_a):
-            result = reconcile(config, apply=True, cache=cache)
+            result = reconcile(config, apply=True, node=node)
         assert not result.failed, [h.errors for h in result.hooks]
         return result
 
     try:
         yield units, cache, run
     finally:
-        cache.close()
+        node.close()
 
 
 def ids(cache: ProgramCache) -> dict[str, int]:
