@@ -11,6 +11,7 @@ All calls act in the calling thread's network namespace.
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,9 +142,24 @@ def attach(
     except BaseException as e:
         _prune(root.hook_path(ifindex, hook))  # no empty folder left behind a failed attach
         if isinstance(e, (bpf.BpfError, rtnl.RtnlError)):
-            raise AttachError(f"{_where(ifindex, hook)}: attaching failed: {e}") from e
+            raise _raced(ifindex, hook, root, e) or AttachError(f"{_where(ifindex, hook)}: attaching failed: {e}") from e
         raise
     return _ours(ifindex, hook, root)
+
+
+def _raced(ifindex: int, hook: Hook, root: StateRoot, error: OSError) -> AttachError | None:
+    """Why XDP refused our program because one arrived since we looked (EEXIST from a link,
+    EBUSY from netlink): naming that program, not the errno."""
+    if hook is not Hook.XDP or error.errno not in (errno.EEXIST, errno.EBUSY):
+        return None
+    try:
+        present = observe(ifindex, hook, root).foreign
+    except (BpfUnitsError, OSError):
+        return None
+    if not present:
+        return None
+    what = f"{present[0].name!r}, {present[0].backend.value}, attached while bpfunits was attaching"
+    return _foreign_refusal(ifindex, hook, present[0].prog_id, what)
 
 
 def _our_slot(ifindex: int, hook: Hook, hook_dir: Path) -> Slot | None:

@@ -56,7 +56,8 @@ def _hook(h: HookResult, unit_errors: dict[str, str]) -> HookStatus:
             state = "failed" if unit in unit_errors else "pending"
             tag = wanted[unit].tag if unit in wanted else None
             rows.append(_row(unit, state, tag, None, verdict_names, unit_errors))
-    return HookStatus(h.key, h.running, tuple(rows), h.plan.action.value, h.plan.reasons + h.errors, h.foreign)
+    errors = tuple(dict.fromkeys(h.plan.reasons + h.errors))  # a blocked hook's reasons are its errors
+    return HookStatus(h.key, h.running, tuple(rows), h.plan.action.value, errors, h.foreign)
 
 
 def _row(unit, state, tag, counts: ComponentCounts | None, verdict_names, unit_errors) -> UnitStatus:

@@ -119,6 +119,30 @@ def test_foreign_program_is_left_alone(veth_pair, bpffs_root, counters, bpf_obje
     assert (count_of_prog(foreign.prog_id), a.count()) == (20, 0)
 
 
+@pytest.mark.parametrize("backend", list(BACKENDS))
+def test_a_foreign_program_attached_meanwhile_is_named(veth_pair, bpffs_root, counters, bpf_objects, backend,
+                                                       monkeypatch):
+    """Issue 11 #16: someone attaches between bpfunits' look and its attach; the refusal names
+    their program, not the errno (it said "BPF_LINK_CREATE: File exists")."""
+    a = counters(Hook.XDP)
+    looked = []
+
+    def before_them(ifindex, hook, root):  # bpfunits' look, then theirs lands
+        seen = observe(ifindex, hook, root)
+        if not looked:
+            looked.append(seen)
+            ip_attach_foreign(veth_pair, bpf_objects)
+        return seen
+
+    monkeypatch.setattr(attach, "observe", before_them)
+    with veth_pair.inside_a():
+        raced = r"runs program id \d+ \('foreign_xdp', xdp-netlink, attached while bpfunits was attaching\)"
+        with pytest.raises(AttachError, match=raced):
+            attach.attach(veth_pair.ifindex_a, Hook.XDP, a.fd, bpffs_root, AttachOptions(xdp_backend=backend))
+        assert looked[0].programs == ()
+        assert attach.held_by(veth_pair.ifindex_a, Hook.XDP, bpffs_root) is None
+
+
 @pytest.mark.matrix
 def test_takeover_of_a_netlink_program(veth_pair, bpffs_root, counters, bpf_objects):
     ip_attach_foreign(veth_pair, bpf_objects)

@@ -144,6 +144,11 @@ def test_foreign_xdp_program_is_left_alone(tmp_path, capsys, veth_pair, bpffs_ro
     assert code == 1 and got["outcome"] == "blocked" and "foreign XDP program" in got["reasons"][0]
     with netns.inside(veth_pair.ns_a):
         assert observe(veth_pair.ifindex_a, Hook.XDP, bpffs_root).programs == foreign
+    # status says so once (issue 11 #16: it printed a blocked hook's reason again as its error)
+    main(["status", "--netns", veth_pair.ns_a, "--units-dir", str(units), "--bpffs-root", str(bpffs_root.path),
+          "--json"])
+    (xdp,) = [h for h in json.loads(capsys.readouterr().out)["hooks"] if h["hook"] == "xdp"]
+    assert len(xdp["errors"]) == 1 and "foreign XDP program" in xdp["errors"][0]
 
 
 def test_missing_object_blocks_with_clear_error(tmp_path, capsys, veth_pair, bpffs_root, bpf_objects):
