@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import resource
 
 from bpfunits import logs
 from bpfunits.cli import common
@@ -47,6 +48,16 @@ def run(args: argparse.Namespace) -> int:
     config = common.config(args)
     logs.configure(args.log_format)
     log = logging.getLogger("bpfunits.daemon")
+
+    # The daemon holds a descriptor on every chain's link, and on every unit's program and maps:
+    # thousands on a large node, more than the usual soft limit of 1024.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        except (ValueError, OSError) as e:
+            log.warning("open files limit stays %d: %s", soft, e)
 
     # Loaded programs and the memory of every hook are kept from one reconcile to the next: an
     # unchanged unit is never loaded, verified or compiled again, and an event looks only at

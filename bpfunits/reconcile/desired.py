@@ -68,10 +68,22 @@ class Programs:
             self.resets[unit] = mappins.shape_changes(self.root, unit, self.loaded[unit].program.maps.values())
         return self.resets[unit]
 
+    def restore(self, units: tuple[str, ...]) -> None:
+        """Pin again the maps of these units' programs whose pins someone removed while a chain
+        kept using them (a missing pin left alone, a map of theirs would be reachable no more)."""
+        for unit in units:
+            cached = self.loaded.get(unit)
+            lost = cached.unpinned() if cached else []
+            if lost:
+                mappins.commit(self.root, unit, lost)
+                cached.restorable = {}
+
     def commit(self, units: tuple[str, ...]) -> None:
         """Pin the maps of these units' programs, now that a chain using them runs."""
         for unit in units:
-            mappins.commit(self.root, unit, self.loaded[unit].program.maps.values())
+            cached = self.loaded[unit]
+            mappins.commit(self.root, unit, cached.program.maps.values())
+            cached.pins = {name: cached.program.maps[name].id for name in cached.pins}
 
 
 def desired_chain(chain: Chain, programs: Programs, counters: bool, takeover: tuple[str, ...]) -> Desired:

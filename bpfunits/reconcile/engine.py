@@ -14,7 +14,7 @@ from bpfunits.config import Config
 from bpfunits.errors import BpfUnitsError
 from bpfunits.hooks import Hook
 from bpfunits.kernel import attach as attaching
-from bpfunits.kernel import bpf, probe
+from bpfunits.kernel import bpf, pins, probe
 from bpfunits.kernel.bpffs import StateRoot, children, ensure_mounted, remove_tree
 from bpfunits.kernel.observe import Attached, Observer
 from bpfunits.units.model import Unit
@@ -237,12 +237,17 @@ class _Run:
         return {k for k in dirty if k.interface in self.live}
 
     def drifted(self, observer: Observer) -> set[HookKey]:
-        """The hooks whose programs are not the ones the last reconcile left there."""
+        """The hooks whose programs are not the ones the last reconcile left there, and those
+        running a chain of ours whose pins are gone (the state root removed)."""
         found = set()
+        pinned = {folder.name for folder in children(self.root.netns_path())}
         for name, ifindex in self.live.items():
             for hook in Hook:
                 key = HookKey(name, hook)
                 left = self.memory.hooks.get(key)
+                if left is not None and left.units and f"if{ifindex}" not in pinned:
+                    found.add(key)
+                    continue
                 try:
                     now = observer.program_ids(ifindex, hook)
                 except (BpfUnitsError, OSError):
@@ -264,6 +269,19 @@ class _Run:
             failed = hook is not None and (hook.outcome in (Outcome.BLOCKED, Outcome.FAILED) or bool(hook.errors))
             error = "; ".join(hook.errors or hook.plan.reasons) if failed else None
             self.memory.record(key, Left(inputs.get(key), programs, chain.units if chain else ()), error, now)
+            self.node.links.hold(key, self.our_link(key, hook, state))
+        for key in self.node.links.keys():
+            if key.interface not in self.live:
+                self.node.links.release(key)
+
+    def our_link(self, key: HookKey, hook: HookResult | None, state: observing.HookState | None) -> int | None:
+        """The bpf_link of bpfunits' chain on the hook after the reconcile, if it runs through one."""
+        if hook is not None and hook.outcome is Outcome.APPLIED:
+            if hook.prog_id is None:
+                return None
+            link = pins.link_info(self.root.hook_path(self.live[key.interface], key.hook))
+            return link.id if link else None
+        return state.ours.link_id if state and state.ours else None
 
     def adopt(self) -> None:
         """Pin, in their hook folders, programs of ours found without that pin; a hook where
@@ -285,6 +303,11 @@ class _Run:
         before = self.running(plan.key)
         before_id = before.prog_id if before else None
         if plan.action is Action.UNCHANGED:
+            try:
+                if self.apply:
+                    self.programs.restore(self.chains[plan.key].names if plan.key in self.chains else ())
+            except BpfUnitsError as exc:
+                return HookResult(plan, Outcome.UNCHANGED, (str(exc),), prog_id=before_id)
             return HookResult(plan, Outcome.UNCHANGED, prog_id=before_id)
         if plan.action is Action.BLOCKED:
             return HookResult(plan, Outcome.BLOCKED, plan.reasons, prog_id=before_id)

@@ -2,11 +2,49 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
+from bpfunits.kernel import bpf
 from bpfunits.kernel.observe import ProgramFacts
+from bpfunits.order.graph import HookKey
 from bpfunits.reconcile.memory import Memory
 from bpfunits.reconcile.progcache import ProgramCache
+
+
+@dataclass
+class HeldLinks:
+    """A file descriptor on each bpf_link of bpfunits' chains (XDP links, tcx). Pins are not
+    the only reference to them then: while the daemon runs, removing the state root (rm -rf)
+    detaches nothing, and the next reconcile pins them again. Netlink XDP programs and cls_bpf
+    filters do not depend on pins at all."""
+
+    _fds: dict[HookKey, tuple[int, int]] = field(default_factory=dict)  # key -> (link id, fd)
+
+    def hold(self, key: HookKey, link_id: int | None) -> None:
+        """Hold link `link_id` for `key` (None: nothing there to hold), releasing another."""
+        held = self._fds.get(key)
+        if held is not None and held[0] == link_id:
+            return
+        self.release(key)
+        if link_id is None:
+            return
+        try:
+            self._fds[key] = (link_id, bpf.link_get_fd_by_id(link_id))
+        except bpf.BpfError:
+            pass  # gone meanwhile: the next look at the hook finds out
+
+    def release(self, key: HookKey) -> None:
+        held = self._fds.pop(key, None)
+        if held is not None:
+            os.close(held[1])
+
+    def keys(self) -> set[HookKey]:
+        return set(self._fds)
+
+    def close(self) -> None:
+        for key in list(self._fds):
+            self.release(key)
 
 
 @dataclass
@@ -17,6 +55,8 @@ class Node:
     programs: ProgramCache = field(default_factory=ProgramCache)
     facts: ProgramFacts = field(default_factory=ProgramFacts)
     memory: Memory = field(default_factory=Memory)
+    links: HeldLinks = field(default_factory=HeldLinks)
 
     def close(self) -> None:
         self.programs.close()
+        self.links.close()

@@ -78,12 +78,13 @@ def footprint(pid: int) -> dict[str, int]:
 
 def settled_footprint(pid: int) -> dict[str, int]:
     """footprint() once the kernel has freed what was released (it frees programs and maps
-    after an RCU grace period, not at the last close)."""
-    last = footprint(pid)
-    for _ in range(50):
+    after an RCU grace period and deferred work, not at the last close): unchanged for 0.5 s."""
+    last, same = footprint(pid), 0
+    for _ in range(100):
         time.sleep(scaled(0.1))
         now = footprint(pid)
-        if (now["programs"], now["maps"]) == (last["programs"], last["maps"]):
+        same = same + 1 if (now["programs"], now["maps"]) == (last["programs"], last["maps"]) else 0
+        if same >= 5:
             return now
         last = now
     raise AssertionError(f"the kernel's objects never settled: {last}")
