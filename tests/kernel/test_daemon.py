@@ -201,8 +201,8 @@ def test_interface_created_later_gets_its_chain_within_2s_and_its_pins_go_with_i
     # Only the new interfaces' hooks (both ends match bu*) were looked at, not the first one's
     # (issue 12: dirty hooks).
     appeared = eventually(lambda: [r for r in d.records() if r["message"].startswith("reconcile (")
-                                   and f"{new_if} appeared" in r["message"]], 2, "the reconcile logged")
-    assert appeared[0]["hooks"] == 2
+                                   and "appeared" in r["message"]], 2, "the reconcile logged")
+    assert sum(r["hooks"] for r in appeared) == 2
 
     # When it goes away, so do the pins bpfunits kept for it.
     with netns.inside(veth_pair.ns_a):
