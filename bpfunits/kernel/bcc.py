@@ -7,6 +7,7 @@ BPF_PSEUDO_MAP_FD). Those stay valid until close(), which closes the program and
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -95,9 +96,19 @@ def load_source_program(
         tag=info.tag,
         insns=insns,
         maps=maps,
-        sha256=source_file.sha256,
+        sha256=source_identity(source_file.sha256, defines),
         _release=release,
     )
+
+
+def source_identity(sha256: str, defines: tuple[tuple[str, str], ...]) -> str:
+    """What a compiled program is made of: its source, and the defines it was compiled with
+    (a Define= may change only a map's size, which neither the source's digest nor the
+    program's tag would show). The source's own digest when there are none."""
+    if not defines:
+        return sha256
+    text = sha256 + "".join(f"\0{key}={value}" for key, value in defines)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _load(insns: bytes, prog_type: int, license: str, name: str, source: Path, label: str) -> int:

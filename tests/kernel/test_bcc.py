@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import struct
 import threading
@@ -174,3 +175,24 @@ def test_compiling_leaves_the_process_stderr_to_other_threads(load, tmp_path):
             os.close(saved)
     assert log.read_text() == "".join(written), "every line the other thread wrote reached fd 2"
     assert "line " not in str(caught.value)
+
+
+SIZED = """#include <uapi/linux/bpf.h>
+#ifndef SLOTS
+#define SLOTS 1
+#endif
+BPF_ARRAY(slots, u64, SLOTS);
+int sized(struct xdp_md *ctx) { slots.increment(0); return XDP_PASS; }
+"""
+
+
+def test_a_define_that_only_resizes_a_map_changes_the_programs_identity(load, tmp_path):
+    """Issue 11: the same code with a map of another size has the same tag and source digest;
+    planned as unchanged, the chain kept the old map. The defines are part of its identity."""
+    source = tmp_path / "sized.c"
+    source.write_text(SIZED)
+    four, eight = load(source, defines=(("SLOTS", "4"),)), load(source, defines=(("SLOTS", "8"),))
+    assert (four.maps["slots"].max_entries, eight.maps["slots"].max_entries) == (4, 8)
+    assert four.tag == eight.tag, "the code is the same: the tag cannot tell them apart"
+    assert four.sha256 != eight.sha256
+    assert load(source).sha256 == hashlib.sha256(source.read_bytes()).hexdigest(), "no defines: the file's digest"
