@@ -357,15 +357,22 @@ class _Run:
 
     def clean_up(self) -> None:
         """Remove the maps of units that no longer run anywhere (only after their programs left
-        the datapath), and the pins of this namespace's interfaces that are gone. While a hook
-        could not be read, what it runs is unknown: no unit's maps go then."""
+        the datapath), the pins of this namespace's interfaces that are gone, and links pinned
+        for other namespaces whose interface is gone. While a hook could not be read, what it
+        runs is unknown: no unit's maps go then."""
         live = {f"if{index}" for index in self.live.values()}
         for folder in children(self.root.netns_path()):
             if folder.name not in live:
                 remove_tree(folder)
+        elsewhere = observing.pinned_elsewhere(self.root)
+        for folder in elsewhere.defunct:
+            remove_tree(folder)
+            for parent in (folder.parent, folder.parent.parent):
+                if parent != self.root.hooks_path and not children(parent):
+                    remove_tree(parent)
         if any(s.observed.errors for s in self.states.values()):
             return
-        running = observing.units_pinned_elsewhere(self.root) | self.memory.running_units()
+        running = elsewhere.units | self.memory.running_units()
         keep = {self.root.unit_path(name) for name in running}
         for folder in children(self.root.units_path):
             if folder not in keep:

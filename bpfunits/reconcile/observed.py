@@ -64,11 +64,18 @@ def read_all(live: dict[str, int], observer: Observer, only: Iterable[HookKey] |
     return states
 
 
-def units_pinned_elsewhere(root: StateRoot) -> set[str]:
-    """The units of the chains the root pins for other network namespaces (and in the layout
-    before namespaced folders): their maps are not this namespace's to remove."""
+@dataclass(frozen=True)
+class Elsewhere:
+    """What the root pins for other network namespaces (and in the layout before namespaced
+    folders)."""
+
+    units: set[str]  # the units of the chains running there: their maps are not ours to remove
+    defunct: list[Path]  # hook folders whose link lost its interface (it, or its namespace, is gone)
+
+
+def pinned_elsewhere(root: StateRoot) -> Elsewhere:
     mine = root.netns_path()
-    units: set[str] = set()
+    found = Elsewhere(set(), [])
     for folder in children(root.hooks_path):
         if folder == mine:
             continue
@@ -77,23 +84,25 @@ def units_pinned_elsewhere(root: StateRoot) -> set[str]:
             hook_dirs = [h for i in interfaces for h in children(i)]
         except BpfUnitsError:
             continue  # not a folder: it pins nothing
-        for prog_id in (p for h in hook_dirs for p in _pinned_programs(h)):
+        for hook_dir in hook_dirs:
             try:
-                manifest = read_manifest(prog_id)
-            except bpf.BpfError:
-                continue  # gone meanwhile
-            if manifest is not None:
-                units.update(e.unit for e in manifest.components)
-    return units
-
-
-def _pinned_programs(hook_dir: Path) -> list[int]:
-    try:
-        link = pins.link_info(hook_dir)
-        prog = pins.prog_id(hook_dir)
-    except BpfUnitsError:
-        return []  # not a hook folder of ours: nothing it pins counts
-    return [p for p in (link.prog_id if link else None, prog) if p]
+                link = pins.link_info(hook_dir)
+                prog = pins.prog_id(hook_dir)
+            except BpfUnitsError:
+                continue  # not a hook folder of ours: nothing it pins counts
+            if link is not None and link.ifindex == 0 and prog is None:
+                # A link's interface, once gone, never comes back: nothing runs there. (A
+                # netlink or cls_bpf program's pin cannot tell; it stays.)
+                found.defunct.append(hook_dir)
+                continue
+            for prog_id in (p for p in (link.prog_id if link else None, prog) if p):
+                try:
+                    manifest = read_manifest(prog_id)
+                except bpf.BpfError:
+                    continue  # gone meanwhile
+                if manifest is not None:
+                    found.units.update(e.unit for e in manifest.components)
+    return found
 
 
 def _chain_of(program: Attached, facts: ProgramFacts) -> ChainState:

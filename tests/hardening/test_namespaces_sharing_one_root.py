@@ -5,6 +5,8 @@ by the namespace whose hook they hold."""
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 
 import pytest
 
@@ -77,3 +79,29 @@ def test_namespaces_sharing_one_root_adopt_hook_pins_of_the_old_layout(tmp_path,
     code, doc = run(capsys, "apply", veth_pair.ns_a, units, bpffs_root.path)
     assert code == 0 and hooks(doc)[(veth_pair.if_a, "xdp")]["prog_id"] == chain
     assert (namespaced / "xdp" / "link").exists() and not legacy.exists()
+
+
+def test_pins_of_a_namespace_that_is_gone_are_removed(tmp_path, capsys, veth_pair, bpffs_root, bpf_objects):
+    """Its chain's link lost its interface with the namespace; the hook folder and the unit's maps
+    only it used were kept for ever."""
+    units_a, units_b = tmp_path / "a", tmp_path / "b"
+    write(units_a, "a.unit", unit("tc_actions.bpf.o", hook="tc-ingress"))
+    write(units_b, "b.unit", unit("counter.bpf.o"))
+    assert run(capsys, "apply", veth_pair.ns_b, units_b, bpffs_root.path)[0] == 2
+    with netns.inside(veth_pair.ns_b):
+        gone = bpffs_root.netns_path()
+    assert (gone / f"if{veth_pair.ifindex_b}" / "xdp" / "link").exists() and bpffs_root.unit_path("b").exists()
+    # Without its namespace, the peer in ns_a goes too: a new pair keeps ns_a's apply busy.
+    subprocess.run(["ip", "netns", "del", veth_pair.ns_b], check=True)
+    subprocess.run(["ip", "-n", veth_pair.ns_a, "link", "add", veth_pair.if_a[:-1] + "n", "type", "veth", "peer", "name",
+                    veth_pair.if_a[:-1] + "z"], check=True)
+
+    def settled() -> bool:  # the namespace (and the old pair) is torn down in the background
+        run(capsys, "apply", veth_pair.ns_a, units_a, bpffs_root.path)
+        return not gone.exists() and not bpffs_root.unit_path("b").exists()
+
+    deadline = time.monotonic() + 10
+    while not settled():
+        assert time.monotonic() < deadline, f"{gone} or unit b's maps still pinned"
+        time.sleep(0.2)
+    assert bpffs_root.unit_path("a").exists(), "the living namespace's unit keeps its maps"
