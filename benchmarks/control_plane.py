@@ -150,7 +150,8 @@ def sandbox(interfaces: int) -> Iterator[Sandbox]:
         if lines:
             run("ip", "-n", ns, "-batch", "-", stdin="\n".join(lines) + "\n")
         (folder / "units").mkdir()
-        (folder / "bpfunits.yaml").write_text(f"lock_file: {folder / 'lock'}\nbpffs_root: {root.path}\n")
+        (folder / "bpfunits.yaml").write_text(f"lock_file: {folder / 'lock'}\nstate_file: {folder / 'state.json'}\n"
+                                              f"bpffs_root: {root.path}\n")
         yield Sandbox(ns, tuple(f"bpfb{i}" for i in names), folder, root)
     finally:
         if created:

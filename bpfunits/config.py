@@ -35,6 +35,7 @@ class Config:
     takeover: tuple[str, ...]
     counters: bool
     lock_file: Path
+    state_file: Path
     strict_permissions: bool
     max_unit_size: int
     max_object_size: int
@@ -116,6 +117,7 @@ def _build(data: dict) -> Config:
         takeover=tuple(values["takeover"]),
         counters=bool(values["counters"]),
         lock_file=Path(values["lock_file"]),
+        state_file=Path(values["state_file"]),
         strict_permissions=bool(values["strict_permissions"]),
         max_unit_size=int(values["max_unit_size"]),
         max_object_size=int(values["max_object_size"]),

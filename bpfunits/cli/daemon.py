@@ -9,7 +9,7 @@ import resource
 
 from bpfunits import logs
 from bpfunits.cli import common
-from bpfunits.daemon import DEFAULT_DEBOUNCE, Daemon, Settings, Trigger
+from bpfunits.daemon import DEFAULT_DEBOUNCE, Daemon, Settings, Trigger, statefile
 from bpfunits.kernel import netns
 from bpfunits.reconcile.decisions import log_result, summary
 from bpfunits.reconcile.engine import Result, reconcile
@@ -69,7 +69,12 @@ def run(args: argparse.Namespace) -> int:
     def reconcile_once(trigger: Trigger) -> Result:
         with netns.inside(args.netns):
             result = reconcile(config, apply=True, node=node, changes=trigger.changes)
+            inode = netns.current_inode()
         log_result(log, result, str(trigger))
+        try:
+            statefile.write(config.state_file, inode, result.retries)
+        except OSError as e:
+            log.warning("state file %s not written (status will not show retries): %s", config.state_file, e)
         return result
 
     def reload() -> Settings:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
+import time
 from dataclasses import asdict
 
 from bpfunits.cli import common
+from bpfunits.daemon import statefile
+from bpfunits.errors import BpfUnitsError
 from bpfunits.kernel import netns
 from bpfunits.kernel.observe import Attached
 from bpfunits.reconcile.engine import reconcile
@@ -20,7 +24,8 @@ def register(sub) -> None:
         description="For each interface and hook of this network namespace: the chain in order with each "
         "unit's state (active, pending, removing, failed), the program id and tag, packets that entered "
         "each unit and the verdicts it returned (from the chain's counters), errors, and foreign "
-        "programs. Answers: which unit in my chain dropped this traffic? Changes nothing in the datapath.",
+        "programs; where the daemon keeps failing, how often and when it tries again (from its state_file). "
+        "Answers: which unit in my chain dropped this traffic? Changes nothing in the datapath.",
     )
     common.add_units_options(p)
     common.add_kernel_options(p)
@@ -29,9 +34,16 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    config = common.config(args)
     with netns.inside(args.netns):
-        result = reconcile(common.config(args), apply=False)
-    hooks = status_of(result)
+        result = reconcile(config, apply=False)
+        inode = netns.current_inode()
+    try:
+        retries = statefile.read(config.state_file, inode, strict=config.strict_permissions)
+    except BpfUnitsError as e:
+        print(f"warning: {e}", file=sys.stderr)
+        retries = {}
+    hooks = status_of(result, retries)
     if args.json:
         common.print_json({"hooks": [_json(h) for h in hooks], "diagnostics": [d.to_json() for d in result.diagnostics]})
     else:
@@ -53,6 +65,9 @@ def _json(h: HookStatus) -> dict:
         "units": [asdict(u) for u in h.units],
         "errors": list(h.errors),
         "foreign": [_foreign_json(f) for f in h.foreign],
+        "retry": None if h.retry is None else {
+            "failures": h.retry.failures, "next_try_in": round(max(0.0, h.retry.next_try - time.time()), 1),
+            "error": h.retry.error},
     }
 
 
@@ -92,3 +107,7 @@ def _text(h: HookStatus) -> None:
                   f"chain call on {','.join(s.chain_call_actions) or 'nothing'})")
     for e in h.errors:
         print("    ! " + e.replace("\n", "\n      "))
+    if h.retry is not None:
+        wait = max(0.0, h.retry.next_try - time.time())
+        print(f"    the daemon failed here {h.retry.failures} time{'s' if h.retry.failures > 1 else ''} in a row; "
+              f"it tries again in {wait:.0f} s")

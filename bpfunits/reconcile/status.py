@@ -22,6 +22,15 @@ class UnitStatus:
 
 
 @dataclass(frozen=True)
+class Retrying:
+    """A hook the daemon failed to reconcile and tries again (from its state file)."""
+
+    failures: int  # in a row
+    next_try: float  # time.time()
+    error: str
+
+
+@dataclass(frozen=True)
 class HookStatus:
     key: HookKey
     program: Attached | None
@@ -29,13 +38,15 @@ class HookStatus:
     pending: str  # the plan's action for this hook (unchanged when it runs its chain)
     errors: tuple[str, ...]
     foreign: tuple[Attached, ...]
+    retry: Retrying | None = None
 
 
-def status_of(result: Result) -> list[HookStatus]:
-    return [_hook(h, result.unit_errors) for h in result.hooks]
+def status_of(result: Result, retries: dict[HookKey, Retrying] | None = None) -> list[HookStatus]:
+    """Each hook's status; `retries`: the daemon's failing hooks."""
+    return [_hook(h, result.unit_errors, (retries or {}).get(h.key)) for h in result.hooks]
 
 
-def _hook(h: HookResult, unit_errors: dict[str, str]) -> HookStatus:
+def _hook(h: HookResult, unit_errors: dict[str, str], retry: Retrying | None) -> HookStatus:
     running = h.plan.observed.components if h.plan.observed else ()
     wanted = {c.unit: c for c in h.plan.desired.components} if h.plan.desired else {}
     counts = {c.name: c for c in (read_counters(h.running.prog_id) or [])} if h.running else {}
@@ -57,7 +68,7 @@ def _hook(h: HookResult, unit_errors: dict[str, str]) -> HookStatus:
             tag = wanted[unit].tag if unit in wanted else None
             rows.append(_row(unit, state, tag, None, verdict_names, unit_errors))
     errors = tuple(dict.fromkeys(h.plan.reasons + h.errors))  # a blocked hook's reasons are its errors
-    return HookStatus(h.key, h.running, tuple(rows), h.plan.action.value, errors, h.foreign)
+    return HookStatus(h.key, h.running, tuple(rows), h.plan.action.value, errors, h.foreign, retry)
 
 
 def _row(unit, state, tag, counts: ComponentCounts | None, verdict_names, unit_errors) -> UnitStatus:

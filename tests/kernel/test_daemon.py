@@ -18,6 +18,7 @@ import pytest
 
 from bpfunits.hooks import Hook
 from bpfunits.kernel import bpf, netns
+from bpfunits.cli import main
 from bpfunits.kernel.observe import observe
 from bpfunits.link.manifest import read_manifest
 from tests.daemon.notifysocket import NotifySocket
@@ -57,7 +58,7 @@ class DaemonProcess:
     def __init__(self, pair, units: Path, root, tmp: Path, config: str = "") -> None:
         self.pair, self.units, self.root = pair, units, root
         self.config = tmp / "bpfunits.yaml"
-        self.config.write_text(f"lock_file: {tmp / 'lock'}\nresync_period: 1\n{config}")
+        self.config.write_text(f"lock_file: {tmp / 'lock'}\nstate_file: {tmp / 'state.json'}\nresync_period: 1\n{config}")
         self.log = tmp / f"daemon-{len(list(tmp.glob('daemon-*.log')))}.log"
         self.log.touch()
         self.proc: subprocess.Popen | None = None
@@ -229,6 +230,24 @@ def test_killed_daemon_restarts_without_swapping_anything(daemon, veth_pair, bpf
     assert (again.prog_id(Hook.XDP), again.prog_id(Hook.TC_INGRESS)) == before
     first = next(r for r in again.records() if r["message"].startswith("reconcile (") and r.get("hooks"))
     assert first["unchanged"] == first["hooks"] == 2, "zero swaps at restart"
+
+
+def test_a_failing_hook_is_retried_with_backoff_and_status_says_when(daemon, veth_pair, bpffs_root, capsys):
+    """Issue 12: a foreign XDP program blocks the chain; the daemon retries after 1, 2, 4 s ...
+    and `status` shows how often it failed and when it tries again."""
+    subprocess.run(["ip", "-n", veth_pair.ns_a, "link", "set", "dev", veth_pair.if_a, "xdpgeneric", "obj",
+                    str(BPF / "attach_foreign.bpf.o"), "sec", "xdp"], check=True)
+    d = daemon()
+    drop(d.units, "a.unit", unit_text("counter.bpf.o"))
+    retries = eventually(lambda: [r for r in d.records() if r.get("failures", 0) >= 3], 10, "three failures")
+    assert retries[0]["retry_in"] > 0 and "next try in" in retries[0]["message"]
+    tries = [r for r in d.records() if r["message"].startswith("reconcile: retry")]
+    assert len(tries) >= 2, "retried without any event or resync"
+    code = main(["status", "--netns", veth_pair.ns_a, "--units-dir", str(d.units), "--bpffs-root",
+                 str(bpffs_root.path), "--config", str(d.config), "--json"])
+    (xdp,) = [h for h in json.loads(capsys.readouterr().out)["hooks"] if h["hook"] == "xdp"]
+    assert code == 1 and xdp["retry"]["failures"] >= 3 and 0 < xdp["retry"]["next_try_in"] <= 300
+    assert "foreign XDP program" in xdp["retry"]["error"]
 
 
 def test_sigterm_leaves_the_datapath_running(daemon, veth_pair, bpffs_root):
