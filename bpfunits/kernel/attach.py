@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bpfunits.errors import BpfUnitsError
 from bpfunits.hooks import Hook
-from bpfunits.kernel import bpf, clsbpf, pins, probe, rtnl, tcx, xdp
+from bpfunits.kernel import bpf, clsbpf, pins, probe, tcx, xdp
 from bpfunits.kernel.bpffs import StateRoot, remove_tree
 from bpfunits.kernel.clsbpf import Slot
 from bpfunits.kernel.observe import Attached, Backend, observe
@@ -141,7 +141,7 @@ def attach(
             _attach_tc(ifindex, hook, prog_fd, root, options, takeover)
     except BaseException as e:
         _prune(root.hook_path(ifindex, hook))  # no empty folder left behind a failed attach
-        if isinstance(e, (bpf.BpfError, rtnl.RtnlError)):
+        if isinstance(e, OSError):  # the kernel's (BpfError, RtnlError) or bpffs' (a pin's rename)
             raise _raced(ifindex, hook, root, e) or AttachError(f"{_where(ifindex, hook)}: attaching failed: {e}") from e
         raise
     return _ours(ifindex, hook, root)
@@ -198,7 +198,7 @@ def replace(
                 xdp.replace_netlink(ifindex, new_prog_fd, hook_dir, expected_fd=expected)
         else:
             _replace_filter(ifindex, hook, new_prog_fd, hook_dir, old_prog_fd)
-    except (bpf.BpfError, rtnl.RtnlError) as e:
+    except OSError as e:  # the kernel's (BpfError, RtnlError) or bpffs' (the new pin's rename)
         raise AttachError(f"{_where(ifindex, hook)}: replacing failed: {e}") from e
     return _ours(ifindex, hook, root)
 
@@ -225,7 +225,7 @@ def detach(ifindex: int, hook: Hook, root: StateRoot) -> bool:
                 clsbpf.remove(ifindex, hook, hook_dir, slot)
             else:
                 (hook_dir / pins.PROG).unlink()
-    except (bpf.BpfError, rtnl.RtnlError) as e:
+    except OSError as e:  # the kernel's (BpfError, RtnlError) or bpffs' (unpinning)
         raise AttachError(f"{_where(ifindex, hook)}: detaching failed: {e}") from e
     _prune(hook_dir)
     return True

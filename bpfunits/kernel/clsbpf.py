@@ -98,7 +98,16 @@ def install(ifindex: int, hook: Hook, prog_fd: int, hook_dir: Path, slot: Slot, 
 
 
 def remove(ifindex: int, hook: Hook, hook_dir: Path, slot: Slot) -> None:
-    """Delete the filter in our slot and its pin."""
+    """Delete the filter in our slot, and its pin (first: see pins.unpinned)."""
+    pinned = hook_dir / pins.PROG
+    if not pinned.exists():
+        delete(ifindex, hook, slot)
+        return
+    with pins.opened(pinned) as ours, pins.unpinned(ours, pinned):
+        delete(ifindex, hook, slot)
+
+
+def delete(ifindex: int, hook: Hook, slot: Slot) -> None:
+    """Delete the filter in the slot."""
     with rtnl.route(f"deleting the tc filter prio {slot.prio} handle {slot.handle:#x} on ifindex {ifindex}") as ipr:
         ipr.tc("del-filter", "bpf", ifindex, slot.handle, parent=_parent(hook), prio=slot.prio, protocol=ETH_P_ALL)
-    (hook_dir / pins.PROG).unlink(missing_ok=True)

@@ -30,11 +30,36 @@ def opened(path: Path) -> Iterator[int]:
 
 
 def pin(fd: int, path: Path) -> None:
-    """Pin `fd` at `path`, replacing any earlier pin there in one step (rename over it)."""
+    """Pin `fd` at `path`, replacing any earlier pin there in one step (rename over it). A
+    failed rename leaves no staging pin behind (one left by a killed process goes at the next
+    pin of `path`)."""
     staging = path.with_name(path.name + "-new")  # bpffs refuses names with a dot
     staging.unlink(missing_ok=True)
     bpf.obj_pin(fd, str(staging))
-    os.replace(staging, path)
+    try:
+        os.replace(staging, path)
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def unpinned(fd: int, path: Path) -> Iterator[None]:
+    """Remove the pin at `path` (of the object `fd` refers to) for the block, which takes what
+    it pins off its hook; if the block fails, pin it back. Unpinned first, a process killed in
+    the block leaves no pin of something that no longer runs (a pinned detached link or program
+    would stay in the kernel, found by nothing): a link then goes with the process's last fd,
+    and a program still attached without its pin carries the chain's manifest, so the next
+    apply adopts it."""
+    path.unlink()
+    try:
+        yield
+    except BaseException:
+        try:
+            pin(fd, path)
+        except OSError:
+            pass  # the block's error is the one to report
+        raise
 
 
 def _pinned(path: Path) -> int | None:
@@ -89,7 +114,6 @@ def update_link(hook_dir: Path, new_prog_fd: int, old_prog_fd: int | None = None
 
 
 def detach_link(hook_dir: Path) -> None:
-    """Detach the pinned link now, whoever else holds it, and unpin it."""
-    with opened(hook_dir / LINK) as fd:
+    """Unpin the pinned link and detach it now, whoever else holds it (see `unpinned`)."""
+    with opened(hook_dir / LINK) as fd, unpinned(fd, hook_dir / LINK):
         bpf.link_detach(fd)
-    (hook_dir / LINK).unlink()

@@ -89,7 +89,7 @@ def replace_netlink(ifindex: int, new_prog_fd: int, hook_dir: Path, expected_fd:
 
 
 def detach_netlink(ifindex: int, hook_dir: Path) -> None:
-    """Remove our netlink-attached program, only if it still is the one pinned in `hook_dir`."""
-    with pins.opened(hook_dir / pins.PROG) as ours:
+    """Remove our netlink-attached program, only if it still is the one pinned in `hook_dir`,
+    and its pin (first: see pins.unpinned)."""
+    with pins.opened(hook_dir / pins.PROG) as ours, pins.unpinned(ours, hook_dir / pins.PROG):
         netlink_set(ifindex, -1, state(ifindex).mode_flags, expected_fd=ours)
-    (hook_dir / pins.PROG).unlink()
