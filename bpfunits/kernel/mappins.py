@@ -102,3 +102,29 @@ def commit(root: StateRoot, unit: str, maps: Iterable[MapRef]) -> None:
             pins.pin(ref.fd, root.make(path.parent) / path.name)
         except (bpf.BpfError, OSError) as e:
             raise MapPinError(f"pinning map {ref.name} at {path}: {e}") from None
+
+
+def restore(root: StateRoot, unit: str, map_name: str, map_id: int) -> None:
+    """Pin map `map_id`, which a running chain uses as the unit's `map_name`, where nothing is
+    pinned for it, or where the pinned map has another shape (the unit's program could not bind
+    it any more: an apply changing the map's shape was interrupted after its swap). A pinned map
+    of the same shape stays: the chain is rebuilt with it instead. A map gone meanwhile is left."""
+    path = root.unit_path(unit) / folder_name(map_name)
+    old = pinned(path)
+    if old is not None and old.id == map_id:
+        return
+    try:
+        fd = bpf.map_get_fd_by_id(map_id)
+    except bpf.BpfError as e:
+        if e.errno == errno.ENOENT:
+            return
+        raise MapPinError(f"unit {unit}: map {map_name} (id {map_id}): {e}") from None
+    try:
+        running = bpf.map_info(fd)
+        if old is not None and all(getattr(old, f) == getattr(running, f) for f in _SHAPE):
+            return
+        pins.pin(fd, root.make(path.parent) / path.name)
+    except (bpf.BpfError, OSError) as e:
+        raise MapPinError(f"unit {unit}: pinning map {map_name} at {path}: {e}") from None
+    finally:
+        os.close(fd)

@@ -27,6 +27,7 @@ class Component:
     sha256: str = ""
     tag: str = ""
     stack_depths: tuple[int, ...] | None = None  # the verifier's, per function, when known
+    maps: tuple[tuple[str, int], ...] = ()  # the program's maps (name, id), which its insns embed
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,9 @@ class Loaded(Protocol):
     insns: bytes
     sha256: str
     tag: str
+    maps: dict  # name -> a map reference with an `id`
 
 
 def component_of(name: str, loaded: Loaded, proceed_on: frozenset[int]) -> Component:
-    return Component(name, loaded.insns, frozenset(proceed_on), loaded.sha256, loaded.tag)
+    maps = tuple(sorted((map_name, ref.id) for map_name, ref in loaded.maps.items()))
+    return Component(name, loaded.insns, frozenset(proceed_on), loaded.sha256, loaded.tag, maps=maps)

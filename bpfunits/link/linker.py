@@ -241,7 +241,7 @@ def _manifest(
     hook: Hook, version: str, components: list[Component], parts: list[tuple[Part, str]], owner: str
 ) -> Manifest:
     entries = tuple(
-        ManifestEntry(c.name, c.sha256, c.tag, tuple(sorted(c.proceed_on)), p.mode.value)
+        ManifestEntry(c.name, c.sha256, c.tag, tuple(sorted(c.proceed_on)), p.mode.value, c.maps)
         for c, (p, _) in zip(components, parts)
     )
     return Manifest(version, hook.value, entries, owner)

@@ -25,6 +25,9 @@ class ManifestEntry:
     tag: str
     proceed_on: tuple[int, ...]  # verdict codes, sorted
     mode: str  # "inline" or "call"
+    # The unit program's maps the chain uses, (name, id): which of a unit's maps it runs with
+    # (empty in manifests from before they were recorded).
+    maps: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,9 @@ class Manifest:
     def from_bytes(cls, raw: bytes) -> Manifest:
         data = json.loads(raw.rstrip(b"\0"))
         entries = tuple(
-            ManifestEntry(**{**e, "proceed_on": tuple(e["proceed_on"])}) for e in data["components"]
+            ManifestEntry(**{**e, "proceed_on": tuple(e["proceed_on"]),
+                             "maps": tuple((str(n), int(i)) for n, i in e.get("maps", ()))})
+            for e in data["components"]
         )
         return cls(data["version"], data["hook"], entries, data.get("owner", ""))
 

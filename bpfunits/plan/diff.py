@@ -7,7 +7,7 @@ from typing import Iterable
 
 from bpfunits.hooks import Hook
 from bpfunits.order.graph import HookKey
-from bpfunits.plan.model import Action, Desired, HookPlan, Observed
+from bpfunits.plan.model import Action, Component, Desired, HookPlan, Observed
 
 
 def plan_hook(key: HookKey, desired: Desired | None, observed: Observed | None) -> HookPlan:
@@ -28,18 +28,27 @@ def plan_hook(key: HookKey, desired: Desired | None, observed: Observed | None) 
         return HookPlan(key, Action.BLOCKED, None, have, reasons=(reason,))
     if have is None:
         return HookPlan(key, Action.CREATE, want, None, added=want.units, reasons=desired.notes)
-    if want == have:
-        return HookPlan(key, Action.UNCHANGED, want, have)
-
     old = {c.unit: c for c in have.components}
     new = {c.unit: c for c in want.components}
+    other_maps = tuple(u for u in want.units if u in old and _other_maps(new[u], old[u]))
+    if want == have and not other_maps:
+        return HookPlan(key, Action.UNCHANGED, want, have)
+
     added = tuple(u for u in want.units if u not in old)
     removed = tuple(u for u in have.units if u not in new)
-    changed = tuple(u for u in want.units if u in old and old[u] != new[u])
+    changed = tuple(u for u in want.units if u in old and (old[u] != new[u] or u in other_maps))
     moved = _moved([u for u in have.units if u in new], [u for u in want.units if u in old])
     reasons = () if want.build == have.build else (f"chain build changed: {have.build} -> {want.build}",)
+    reasons += tuple(f"unit {u}: the chain runs other maps than those pinned for the unit (an apply was "
+                     "interrupted): rebuilt with the pinned ones" for u in other_maps)
     reasons += desired.notes
     return HookPlan(key, Action.REPLACE, want, have, added, removed, moved, changed, reasons)
+
+
+def _other_maps(want: Component, have: Component) -> bool:
+    """Whether the running component uses another map than the one pinned for its unit."""
+    running = dict(have.maps)
+    return any(name in running and running[name] != map_id for name, map_id in want.maps)
 
 
 def plan_all(desired: Iterable[Desired], observed: Iterable[Observed]) -> list[HookPlan]:

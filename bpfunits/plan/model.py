@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 from bpfunits.order.graph import HookKey
@@ -17,6 +17,10 @@ class Component:
     sha256: str  # digest of the program's object or source file
     tag: str  # the kernel's program tag: catches code changes the file digest cannot (Define=)
     proceed_on: tuple[int, ...]  # verdict codes, sorted
+    # Maps that hold state, (name, id). Wanted: those pinned for the unit now; running: those the
+    # chain uses. Not part of equality: a pin that is gone is pinned again from the running chain,
+    # and only a running map other than the pinned one asks for a rebuild (see plan.diff).
+    maps: tuple[tuple[str, int], ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)

@@ -68,15 +68,11 @@ class Programs:
             self.resets[unit] = mappins.shape_changes(self.root, unit, self.loaded[unit].program.maps.values())
         return self.resets[unit]
 
-    def restore(self, units: tuple[str, ...]) -> None:
-        """Pin again the maps of these units' programs whose pins someone removed while a chain
-        kept using them (a missing pin left alone, a map of theirs would be reachable no more)."""
-        for unit in units:
-            cached = self.loaded.get(unit)
-            lost = cached.unpinned() if cached else []
-            if lost:
-                mappins.commit(self.root, unit, lost)
-                cached.restorable = {}
+    def pinned(self, unit: str) -> tuple[tuple[str, int], ...]:
+        """The unit program's maps that are the ones pinned for the unit, (name, id)."""
+        cached = self.loaded[unit]
+        return tuple(sorted((name, pinned) for name, pinned in cached.pins.items()
+                            if pinned is not None and pinned == cached.program.maps[name].id))
 
     def commit(self, units: tuple[str, ...]) -> None:
         """Pin the maps of these units' programs, now that a chain using them runs."""
@@ -92,7 +88,8 @@ def desired_chain(chain: Chain, programs: Programs, counters: bool, takeover: tu
     errors = tuple(programs.errors[u.name] for u, p in loaded if p is None)
     if errors:
         return Desired(chain.key, None, errors)
-    components = tuple(PlannedComponent(u.name, p.sha256, p.tag, tuple(sorted(u.proceed_codes))) for u, p in loaded)
+    components = tuple(PlannedComponent(u.name, p.sha256, p.tag, tuple(sorted(u.proceed_codes)), programs.pinned(u.name))
+                       for u, p in loaded)
     may_take_over = any(fnmatchcase(chain.key.interface, g) for g in takeover)
     try:
         notes = tuple(str(change) for u in chain.units for change in programs.map_resets(u.name))

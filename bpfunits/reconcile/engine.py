@@ -14,10 +14,10 @@ from bpfunits.config import Config
 from bpfunits.errors import BpfUnitsError
 from bpfunits.hooks import Hook
 from bpfunits.kernel import attach as attaching
-from bpfunits.kernel import bpf, pins, probe
+from bpfunits.kernel import bpf, mappins, pins, probe
 from bpfunits.kernel.bpffs import StateRoot, children, ensure_mounted, remove_tree
 from bpfunits.kernel.observe import Attached, Observer
-from bpfunits.units.model import Unit
+from bpfunits.units.model import Location, Unit
 from bpfunits.kernel.probe import TcBackend, XdpBackend
 from bpfunits.kernel.tcx import Placement
 from bpfunits.kernel.xdp import XdpMode
@@ -31,7 +31,7 @@ from bpfunits.reconcile.desired import Programs, blocked_by_broken_units, build_
 from bpfunits.reconcile.lock import exclusive
 from bpfunits.reconcile.memory import EVERYTHING, Changes, Left, Memory, Retry
 from bpfunits.reconcile.node import Node
-from bpfunits.units.diagnostics import Diagnostic, Severity
+from bpfunits.units.diagnostics import Diagnostic, Severity, error
 from bpfunits.units.search import load_units
 
 
@@ -172,6 +172,7 @@ class _Run:
         self.states = observing.read_all(self.live, observer, only=scope)
         if self.apply:
             self.adopt()
+            self.repin()
 
         def wanted(key: HookKey) -> bool:
             return scope is None or key in scope
@@ -179,9 +180,9 @@ class _Run:
         for key, chain in self.chains.items():
             if wanted(key):
                 self.desired[key] = desired_chain(chain, self.programs, self.config.counters, self.config.takeover)
-        for error in ordering.errors:
-            if wanted(error.key):
-                self.desired[error.key] = Desired(error.key, None, (str(error),))
+        for failure in ordering.errors:
+            if wanted(failure.key):
+                self.desired[failure.key] = Desired(failure.key, None, (str(failure),))
         for key, state in self.states.items():
             block = blocked_by_broken_units(key, state.observed.chain, broken)
             if block is not None:
@@ -197,7 +198,7 @@ class _Run:
         result.unit_errors = {**broken, **self.programs.errors}
         if self.apply:
             self.remember(result, inputs, scope, now)
-            self.clean_up()
+            result.diagnostics += self.clean_up(scope)
         # Programs stay cached while their unit is on some hook (looked at this time or not).
         self.node.programs.sweep(keep={u.name for chain in self.chains.values() for u in chain.units})
         self.node.facts.sweep(keep=self.memory.programs())
@@ -295,6 +296,21 @@ class _Run:
                 observed = replace(state.observed, errors=(str(exc),))
                 self.states[key] = replace(state, observed=observed)
 
+    def repin(self) -> None:
+        """Pin again, from the running chains, each unit map whose pin is gone (the state root
+        removed, or an apply killed before it pinned the maps of the chain it had swapped in), so
+        that loading the unit binds the maps the datapath uses. A hook where that fails is an
+        error of its own."""
+        for key, state in self.states.items():
+            chain = state.observed.chain
+            try:
+                for component in chain.components if chain else ():
+                    for name, map_id in component.maps:
+                        mappins.restore(self.root, component.unit, name, map_id)
+            except BpfUnitsError as exc:
+                observed = replace(state.observed, errors=(str(exc),))
+                self.states[key] = replace(state, observed=observed)
+
     def running(self, key: HookKey) -> Attached | None:
         state = self.states.get(key)
         return state.ours if state else None
@@ -303,11 +319,6 @@ class _Run:
         before = self.running(plan.key)
         before_id = before.prog_id if before else None
         if plan.action is Action.UNCHANGED:
-            try:
-                if self.apply:
-                    self.programs.restore(self.chains[plan.key].names if plan.key in self.chains else ())
-            except BpfUnitsError as exc:
-                return HookResult(plan, Outcome.UNCHANGED, (str(exc),), prog_id=before_id)
             return HookResult(plan, Outcome.UNCHANGED, prog_id=before_id)
         if plan.action is Action.BLOCKED:
             return HookResult(plan, Outcome.BLOCKED, plan.reasons, prog_id=before_id)
@@ -355,15 +366,21 @@ class _Run:
         finally:
             os.close(old_fd)
 
-    def clean_up(self) -> None:
+    def clean_up(self, scope: set[HookKey] | None) -> list[Diagnostic]:
         """Remove the maps of units that no longer run anywhere (only after their programs left
-        the datapath), the pins of this namespace's interfaces that are gone, and links pinned
-        for other namespaces whose interface is gone. While a hook could not be read, what it
-        runs is unknown: no unit's maps go then."""
+        the datapath), the pins of this namespace's interfaces that are gone, the empty folders of
+        the hooks looked at (a kill between detaching and pruning leaves them), and links pinned
+        for other namespaces whose interface is gone. While a hook could not be read, what it runs
+        is unknown: no unit's maps go then. A pin that cannot be removed is an error of its own."""
         live = {f"if{index}" for index in self.live.values()}
         for folder in children(self.root.netns_path()):
             if folder.name not in live:
                 remove_tree(folder)
+        for key in scope if scope is not None else {HookKey(i, h) for i in self.live for h in Hook}:
+            folder = self.root.hook_path(self.live[key.interface], key.hook)
+            for empty in (folder, folder.parent):
+                if empty.is_dir() and not children(empty):
+                    remove_tree(empty)
         elsewhere = observing.pinned_elsewhere(self.root)
         for folder in elsewhere.defunct:
             remove_tree(folder)
@@ -371,12 +388,18 @@ class _Run:
                 if parent != self.root.hooks_path and not children(parent):
                     remove_tree(parent)
         if any(s.observed.errors for s in self.states.values()):
-            return
+            return []
         running = elsewhere.units | self.memory.running_units()
         keep = {self.root.unit_path(name) for name in running}
+        errors = []
         for folder in children(self.root.units_path):
             if folder not in keep:
-                remove_tree(folder)
+                try:
+                    remove_tree(folder)
+                except (BpfUnitsError, OSError) as e:
+                    errors.append(error(f"unpinning the maps of a unit that runs nowhere any more failed: {e}",
+                                        Location(folder), unit=folder.name))
+        return errors
 
 
 def _file_identity(path: os.PathLike | None) -> Hashable:

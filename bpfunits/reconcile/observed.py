@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bpfunits.errors import BpfUnitsError
 from bpfunits.hooks import Hook
-from bpfunits.kernel import bpf, pins
+from bpfunits.kernel import bpf, mappins, pins
 from bpfunits.kernel.bpffs import StateRoot, children
 from bpfunits.kernel.observe import Attached, Observation, Observer, ProgramFacts
 from bpfunits.link.manifest import read_manifest
@@ -111,6 +111,7 @@ def _chain_of(program: Attached, facts: ProgramFacts) -> ChainState:
         # Ours by its pin, but carrying no manifest: unknown content, so never "unchanged".
         return ChainState((), "unknown")
     return ChainState(
-        tuple(Component(e.unit, e.sha256, e.tag, tuple(sorted(e.proceed_on))) for e in manifest.components),
+        tuple(Component(e.unit, e.sha256, e.tag, tuple(sorted(e.proceed_on)),
+                        tuple((n, i) for n, i in e.maps if mappins.holds_state(n))) for e in manifest.components),
         manifest.version,
     )

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from bpfunits.hooks import Hook
 from bpfunits.kernel import mappins
 from bpfunits.kernel.bpffs import StateRoot
-from bpfunits.kernel.load import LoadedProgram, MapRef, load_unit_program, unit_program_file
+from bpfunits.kernel.load import LoadedProgram, load_unit_program, unit_program_file
 from bpfunits.units.model import Unit
 from bpfunits.untrusted import FilePolicy
 
@@ -39,20 +39,12 @@ class CachedProgram:
     program: LoadedProgram
     pins: dict[str, int | None]  # per map that holds state: the map pinned for it when last used
     stack_depths: tuple[int, ...] | None = None  # the verifier's, per function; set by the first link
-    restorable: dict[str, int | None] = field(default_factory=dict)  # maps whose pin went: the id it held
 
     def binds_pinned_maps(self, pins: dict[str, int | None]) -> bool:
         """Whether each pin holds what it held when last used, or this program's own map (a
-        commit since), or is gone while the map it held was this program's own (someone removed
-        the pins, not the map: it is pinned again, see unpinned())."""
+        commit since)."""
         ours = {name: ref.id for name, ref in self.program.maps.items()}
-        return all(now in (self.pins.get(name), ours.get(name)) or (now is None and self.pins.get(name) == ours.get(name))
-                   for name, now in pins.items())
-
-    def unpinned(self) -> list[MapRef]:
-        """This program's maps that were pinned as its unit's and whose pins are gone."""
-        ours = {name: ref.id for name, ref in self.program.maps.items()}
-        return [self.program.maps[name] for name, pinned in self.restorable.items() if pinned == ours.get(name)]
+        return all(now in (self.pins.get(name), ours.get(name)) for name, now in pins.items())
 
 
 @dataclass
@@ -71,8 +63,7 @@ class ProgramCache:
         if cached is not None and cached.key == key:
             pins = mappins.pinned_ids(root, unit.name, cached.program.maps.values())
             if cached.binds_pinned_maps(pins):
-                cached.restorable = {n: cached.pins.get(n) for n, now in pins.items() if now is None}
-                cached.pins = {n: now if now is not None else cached.pins.get(n) for n, now in pins.items()}
+                cached.pins = pins
                 return cached
         self.drop(unit.name)
         program = load_unit_program(unit, root, policy, data)

@@ -30,9 +30,9 @@ process, a netlink or cls_bpf program still attached is adopted by its manifest)
 a new pin left its `*-new` staging pin; and a bpffs error (a pin's rename or unlink) escaped attach,
 replace and detach as a traceback instead of an error of the hook.
 
-Known bugs, each raising its own exception so that the cases it breaks are strict xfails while any
-other failure in them still fails; they need bpfunits/reconcile/, which this change leaves alone:
-MapPinsStale, EmptyHookFolders, CleanUpTraceback (see their docstrings).
+And in the reconciler: unit map pins left stale by a kill after the swap (MapPinsStale), empty
+hook folders (EmptyHookFolders), and a failed unpin of a unit's maps in clean-up, which ended apply
+with a traceback and is now an error naming the unit.
 """
 
 from __future__ import annotations
@@ -365,83 +365,30 @@ def _unchanged_until(taken: tuple[str, ...]) -> int:
     return min(_swap(taken), taken.index("unpin_hook") if "unpin_hook" in taken else len(taken))
 
 
-# --- known bugs -------------------------------------------------------------------------------------
+# --- what the next apply repairs ------------------------------------------------------------------
 
 
 class MapPinsStale(AssertionError):
-    """Known bug (needs bpfunits/reconcile/): apply pins a unit's maps (mappins.commit) only after
-    the hook runs the new chain, and only when it swapped one in. Killed between the swap and the
-    last commit, or when a commit fails, the chain runs with maps that are not pinned (a new unit:
-    no pin at all) or that are not the pinned ones (a shape change: the old map stays pinned, the
-    issue's #6 divergence). The next apply finds the chain `unchanged` (manifests name sha256 and
-    tag, which do not depend on the maps) and never commits: writes through the pins do not reach
-    the datapath, and the next rebuild starts the unit with empty maps. A fix: for a hook whose
-    chain is unchanged (or adopted), compare each unit's pinned map ids with the running program's
-    map ids (BPF_OBJ_GET_INFO_BY_FD map_ids) and plan a replace when they differ (its commit then
-    pins the maps the new chain binds); or commit maps that have no pin before the swap."""
+    """Apply pins a unit's maps only once the hook runs the new chain. Killed between the swap and
+    the last map's pin (or when pinning fails), the chain ran with maps that were not pinned (a
+    new unit) or not the pinned ones (a shape change), and the next apply, finding the chain
+    unchanged, never pinned them. Chains' manifests now name their maps: a pin that is gone is
+    pinned again from the running chain, and a running map other than the pinned one makes the
+    hook rebuilt."""
 
 
 class EmptyHookFolders(AssertionError):
-    """Known bug (needs bpfunits/reconcile/engine.py): killed after a hook's program left it and
-    its pin went, but before its folders were pruned, `hooks/ns*/if*/HOOK` (and `if*`) stay, empty,
-    for ever: a hook that runs nothing is in no plan, so nothing prunes them. Harmless (no kernel
-    object), but stray. A fix: clean_up prunes empty hook folders of live interfaces."""
+    """Killed after a hook's program and pin went but before its folders were pruned, empty
+    `hooks/ns*/if*/HOOK` folders stayed for ever: clean-up now prunes the hooks it looked at."""
 
 
-class CleanUpTraceback(AssertionError):
-    """Known bug (needs bpfunits/reconcile/engine.py): removing the pin folder of a unit that no
-    longer runs (clean_up's remove_tree) is not guarded: an OSError there (EBUSY, EPERM) ends
-    apply with a traceback, after every hook was carried out and before any result is shown. A
-    fix: catch it per folder and report it as an error of that unit."""
-
-
-def _maps_left_stale(backend: str, scenario: str, step: str, when: str, kill: bool) -> bool:
-    taken = STEPS_TAKEN[backend, scenario]
-    if "rename_map" not in taken:
-        return False
-    committed = len(taken) - taken[::-1].index("rename_map")  # after the last map's rename
-    swap = _swap(taken)
-    if kill:
-        # The new chain outlives the process once swapped in, a new link once it is pinned
-        # (unpinned, it goes with the process's fd).
-        survives = (taken.index("pin_hook") if taken[swap] == "link_create" else swap) + 1
-        return survives <= _point(taken, step, when) < committed
-    # A failed step: a new link that could not be pinned is detached again; what was swapped in
-    # otherwise stays.
-    kept = taken.index("rename_hook") if taken[swap] == "link_create" else swap
-    return kept < taken.index(step) < committed
-
-
-def _hook_folders_left_empty(backend: str, scenario: str, step: str, when: str) -> bool:
-    taken = STEPS_TAKEN[backend, scenario]
-    if "prune_hook" not in taken:
-        return False
-    pruned = len(taken) - taken[::-1].index("prune_hook")
-    # A link leaves with the process once unpinned; a program attached through netlink or
-    # cls_bpf only once detached (killed before, it is adopted and removed by the next apply).
-    empty = (taken.index("unpin_hook") if BACKENDS[backend].pin == "link" else _swap(taken)) + 1
-    return empty <= _point(taken, step, when) < pruned
-
-
-def _known_bug(bug: type[AssertionError]) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(raises=bug, strict=True, reason=f"known bug {bug.__name__}: see its docstring")
-
-
-def _marks(backend: str, scenario: str, step: str, when: str | None) -> list:
-    """`when` None: the step fails with an error instead of a kill."""
-    marks = [pytest.mark.needs(probe.TCX)] if backend == "tcx" else []
-    if _maps_left_stale(backend, scenario, step, when or "before", kill=when is not None):
-        marks.append(_known_bug(MapPinsStale))
-    if when is not None and _hook_folders_left_empty(backend, scenario, step, when):
-        marks.append(_known_bug(EmptyHookFolders))
-    if when is None and step == "unpin_unit":
-        marks.append(_known_bug(CleanUpTraceback))
-    return marks
+def _marks(backend: str) -> list:
+    return [pytest.mark.needs(probe.TCX)] if backend == "tcx" else []
 
 
 def _kill_cases() -> list:
     """(backend, scenario, step, when) for each distinct point of each scenario."""
-    return [pytest.param(backend, scenario, step, when, marks=_marks(backend, scenario, step, when),
+    return [pytest.param(backend, scenario, step, when, marks=_marks(backend),
                          id=f"{backend}-{scenario}-{when}-{step}")
             for (backend, scenario), taken in STEPS_TAKEN.items() for step, when in kill_points(taken).values()]
 
@@ -459,7 +406,7 @@ def _error_cases() -> list:
             for step in STEPS_TAKEN[backend, scenario]:
                 if STEPS[step].error is not None and (backend, step) not in cases:
                     cases[backend, step] = pytest.param(backend, scenario, step, id=f"{backend}-{scenario}-{step}",
-                                                        marks=_marks(backend, scenario, step, None))
+                                                        marks=_marks(backend))
     return list(cases.values())
 
 
@@ -594,7 +541,7 @@ def _tree(root: Path) -> set[str]:
 
 def _recovers(capsys, rig: Rig, sc: Scenario) -> None:
     """The next apply converges to the wanted chain and leaks nothing; the one after changes
-    nothing. The known bugs' checks come last, so that any other failure shows as itself."""
+    nothing. The map pins and empty folders are checked last, so that any other failure shows as itself."""
     code, doc = rig.apply(capsys)
     assert code in (0, 2) and not doc["failed"], doc
     running = rig.chain()
@@ -714,7 +661,7 @@ def test_error_at_step(capsys, rig_for, backend, scenario, step):
         try:
             code, doc = rig.apply(capsys)
         except OSError as e:
-            raise (CleanUpTraceback if step == "unpin_unit" else AssertionError)(f"apply raised {e!r}") from e
+            raise AssertionError(f"apply raised {e!r}") from e
     assert code == 1 and doc["failed"], doc
     if step == "unpin_unit":  # a unit's folder: no hook's error
         assert INJECTED in json.dumps(doc), doc
