@@ -27,12 +27,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bpfunits.hooks import Hook  # noqa: E402
-from bpfunits.kernel import bpf  # noqa: E402
-from bpfunits.link import asm  # noqa: E402
-from bpfunits.link.asm import R0, R1, R2, R3, R6  # noqa: E402
-from bpfunits.link.component import Component  # noqa: E402
-from bpfunits.link.layout import Mode  # noqa: E402
-from bpfunits.link.linker import expected_attach_type_of, link_chain  # noqa: E402
+from bpfunits.sys import bpf  # noqa: E402
+from bpfunits.linker import asm  # noqa: E402
+from bpfunits.linker.asm import R0, R1, R2, R3, R6  # noqa: E402
+from bpfunits.linker.component import Component  # noqa: E402
+from bpfunits.linker.layout import Mode  # noqa: E402
+from bpfunits.linker.linker import expected_attach_type_of, link_chain  # noqa: E402
 
 SIZES = (1, 2, 8, 32, 64, 100)
 SLOPE = (8, 64)

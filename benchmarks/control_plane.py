@@ -61,11 +61,12 @@ sys.path.insert(0, str(REPO))
 from bpfunits.config import Config, load_config  # noqa: E402
 from bpfunits.daemon import DEFAULT_DEBOUNCE  # noqa: E402
 from bpfunits.hooks import Hook  # noqa: E402
-from bpfunits.kernel import bpffs, netns  # noqa: E402
-from bpfunits.kernel.bpffs import StateRoot  # noqa: E402
-from bpfunits.kernel.observe import Observer, observe  # noqa: E402
-from bpfunits.link import linker  # noqa: E402
-from bpfunits.link.manifest import read_manifest  # noqa: E402
+from bpfunits.state import bpffs  # noqa: E402
+from bpfunits.sys import netns  # noqa: E402
+from bpfunits.state.bpffs import StateRoot  # noqa: E402
+from bpfunits.hooks.observe import Observer, observe  # noqa: E402
+from bpfunits.linker import linker  # noqa: E402
+from bpfunits.linker.manifest import read_manifest  # noqa: E402
 from bpfunits.reconcile import engine, observed, progcache  # noqa: E402
 from tests.daemon.notifysocket import NotifySocket  # noqa: E402
 

@@ -42,7 +42,8 @@ from control_plane import (  # noqa: E402
     timed_apply, unit_text, write_atomic,
 )
 from bpfunits.hooks import Hook  # noqa: E402
-from bpfunits.kernel import netns, nlread, tcx  # noqa: E402
+from bpfunits.hooks import tcx  # noqa: E402
+from bpfunits.sys import netns, nlread  # noqa: E402
 
 EDITS = ("ea", "eb")
 DROP_IN = "50-bench.conf"

@@ -28,8 +28,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from bpfunits.kernel import netns
-from bpfunits.kernel.bpffs import BPFFS, ensure_mounted, remove_tree
+from bpfunits.sys import netns
+from bpfunits.state.bpffs import BPFFS, ensure_mounted, remove_tree
 
 REPO = Path(__file__).resolve().parents[1]
 # The demo waits as long as the tests do on this machine (BPFUNITS_TEST_TIME_FACTOR; the kernel matrix

@@ -19,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 
 from bpfunits.hooks import Hook
-from bpfunits.kernel import netns
+from bpfunits.sys import netns
 from tests.timing import scaled
 
 ETH_P_TEST = 0x88B5

@@ -10,7 +10,7 @@ import resource
 from bpfunits import logs
 from bpfunits.cli import common
 from bpfunits.daemon import DEFAULT_DEBOUNCE, Daemon, Settings, Trigger, statefile
-from bpfunits.kernel import netns
+from bpfunits.sys import netns
 from bpfunits.reconcile.decisions import log_result, summary
 from bpfunits.reconcile.engine import Result, reconcile
 from bpfunits.reconcile.node import Node

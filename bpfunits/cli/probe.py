@@ -8,8 +8,8 @@ from pathlib import Path
 from bpfunits.cli import common
 from bpfunits.config import load_config
 from bpfunits.errors import BpfUnitsError
-from bpfunits.kernel import probe
-from bpfunits.kernel.probe import Features, TcBackend, XdpBackend
+from bpfunits.hooks import probe
+from bpfunits.hooks.probe import Features, TcBackend, XdpBackend
 
 
 def register(sub) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from bpfunits.cli import common
-from bpfunits.kernel import netns
+from bpfunits.sys import netns
 from bpfunits.plan.model import ChainState
 from bpfunits.reconcile.engine import HookResult, Outcome, Result, reconcile
 

@@ -10,8 +10,8 @@ from dataclasses import asdict
 from bpfunits.cli import common
 from bpfunits.daemon import statefile
 from bpfunits.errors import BpfUnitsError
-from bpfunits.kernel import netns
-from bpfunits.kernel.observe import Attached
+from bpfunits.sys import netns
+from bpfunits.hooks.observe import Attached
 from bpfunits.reconcile.engine import reconcile
 from bpfunits.reconcile.status import HookStatus, status_of
 

@@ -8,8 +8,8 @@ import os
 
 from bpfunits.cli import common
 from bpfunits.errors import BpfUnitsError
-from bpfunits.kernel import probe
-from bpfunits.kernel.objcheck import check_program
+from bpfunits.hooks import probe
+from bpfunits.load.objcheck import check_program
 from bpfunits.order.chains import order_all, unknown_references, verification_interfaces
 from bpfunits.units.diagnostics import Severity
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bpfunits.daemon.batch import DEFAULT_DEBOUNCE, Batch
 from bpfunits.daemon.echo import OwnXdp
-from bpfunits.daemon.links import LinkMonitor
+from bpfunits.daemon.interfaces import InterfaceMonitor
 from bpfunits.daemon.notify import Notifier, NotifyError
 from bpfunits.daemon.trigger import Trigger
 from bpfunits.daemon.watch import FolderWatch
@@ -98,7 +98,7 @@ class Daemon:
             stack.enter_context(self._signals())
             self._watch(self._folders)
             stack.callback(self._unwatch)
-            monitor = LinkMonitor(self._queue.put, self._log, self._netns)
+            monitor = InterfaceMonitor(self._queue.put, self._log, self._netns)
             monitor.start()
             stack.callback(monitor.close)
             # Watchers run before the first reconcile, so no change can slip in between.

@@ -6,11 +6,11 @@ from dataclasses import replace
 from fnmatch import fnmatchcase
 
 from bpfunits.errors import BpfUnitsError
-from bpfunits.kernel import mappins
-from bpfunits.kernel.bpffs import StateRoot
-from bpfunits.kernel.load import LoadedProgram
-from bpfunits.link.component import Component, component_of
-from bpfunits.link.linker import component_depths
+from bpfunits.load import mappins
+from bpfunits.state.bpffs import StateRoot
+from bpfunits.load.load import LoadedProgram
+from bpfunits.linker.component import Component, component_of
+from bpfunits.linker.linker import component_depths
 from bpfunits.order.graph import Chain, HookKey
 from bpfunits.plan.model import ChainState, Desired
 from bpfunits.plan.model import Component as PlannedComponent

@@ -13,15 +13,18 @@ from enum import Enum
 from bpfunits.config import Config
 from bpfunits.errors import BpfUnitsError
 from bpfunits.hooks import Hook
-from bpfunits.kernel import attach as attaching
-from bpfunits.kernel import bpf, mappins, pins, probe
-from bpfunits.kernel.bpffs import StateRoot, children, ensure_mounted, remove_tree
-from bpfunits.kernel.observe import Attached, Observer
+from bpfunits.hooks import attach as attaching
+from bpfunits.hooks import probe
+from bpfunits.load import mappins
+from bpfunits.state import pins
+from bpfunits.sys import bpf
+from bpfunits.state.bpffs import StateRoot, children, ensure_mounted, remove_tree
+from bpfunits.hooks.observe import Attached, Observer
 from bpfunits.units.model import Location, Unit
-from bpfunits.kernel.probe import TcBackend, XdpBackend
-from bpfunits.kernel.tcx import Placement
-from bpfunits.kernel.xdp import XdpMode
-from bpfunits.link.linker import link_chain
+from bpfunits.hooks.probe import TcBackend, XdpBackend
+from bpfunits.hooks.tcx import Placement
+from bpfunits.hooks.xdp import XdpMode
+from bpfunits.linker.linker import link_chain
 from bpfunits.order.chains import order_all
 from bpfunits.order.graph import Chain, HookKey
 from bpfunits.plan.diff import plan_all

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from bpfunits.kernel import bpf
-from bpfunits.kernel.observe import ProgramFacts
+from bpfunits.sys import bpf
+from bpfunits.hooks.observe import ProgramFacts
 from bpfunits.order.graph import HookKey
 from bpfunits.reconcile.memory import Memory
 from bpfunits.reconcile.progcache import ProgramCache

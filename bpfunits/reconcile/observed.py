@@ -9,10 +9,12 @@ from pathlib import Path
 
 from bpfunits.errors import BpfUnitsError
 from bpfunits.hooks import Hook
-from bpfunits.kernel import bpf, mappins, pins
-from bpfunits.kernel.bpffs import StateRoot, children
-from bpfunits.kernel.observe import Attached, Observation, Observer, ProgramFacts
-from bpfunits.link.manifest import read_manifest
+from bpfunits.load import mappins
+from bpfunits.state import pins
+from bpfunits.sys import bpf
+from bpfunits.state.bpffs import StateRoot, children
+from bpfunits.hooks.observe import Attached, Observation, Observer, ProgramFacts
+from bpfunits.linker.manifest import read_manifest
 from bpfunits.order.graph import HookKey
 from bpfunits.plan.model import ChainState, Component, Observed
 

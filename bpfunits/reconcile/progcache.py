@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bpfunits.hooks import Hook
-from bpfunits.kernel import mappins
-from bpfunits.kernel.bpffs import StateRoot
-from bpfunits.kernel.load import LoadedProgram, load_unit_program, unit_program_file
+from bpfunits.load import mappins
+from bpfunits.state.bpffs import StateRoot
+from bpfunits.load.load import LoadedProgram, load_unit_program, unit_program_file
 from bpfunits.units.model import Unit
 from bpfunits.untrusted import FilePolicy
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bpfunits.kernel.observe import Attached
-from bpfunits.link.counters import ComponentCounts, read_counters
+from bpfunits.hooks.observe import Attached
+from bpfunits.linker.counters import ComponentCounts, read_counters
 from bpfunits.order.graph import HookKey
 from bpfunits.plan.model import Action
 from bpfunits.reconcile.engine import HookResult, Result

@@ -8,7 +8,7 @@ import time
 
 from bpfunits.daemon import Trigger
 from bpfunits.daemon.batch import Batch
-from bpfunits.daemon.links import LinkState, change
+from bpfunits.daemon.interfaces import InterfaceState, change
 from bpfunits.hooks import Hook
 from bpfunits.order.graph import HookKey
 from bpfunits.reconcile.memory import EVERYTHING, Changes
@@ -30,18 +30,18 @@ def test_reasons_make_dirty_what_they_touch():
     assert Trigger("start").changes == EVERYTHING and Trigger("sighup").changes == EVERYTHING
     assert Trigger("timer").changes == Changes(kernel=True)
     assert Trigger("files").changes == Changes()
-    appeared = change(None, LinkState("eth9", ()))
+    appeared = change(None, InterfaceState("eth9", ()))
     assert appeared.changes == Changes(interfaces=frozenset({"eth9"}))
-    renamed = change(LinkState("a", ()), LinkState("b", ()))
+    renamed = change(InterfaceState("a", ()), InterfaceState("b", ()))
     assert renamed.changes == Changes(interfaces=frozenset({"a", "b"}))
-    xdp = change(LinkState("a", ()), LinkState("a", (1, ((4, 7),))))
+    xdp = change(InterfaceState("a", ()), InterfaceState("a", (1, ((4, 7),))))
     assert xdp.changes == Changes(hooks=frozenset({HookKey("a", Hook.XDP)}))
 
 
 def test_a_batch_makes_dirty_what_its_triggers_do():
     batch = Batch(0.05)
-    batch.add(change(None, LinkState("a", ())), 0.0)
+    batch.add(change(None, InterfaceState("a", ())), 0.0)
     batch.add(Trigger("files", "x.unit"), 0.01)
-    batch.add(change(LinkState("b", ()), LinkState("b", (1, ((4, 7),)))), 0.02)
+    batch.add(change(InterfaceState("b", ()), InterfaceState("b", (1, ((4, 7),)))), 0.02)
     taken = batch.take()
     assert taken.changes == Changes(interfaces=frozenset({"a"}), hooks=frozenset({HookKey("b", Hook.XDP)}))

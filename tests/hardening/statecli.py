@@ -9,7 +9,7 @@ import struct
 from pathlib import Path
 
 from bpfunits.cli import main
-from bpfunits.kernel import bpf
+from bpfunits.sys import bpf
 
 BPF = Path(__file__).resolve().parents[2] / "bpf"
 KEY0 = struct.pack("<I", 0)

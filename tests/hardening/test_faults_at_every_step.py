@@ -23,7 +23,7 @@ there (each backend's steps once, `ERROR_SCENARIOS`): apply exits 1 with that er
 traceback; a hook whose swap had not happened runs exactly what it ran before, any other still runs
 a chain of ours; the next apply converges as above.
 
-What this found and bpfunits/kernel now does: detaching left a pin of what no longer ran when killed
+What this found and bpfunits/hooks now does: detaching left a pin of what no longer ran when killed
 between the detach and the unpin (a pinned detached link, or a pinned program, kept in the kernel for
 ever with no hook to find it): pins are now removed first (pins.unpinned; a link then goes with the
 process, a netlink or cls_bpf program still attached is adopted by its manifest); a failed rename of
@@ -57,12 +57,13 @@ import pytest
 from bpfunits import cli
 from bpfunits.cli import main
 from bpfunits.hooks import Hook
-from bpfunits.kernel import bpf, netns, probe, rtnl, xdp
-from bpfunits.kernel.bpffs import StateRoot
-from bpfunits.kernel.mappins import MapPinError
-from bpfunits.kernel.observe import observe
-from bpfunits.link.linker import PROG_NAME
-from bpfunits.link.manifest import read_manifest
+from bpfunits.hooks import probe, xdp
+from bpfunits.sys import bpf, netns, rtnl
+from bpfunits.state.bpffs import StateRoot
+from bpfunits.load.mappins import MapPinError
+from bpfunits.hooks.observe import observe
+from bpfunits.linker.linker import PROG_NAME
+from bpfunits.linker.manifest import read_manifest
 from tests.hardening.statecli import BPF, hooks, run
 from tests.timing import scaled
 from tests.unitfiles import write
@@ -117,8 +118,8 @@ def _is_hook_pin(c: Call) -> bool:
     return c.under(0, "self", "hooks") and Path(str(c.arg(0, "self"))).name in ("link", "prog")
 
 
-_BPF, _BPFFS = "bpfunits.kernel.bpf", "bpfunits.kernel.bpffs"
-_XDP, _CLSBPF = "bpfunits.kernel.xdp", "bpfunits.kernel.clsbpf"
+_BPF, _BPFFS = "bpfunits.sys.bpf", "bpfunits.state.bpffs"
+_XDP, _CLSBPF = "bpfunits.hooks.xdp", "bpfunits.hooks.clsbpf"
 
 STEPS: dict[str, Step] = {
     # Loading the linked chain (the units' own programs load earlier, in libbpf's worker).
@@ -150,7 +151,7 @@ STEPS: dict[str, Step] = {
     "prune_hook": Step("pathlib", "Path.rmdir", lambda c: c.under(0, "self", "hooks"), None),
     # The units' maps, committed once the new chain runs: pinned as `*-new`, renamed over a pin of
     # another shape. A unit that runs nowhere any more has its folder removed.
-    "map_commit": Step("bpfunits.kernel.mappins", "commit", lambda c: True, lambda: MapPinError(INJECTED),
+    "map_commit": Step("bpfunits.load.mappins", "commit", lambda c: True, lambda: MapPinError(INJECTED),
                        contains=("make_unit_folder", "pin_map", "rename_map")),
     "pin_map": Step(_BPF, "obj_pin", lambda c: c.under(1, "path", "units"), _bpf_error("BPF_OBJ_PIN", errno.ENOSPC)),
     "rename_map": Step("os", "replace", lambda c: c.under(1, "dst", "units"), _os_error(errno.EIO)),

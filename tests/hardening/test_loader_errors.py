@@ -13,8 +13,8 @@ import struct
 import pytest
 
 from bpfunits.hooks import Hook
-from bpfunits.kernel import bpf
-from bpfunits.kernel.load import ProgramRejected, load_object_program
+from bpfunits.sys import bpf
+from bpfunits.load.load import ProgramRejected, load_object_program
 
 pytestmark = pytest.mark.kernel
 

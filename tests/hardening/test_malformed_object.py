@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from bpfunits.hooks import Hook
-from bpfunits.kernel.load import ObjectMalformed, load_object_program
+from bpfunits.load.load import ObjectMalformed, load_object_program
 from tests.unitfiles import write
 
 CRASHERS = sorted((Path(__file__).parent / "crashers").glob("*.bpf.o"))

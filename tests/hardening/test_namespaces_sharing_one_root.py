@@ -11,8 +11,8 @@ import time
 import pytest
 
 from bpfunits.hooks import Hook
-from bpfunits.kernel import netns
-from bpfunits.kernel.observe import observe
+from bpfunits.sys import netns
+from bpfunits.hooks.observe import observe
 from tests.hardening.statecli import hooks, pinned_count, run, unit
 from tests.traffic import frame, send_frames
 from tests.unitfiles import write

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from bpfunits.errors import BpfUnitsError
 from bpfunits.hooks import Hook
-from bpfunits.kernel.load import load_object_program, open_object_facts, select_program
+from bpfunits.load.load import load_object_program, open_object_facts, select_program
 from tests.hardening import objmutate
 from tests.hardening.bounded import within
 

@@ -9,8 +9,8 @@ import os
 import pytest
 
 from bpfunits.hooks import Hook
-from bpfunits.kernel import bpf, netns
-from bpfunits.kernel.observe import Observer
+from bpfunits.sys import bpf, netns
+from bpfunits.hooks.observe import Observer
 from bpfunits.order.graph import HookKey
 from bpfunits.reconcile import observed
 from tests.hardening.statecli import hooks, run, unit

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from bpfunits.hooks import Hook
-from bpfunits.kernel import netns
-from bpfunits.kernel.observe import observe
+from bpfunits.sys import netns
+from bpfunits.hooks.observe import observe
 from tests.hardening.statecli import hooks, run, unit
 from tests.unitfiles import write
 
@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 # at the rename that makes a link's pin final.
 KILLED_APPLY = """
 import os, signal, sys
-from bpfunits.kernel import bpf
+from bpfunits.sys import bpf
 
 point, argv = sys.argv[1], sys.argv[2:]
 real_pin, real_replace = bpf.obj_pin, os.replace

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from bpfunits.kernel import bpf
+from bpfunits.sys import bpf
 from tests.hardening.statecli import hooks, pinned_count, pinned_map, run
 from tests.traffic import frame, send_frames
 from tests.unitfiles import write

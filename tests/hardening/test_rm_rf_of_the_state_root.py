@@ -10,8 +10,8 @@ import shutil
 import pytest
 
 from bpfunits.hooks import Hook
-from bpfunits.kernel import netns
-from bpfunits.kernel.observe import Backend, observe
+from bpfunits.sys import netns
+from bpfunits.hooks.observe import Backend, observe
 from tests.fixtures.features import tcx_param
 from tests.hardening.statecli import pinned_count
 from tests.kernel.test_daemon import daemon, drop, eventually, unit_text  # noqa: F401 (fixture)

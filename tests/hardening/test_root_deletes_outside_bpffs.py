@@ -10,7 +10,7 @@ import stat
 import pytest
 
 from bpfunits.cli import main
-from bpfunits.kernel.bpffs import BpffsError, StateRoot
+from bpfunits.state.bpffs import BpffsError, StateRoot
 from tests.hardening.statecli import unit
 from tests.unitfiles import write
 

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from bpfunits.hooks import Hook
-from bpfunits.kernel import load
+from bpfunits.load import load
 
 pytestmark = pytest.mark.kernel
 
@@ -48,7 +48,7 @@ def test_sha256_bypass_swapped_source_compiles_the_hashed_bytes(tmp_path, monkey
     source.write_text(good)
     swap_after_hashing(monkeypatch, source, evil)
 
-    from bpfunits.kernel.bcc import load_source_program
+    from bpfunits.load.bcc import load_source_program
 
     digest = hashlib.sha256(good.encode()).hexdigest()
     with load_source_program(source, Hook.XDP, sha256=digest, pin_root=bpffs_root.unit_path("u")) as prog:

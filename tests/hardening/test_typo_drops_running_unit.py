@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from bpfunits.kernel import netns
-from bpfunits.kernel.observe import observe
+from bpfunits.sys import netns
+from bpfunits.hooks.observe import observe
 from bpfunits.hooks import Hook
 from tests.hardening.statecli import hooks, pinned_count, run, unit
 from tests.traffic import frame, send_frames

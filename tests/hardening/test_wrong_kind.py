@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from bpfunits.hooks import Hook
-from bpfunits.kernel import bpf
-from bpfunits.kernel.load import ProgramNotFound, WrongProgramType, load_object_program
+from bpfunits.sys import bpf
+from bpfunits.load.load import ProgramNotFound, WrongProgramType, load_object_program
 
 
 @pytest.mark.parametrize(

@@ -7,11 +7,11 @@ import subprocess
 import pytest
 
 from bpfunits.hooks import Hook
-from bpfunits.kernel import attach, clsbpf
-from bpfunits.kernel.attach import AttachError, AttachOptions
-from bpfunits.kernel.clsbpf import Slot
-from bpfunits.kernel.observe import Backend, observe
-from bpfunits.kernel.probe import TcBackend
+from bpfunits.hooks import attach, clsbpf
+from bpfunits.hooks.attach import AttachError, AttachOptions
+from bpfunits.hooks.clsbpf import Slot
+from bpfunits.hooks.observe import Backend, observe
+from bpfunits.hooks.probe import TcBackend
 from tests.fixtures.counters import count_of_prog
 from tests.traffic import through_hook
 

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from bpfunits.kernel import netns
+from bpfunits.sys import netns
 from tests.traffic import Receiver, frame, send_frames
 
 pytestmark = pytest.mark.kernel

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from bpfunits.hooks import Hook
-from bpfunits.kernel import attach
-from bpfunits.kernel.observe import Backend, observe
+from bpfunits.hooks import attach
+from bpfunits.hooks.observe import Backend, observe
 from tests.fixtures.counters import count_of_prog
 from tests.fixtures.features import tcx_param
 from tests.timing import scaled
@@ -25,11 +25,11 @@ REPO = Path(__file__).resolve().parents[2]
 ATTACHER = """
 import sys
 from bpfunits.hooks import Hook
-from bpfunits.kernel import netns
-from bpfunits.kernel.attach import AttachOptions, attach
-from bpfunits.kernel.bpffs import StateRoot
-from bpfunits.kernel.load import load_object_program
-from bpfunits.kernel.probe import TcBackend, XdpBackend
+from bpfunits.sys import netns
+from bpfunits.hooks.attach import AttachOptions, attach
+from bpfunits.state.bpffs import StateRoot
+from bpfunits.load.load import load_object_program
+from bpfunits.hooks.probe import TcBackend, XdpBackend
 
 ns, ifindex, hook, backend, obj, root = sys.argv[1:]
 hook = Hook(hook)

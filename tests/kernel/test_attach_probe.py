@@ -13,8 +13,8 @@ import pytest
 
 from bpfunits.cli import main
 from bpfunits.errors import BpfUnitsError
-from bpfunits.kernel import probe
-from bpfunits.kernel.probe import FEATURES, Features, TcBackend, XdpBackend, choose_tc_backend, choose_xdp_backend
+from bpfunits.hooks import probe
+from bpfunits.hooks.probe import FEATURES, Features, TcBackend, XdpBackend, choose_tc_backend, choose_xdp_backend
 
 NEW = Features.assume()
 OLD = Features.assume("5.10.0-46-amd64", tcx=False, tcx_query=False, bpf_loop=False)
@@ -49,7 +49,7 @@ def test_probe_agrees_with_the_kernel_release():
 
 def test_memlock_is_lifted_as_far_as_this_process_may():
     script = (
-        "import resource; from bpfunits.kernel import probe\n"
+        "import resource; from bpfunits.hooks import probe\n"
         "hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)[1]\n"
         "resource.setrlimit(resource.RLIMIT_MEMLOCK, (65536, hard))\n"
         "probe._lift_memlock_limit()\n"

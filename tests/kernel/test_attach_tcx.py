@@ -8,11 +8,12 @@ import os
 import pytest
 
 from bpfunits.hooks import Hook
-from bpfunits.kernel import attach, bpf, probe, tcx
-from bpfunits.kernel.attach import AttachError, AttachOptions
-from bpfunits.kernel.observe import Backend, observe
-from bpfunits.kernel.probe import TcBackend
-from bpfunits.kernel.tcx import Placement
+from bpfunits.hooks import attach, probe, tcx
+from bpfunits.sys import bpf
+from bpfunits.hooks.attach import AttachError, AttachOptions
+from bpfunits.hooks.observe import Backend, observe
+from bpfunits.hooks.probe import TcBackend
+from bpfunits.hooks.tcx import Placement
 from tests.fixtures.counters import count_of_prog
 from tests.traffic import through_hook
 

@@ -8,11 +8,13 @@ import subprocess
 import pytest
 
 from bpfunits.hooks import Hook
-from bpfunits.kernel import attach, bpf, pins, xdp
-from bpfunits.kernel.attach import AttachError, AttachOptions
-from bpfunits.kernel.observe import Backend, observe
-from bpfunits.kernel.probe import XdpBackend
-from bpfunits.kernel.xdp import XdpMode
+from bpfunits.hooks import attach, xdp
+from bpfunits.state import pins
+from bpfunits.sys import bpf
+from bpfunits.hooks.attach import AttachError, AttachOptions
+from bpfunits.hooks.observe import Backend, observe
+from bpfunits.hooks.probe import XdpBackend
+from bpfunits.hooks.xdp import XdpMode
 from tests.fixtures.counters import count_of_prog
 from tests.traffic import through_hook
 

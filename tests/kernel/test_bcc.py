@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from bpfunits.hooks import Hook
-from bpfunits.kernel import bpf, mappins
-from bpfunits.kernel.load import LoadError, ProgramNotFound, ProgramRejected, load_unit_program
+from bpfunits.load import mappins
+from bpfunits.sys import bpf
+from bpfunits.load.load import LoadError, ProgramNotFound, ProgramRejected, load_unit_program
 from bpfunits.units.model import Program, Unit
 
 pytestmark = pytest.mark.kernel

@@ -7,7 +7,8 @@ import struct
 
 import pytest
 
-from bpfunits.kernel import bpf, probe
+from bpfunits.hooks import probe
+from bpfunits.sys import bpf
 
 pytestmark = pytest.mark.kernel
 

@@ -8,8 +8,8 @@ import os
 import pytest
 
 from bpfunits.hooks import Hook
-from bpfunits.kernel import bpf
-from bpfunits.kernel.bpffs import BPF_FS_MAGIC, BpffsError, ensure_mounted
+from bpfunits.sys import bpf
+from bpfunits.state.bpffs import BPF_FS_MAGIC, BpffsError, ensure_mounted
 
 pytestmark = pytest.mark.kernel
 

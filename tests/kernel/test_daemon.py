@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from bpfunits.hooks import Hook
-from bpfunits.kernel import bpf, netns
+from bpfunits.sys import bpf, netns
 from bpfunits.cli import main
-from bpfunits.kernel.observe import observe
-from bpfunits.link.manifest import read_manifest
+from bpfunits.hooks.observe import observe
+from bpfunits.linker.manifest import read_manifest
 from tests.daemon.notifysocket import NotifySocket
 from tests.timing import scaled
 from tests.traffic import Flow, frame, send_frames

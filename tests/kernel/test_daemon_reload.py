@@ -9,8 +9,8 @@ import subprocess
 import pytest
 
 from bpfunits.hooks import Hook
-from bpfunits.kernel import netns
-from bpfunits.kernel.observe import observe
+from bpfunits.sys import netns
+from bpfunits.hooks.observe import observe
 from tests.kernel.test_daemon import BPF, daemon, drop, eventually, unit_text  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.kernel, pytest.mark.matrix]

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from bpfunits.daemon.links import POLL_INTERVAL
+from bpfunits.daemon.interfaces import POLL_INTERVAL
 from bpfunits.hooks import Hook
-from bpfunits.kernel import bpf, netns
-from bpfunits.link import counters, linker, manifest
+from bpfunits.sys import bpf, netns
+from bpfunits.linker import counters, linker, manifest
 from tests.kernel.test_daemon import DaemonProcess, drop, eventually, unit_text
 from tests.timing import scaled
 

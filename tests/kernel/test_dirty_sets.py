@@ -16,8 +16,9 @@ import pytest
 
 from bpfunits.config import Config, load_config
 from bpfunits.hooks import Hook
-from bpfunits.kernel import attach as attaching
-from bpfunits.kernel import bpf, netns, xdp
+from bpfunits.hooks import attach as attaching
+from bpfunits.hooks import xdp
+from bpfunits.sys import bpf, netns
 from bpfunits.order.graph import HookKey
 from bpfunits.reconcile.engine import Outcome, Result, reconcile
 from bpfunits.reconcile.memory import RETRY_FIRST, Changes

@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 
 from bpfunits.hooks import Hook
-from bpfunits.kernel import bpf, mappins
-from bpfunits.kernel.load import LoadedProgram, load_object_program, load_unit_program
-from bpfunits.link.component import component_of
-from bpfunits.link.layout import Mode
-from bpfunits.link.linker import link_chain
+from bpfunits.load import mappins
+from bpfunits.sys import bpf
+from bpfunits.load.load import LoadedProgram, load_object_program, load_unit_program
+from bpfunits.linker.component import component_of
+from bpfunits.linker.layout import Mode
+from bpfunits.linker.linker import link_chain
 from bpfunits.units.search import load_units
 from tests import examples_frames as f
 from tests.fixtures.netns import ADDR_A, ADDR_B

@@ -14,8 +14,9 @@ from contextlib import contextmanager
 import pytest
 
 from bpfunits.hooks import Hook
-from bpfunits.kernel import libxdp, netns, probe
-from bpfunits.kernel.observe import observe
+from bpfunits.hooks import libxdp, probe
+from bpfunits.sys import netns
+from bpfunits.hooks.observe import observe
 from tests.kernel.test_reconcile import BPF, cli, hooks, run_json, unit
 from tests.unitfiles import write
 

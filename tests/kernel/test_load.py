@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from bpfunits.hooks import Hook
-from bpfunits.kernel import bpf, mappins, probe
-from bpfunits.kernel.load import (
+from bpfunits.hooks import probe
+from bpfunits.load import mappins
+from bpfunits.sys import bpf
+from bpfunits.load.load import (
     ChecksumMismatch,
     LoadedProgram,
     LoadError,

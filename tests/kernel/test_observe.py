@@ -7,10 +7,11 @@ import os
 import pytest
 
 from bpfunits.hooks import Hook
-from bpfunits.kernel import attach, bpf, probe, tcx
-from bpfunits.kernel.attach import AttachOptions
-from bpfunits.kernel.observe import Backend, observe
-from bpfunits.kernel.probe import TcBackend
+from bpfunits.hooks import attach, probe, tcx
+from bpfunits.sys import bpf
+from bpfunits.hooks.attach import AttachOptions
+from bpfunits.hooks.observe import Backend, observe
+from bpfunits.hooks.probe import TcBackend
 from tests.kernel.test_attach_clsbpf import tc_add_foreign
 from tests.traffic import through_hook
 

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from bpfunits.hooks import Hook
-from bpfunits.kernel import bpf, mappins
-from bpfunits.kernel.load import load_object_program
+from bpfunits.load import mappins
+from bpfunits.sys import bpf
+from bpfunits.load.load import load_object_program
 
 pytestmark = pytest.mark.kernel
 KEY0 = struct.pack("<I", 0)

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from bpfunits.config import load_config
-from bpfunits.kernel import bpf, netns, pins
+from bpfunits.state import pins
+from bpfunits.sys import bpf, netns
 from bpfunits.reconcile.engine import Result, reconcile
 from bpfunits.reconcile.node import Node
 from bpfunits.reconcile.progcache import ProgramCache

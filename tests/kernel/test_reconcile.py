@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from bpfunits.cli import main
-from bpfunits.kernel import bpf, netns
-from bpfunits.kernel.observe import observe
+from bpfunits.sys import bpf, netns
+from bpfunits.hooks.observe import observe
 from bpfunits.reconcile.lock import exclusive
 from bpfunits.hooks import Hook
 from tests.fixtures.features import tcx_param

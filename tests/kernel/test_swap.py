@@ -8,9 +8,9 @@ import time
 import pytest
 
 from bpfunits.hooks import Hook
-from bpfunits.kernel import attach
-from bpfunits.kernel.attach import AttachOptions
-from bpfunits.kernel.probe import TcBackend, XdpBackend
+from bpfunits.hooks import attach
+from bpfunits.hooks.attach import AttachOptions
+from bpfunits.hooks.probe import TcBackend, XdpBackend
 from tests.fixtures.features import tcx_param
 from tests.traffic import Flow
 

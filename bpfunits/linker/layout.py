@@ -1,0 +1,285 @@
+"""Pure assembly of a chain: ordered components become one instruction stream.
+
+Layout, because the verifier splits subprograms at their first instruction and each runs to the
+next one's start: first all of the chain's main code (prologue, every inlined main function with
+its epilogue, calls to called components, the final return), then every component's subprogram
+block unchanged, then every called component's whole program unchanged. Inside a block nothing
+moves, so only pc-relative references from code that moved (inlined mains, the dispatcher's
+calls) are rewritten.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from bpfunits.linker import asm
+from bpfunits.linker.asm import FP, R0, R1, R2, R3, R6, Insn
+from bpfunits.linker.component import LinkError, Shape, frame_size
+
+STACK_MAX = 512
+TAIL_CALL_STACK_MAX = 256
+
+
+class Mode(str, Enum):
+    INLINE = "inline"  # main function spliced into the chain's main function
+    CALL = "call"  # whole program called as a bpf-to-bpf subprogram
+    # After a component that never proceeds: left out, as it could never run (and the
+    # verifier refuses unreachable code).
+    UNREACHABLE = "unreachable"
+
+
+@dataclass(frozen=True)
+class Part:
+    name: str
+    shape: Shape
+    proceed_on: frozenset[int]
+    mode: Mode
+    stack_depth: int  # bytes of stack the main function uses (inline parts)
+    # Stack its frames need on top of the chain's main frame: the deepest chain of functions
+    # its main function calls (inline), or of its own frames (called).
+    stack_above: int = 0
+    # Called parts that tail-call: their own stack below the deepest tail call (see
+    # component.tail_call_prefix); None without tail calls.
+    tail_call_prefix: int | None = None
+
+
+@dataclass(frozen=True)
+class CounterLayout:
+    """Per component, one u64 per verdict code from `low` to `high` and one for any other code,
+    in the single value of a per-CPU array; entered = the sum of a component's slots."""
+
+    map_fd: int
+    low: int
+    high: int
+
+    @property
+    def slots(self) -> int:
+        return self.high - self.low + 2
+
+
+@dataclass(frozen=True)
+class Assembly:
+    insns: tuple[Insn, ...]
+    func_starts: tuple[int, ...]  # the first pc of every function, 0 included
+    part_starts: tuple[int, ...]  # where each part's code (inlined main or called program) begins
+
+
+@dataclass
+class _Jump:
+    """An instruction whose offset or imm is set once the label's position is known."""
+
+    at: int
+    label: object
+    field: str  # "off" (jumps) or "imm" (pseudo calls and function addresses)
+    bias: int = 0  # added to the label's position (a target inside a block)
+
+
+class _Emitter:
+    def __init__(self) -> None:
+        self.code: list[Insn] = []
+        self.labels: dict[object, int] = {}
+        self.jumps: list[_Jump] = []
+
+    @property
+    def pc(self) -> int:
+        return len(self.code)
+
+    def emit(self, *insns: Insn) -> None:
+        self.code.extend(insns)
+
+    def emit_to(self, insn: Insn, label: object, field: str = "off", bias: int = 0) -> None:
+        self.jumps.append(_Jump(self.pc, label, field, bias))
+        self.code.append(insn)
+
+    def mark(self, label: object) -> None:
+        self.labels[label] = self.pc
+
+    def resolve(self) -> tuple[Insn, ...]:
+        for jump in self.jumps:
+            target = self.labels[jump.label] + jump.bias
+            insn = self.code[jump.at]
+            if jump.field == "off":
+                self.code[jump.at] = insn.with_(off=asm.jump_off(jump.at, target))
+            else:
+                self.code[jump.at] = insn.with_(imm=target - jump.at - 1)
+        return tuple(self.code)
+
+
+_EXIT = "exit"
+_PROLOGUE_MAX = 19  # manifest reference, context save, counter lookup and its check, final return
+_PART_OVERHEAD_MAX = 16  # context reload, laundering, counting, the exit of a far dispatch
+
+
+def assemble(
+    parts: list[Part],
+    *,
+    end_verdict: int,
+    counters: CounterLayout | None = None,
+    manifest_fd: int | None = None,
+) -> Assembly:
+    if not parts:
+        raise LinkError("a chain needs at least one component")
+    if any(p.mode is Mode.UNREACHABLE for p in parts):
+        raise LinkError("unreachable components cannot be assembled")
+    inline_depth = max((_round8(p.stack_depth) for p in parts if p.mode is Mode.INLINE), default=None)
+    # Inlined components clobber every register, so the context lives in a stack slot below
+    # their deepest one; a chain of called components keeps it in callee-saved r6.
+    ctx_slot = None if inline_depth is None else -(inline_depth + 8)
+    counter_slot = -((inline_depth or 0) + (16 if ctx_slot else 8))
+    frame = -min(counter_slot if counters else 0, ctx_slot or 0)
+    # A successful tail call returns another program's verdict, but verifiers before 6.18 (seen
+    # on 6.1 and 6.12) take a tail-calling subprogram's fall-through return for its only one and
+    # hard-wire the dispatch after the call on it: the verdict is laundered through a stack slot
+    # that an atomic add leaves unknown to the verifier.
+    verdict_slot = None
+    if any(p.mode is Mode.CALL and p.shape.tail_calls for p in parts):
+        frame += 8
+        verdict_slot = -frame
+    for part in parts:
+        # The verifier's limit on the frames of one call chain, each rounded up to 16 bytes.
+        if frame_size(frame) + part.stack_above > STACK_MAX:
+            raise LinkError(
+                f"unit {part.name}: its stack leaves no room for the chain's own {frame} bytes "
+                f"({part.stack_above} bytes in the functions it calls, {STACK_MAX} at most in all)"
+            )
+        prefix = part.tail_call_prefix
+        if prefix is not None and frame_size(frame) + prefix >= TAIL_CALL_STACK_MAX:
+            raise LinkError(
+                f"unit {part.name}: it makes tail calls, which the kernel allows only with less than "
+                f"{TAIL_CALL_STACK_MAX} bytes of stack in the frames below; the chain's own frame takes {frame}"
+            )
+    if counters and len(parts) * counters.slots * 8 > asm.JUMP_OFF_MAX:
+        raise LinkError(f"too many components ({len(parts)}) to count")
+
+    # An upper bound of the main function's length: past 16 bits, jumps to the shared exit
+    # may not reach it.
+    main_bound = _PROLOGUE_MAX + sum(
+        (p.shape.main_len if p.mode is Mode.INLINE else 1) + _PART_OVERHEAD_MAX + len(p.proceed_on)
+        for p in parts
+    )
+    far = main_bound > asm.JUMP_OFF_MAX
+
+    e = _Emitter()
+    if manifest_fd is not None:
+        # Only so that the manifest map is among the program's maps; r2 is free here.
+        e.emit(*asm.ld_map_fd(R2, manifest_fd))
+    if ctx_slot is not None:
+        e.emit(asm.stx_dw(FP, R1, ctx_slot))
+    else:
+        e.emit(asm.mov64_reg(R6, R1))
+    if counters:
+        _emit_counter_lookup(e, counters, counter_slot, ctx_slot, end_verdict)
+
+    for i, part in enumerate(parts):
+        if i:
+            e.emit(asm.ldx_dw(R1, FP, ctx_slot) if ctx_slot is not None else asm.mov64_reg(R1, R6))
+        if part.mode is Mode.INLINE:
+            e.mark(("part", i))
+            _emit_inline(e, i, part.shape)
+        else:
+            e.emit_to(asm.call_pseudo(0), ("part", i), field="imm")
+            if part.shape.tail_calls:
+                _emit_launder(e, verdict_slot)
+        if counters:
+            _emit_count(e, counters, i, counter_slot)
+        _emit_dispatch(e, part.proceed_on, far)
+    if parts[-1].proceed_on:
+        e.emit(asm.mov64_imm(R0, end_verdict))
+    e.mark(_EXIT)
+    e.emit(asm.exit_())
+
+    func_starts = [0]
+    for i, part in enumerate(parts):
+        if part.mode is Mode.INLINE and part.shape.subprogs:
+            e.mark(("subs", i))
+            func_starts += [e.pc + s - part.shape.main_len for s in part.shape.subprog_starts]
+            e.emit(*part.shape.subprogs)
+    for i, part in enumerate(parts):
+        if part.mode is Mode.CALL:
+            e.mark(("part", i))
+            func_starts += [e.pc] + [e.pc + s for s in part.shape.subprog_starts]
+            e.emit(*part.shape.insns)
+    insns = e.resolve()
+    return Assembly(insns, tuple(func_starts), tuple(e.labels[("part", i)] for i in range(len(parts))))
+
+
+def _round8(n: int) -> int:
+    return (n + 7) & ~7
+
+
+
+def _emit_inline(e: _Emitter, i: int, shape: Shape) -> None:
+    base = e.pc
+    end = base + shape.main_len  # the epilogue follows the main function
+    if shape.main_len - 1 > asm.JUMP_OFF_MAX:
+        raise LinkError("main function too long to inline")
+    for pc, insn in enumerate(shape.main):
+        if insn.is_exit:
+            e.emit(asm.ja(end - (base + pc) - 1))
+        elif insn.pc_relative_target is not None:
+            target = pc + insn.imm + 1  # a subprogram: shape.subprogs[target - main_len]
+            e.emit_to(insn, ("subs", i), field="imm", bias=target - shape.main_len)
+        else:
+            e.emit(insn)
+
+
+def _emit_launder(e: _Emitter, slot: int) -> None:
+    """r0 as it is, but unknown to the verifier (r1 is free: the next part reloads the context)."""
+    e.emit(asm.stx_dw(FP, R0, slot), asm.mov64_imm(R1, 0), asm.atomic_add_dw(FP, R1, slot), asm.ldx_dw(R0, FP, slot))
+
+
+def _emit_dispatch(e: _Emitter, proceed_on: frozenset[int], far: bool) -> None:
+    """Go on to what follows when w0 is a proceed verdict, else return it: through the shared
+    exit, or, when that may be `far` for a 16-bit jump, through an exit of its own."""
+    codes = sorted(proceed_on)
+    if not codes:
+        # Only ever the last part: nothing after a component that never proceeds is assembled.
+        return
+    # JMP32: a tc verdict of -1 may sit in r0 as 0xffffffff; only the low 32 bits are returned.
+    last = len(codes) if far else len(codes) - 1
+    for n, code in enumerate(codes[:last]):
+        e.emit(asm.jmp32_imm(asm.JEQ, R0, code, last - n))
+    if far:
+        e.emit(asm.exit_())
+    else:
+        e.emit_to(asm.jmp32_imm(asm.JNE, R0, codes[-1], 0), _EXIT)
+
+
+def _emit_counter_lookup(
+    e: _Emitter, c: CounterLayout, slot: int, ctx_slot: int | None, end_verdict: int
+) -> None:
+    """Keep a pointer to this CPU's counter value in `slot` (key 0 of a one-entry array)."""
+    e.emit(
+        asm.st_w(FP, slot, 0),
+        asm.mov64_reg(R2, FP),
+        asm.add64_imm(R2, slot),
+        *asm.ld_map_fd(R1, c.map_fd),
+        asm.call_helper(asm.HELPER_MAP_LOOKUP_ELEM),
+        # Key 0 of a one-entry array always has a value, but only kernels with the verifier's
+        # map-lookup nullness elision (late 2024) know that; the others refuse an unchecked
+        # pointer. Never taken: the chain would end as if every component let the packet go on.
+        asm.jmp_imm(asm.JNE, R0, 0, 2),
+        asm.mov64_imm(R0, end_verdict),
+        asm.exit_(),
+        asm.stx_dw(FP, R0, slot),
+    )
+    e.emit(asm.ldx_dw(R1, FP, ctx_slot) if ctx_slot is not None else asm.mov64_reg(R1, R6))
+
+
+def _emit_count(e: _Emitter, c: CounterLayout, i: int, slot: int) -> None:
+    """counters[i][w0 - low, or the last slot for an unknown code] += 1, keeping r0."""
+    last = c.slots - 1
+    e.emit(asm.mov32_reg(R2, R0))
+    if c.low:
+        e.emit(asm.add32_imm(R2, -c.low))
+    e.emit(
+        asm.jmp32_imm(asm.JLE, R2, last - 1, 1),
+        asm.mov32_imm(R2, last),
+        asm.lsh64_imm(R2, 3),
+        asm.ldx_dw(R1, FP, slot),
+        asm.add64_reg(R1, R2),
+        asm.ldx_dw(R3, R1, i * c.slots * 8),
+        asm.add64_imm(R3, 1),
+        asm.stx_dw(R1, R3, i * c.slots * 8),
+    )

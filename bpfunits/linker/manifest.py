@@ -1,0 +1,93 @@
+"""The manifest a linked chain carries: a frozen, program-read-only map named bpfu_manifest that
+the program references, so that a program id alone tells which chain it is, and whose it is: the
+manifest names the state root of the bpfunits that built it, which adopts the chain even when its
+pin is lost (a kill between attach and pin)."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from dataclasses import asdict, dataclass
+
+from bpfunits.sys import bpf
+
+
+MAP_NAME = "bpfu_manifest"
+FORMAT = 1
+_KEY = struct.pack("<I", 0)
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    unit: str
+    sha256: str
+    tag: str
+    proceed_on: tuple[int, ...]  # verdict codes, sorted
+    mode: str  # "inline" or "call"
+    # The unit program's maps the chain uses, (name, id): which of a unit's maps it runs with
+    # (empty in manifests from before they were recorded).
+    maps: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True)
+class Manifest:
+    version: str  # the chain's own version, chosen by the caller
+    hook: str
+    components: tuple[ManifestEntry, ...]
+    owner: str = ""  # the bpffs state root of the bpfunits that built it ("" before it was recorded)
+
+    def to_bytes(self) -> bytes:
+        return json.dumps({"format": FORMAT, **asdict(self)}, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Manifest:
+        data = json.loads(raw.rstrip(b"\0"))
+        entries = tuple(
+            ManifestEntry(**{**e, "proceed_on": tuple(e["proceed_on"]),
+                             "maps": tuple((str(n), int(i)) for n, i in e.get("maps", ()))})
+            for e in data["components"]
+        )
+        return cls(data["version"], data["hook"], entries, data.get("owner", ""))
+
+
+def create_manifest_map(manifest: Manifest) -> int:
+    """An array map holding the manifest, frozen against writes from user space and read-only
+    for programs."""
+    value = manifest.to_bytes()
+    fd = bpf.map_create(bpf.MapType.ARRAY, 4, len(value), 1, name=MAP_NAME, flags=bpf.BPF_F_RDONLY_PROG)
+    try:
+        bpf.map_update(fd, _KEY, value)
+        bpf.map_freeze(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_manifest(prog_id: int) -> Manifest | None:
+    """The manifest of the program with this id, or None when it carries none."""
+    fds = bpf.prog_map_fds(prog_id)
+    try:
+        return manifest_of(fds)
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+
+
+def manifest_of(map_fds: dict[str, int]) -> Manifest | None:
+    """The manifest among a program's maps (by name), if any: only a map nobody can have written
+    since it was made (frozen, read-only for programs) counts."""
+    fd = map_fds.get(MAP_NAME)
+    if fd is None or not _sealed(fd):
+        return None
+    raw = bpf.map_lookup(fd, _KEY, bpf.map_info(fd).value_size)
+    return Manifest.from_bytes(raw) if raw else None
+
+
+def _sealed(fd: int) -> bool:
+    if not bpf.map_info(fd).flags & bpf.BPF_F_RDONLY_PROG:
+        return False
+    # The kernel reports a map's frozen state only in its fdinfo (since 5.2, with BPF_MAP_FREEZE).
+    with open(f"/proc/self/fdinfo/{fd}") as info:
+        return any(line.split() == ["frozen:", "1"] for line in info)

@@ -1,0 +1,135 @@
+"""Loading a `Source=` unit's program: C in bcc's dialect, compiled by bcc at load time.
+
+The result has the shape of an ELF load (`LoadedProgram`): bcc creates the maps as it compiles
+(in a worker, bcccompile.py), so the instructions it emits already hold the map fds (ld_imm64
+BPF_PSEUDO_MAP_FD). Those stay valid until close(), which closes the program and every map.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from bpfunits.hooks import Hook
+from bpfunits.load import mappins
+from bpfunits.sys import bpf
+from bpfunits.load.bcccompile import CompileFailed, compile_source
+from bpfunits.state.bpffs import folder_name
+from bpfunits.load.load import (
+    LoadedProgram,
+    LoadError,
+    ObjectFile,
+    ProgramNotFound,
+    ProgramRejected,
+    map_ref,
+    read_object,
+)
+from bpfunits.load.mapfds import with_map_fds
+from bpfunits.load.worker import WorkerFailed
+from bpfunits.untrusted import FilePolicy
+
+
+def load_source_program(
+    source: Path,
+    hook: Hook,
+    *,
+    name: str | None = None,
+    defines: tuple[tuple[str, str], ...] = (),
+    sha256: str | None = None,
+    label: str | None = None,
+    pin_root: Path | None = None,
+    policy: FilePolicy = FilePolicy(),
+    data: ObjectFile | None = None,
+) -> LoadedProgram:
+    """Compile `source` with bcc (each define as -DNAME=VALUE) and load function `name` (or
+    the source's only function) as an XDP or SCHED_CLS program for `hook`. With `pin_root`,
+    the maps persist there: a compatible map pinned by an earlier load takes the place of the
+    one bcc just made (its fd rewritten into the instructions), any other is pinned by
+    mappins.commit. The source is read once, under `policy` (or given as `data`, read so), and
+    bcc compiles those bytes: what was hashed is what loads."""
+    source, hook = Path(source), Hook(hook)
+    label = label or str(source)
+    source_file = data or read_object(source, label, sha256, policy)
+    # Quoted #includes are still found next to the source, as when bcc read the file itself.
+    cflags = [f"-D{key}={value}" for key, value in defines] + [f"-I{source.parent}"]
+    try:
+        compiled = compile_source(source_file.data, cflags, name)
+    except CompileFailed as e:
+        raise LoadError(f"{label}: bcc cannot compile {source}: {e}\n{e.output.strip()}".rstrip()) from None
+    except WorkerFailed as e:
+        raise LoadError(f"{label}: bcc cannot compile {source}: {e.detail}") from None
+    owned = list(compiled.tables.values())  # every fd the result holds, closed by release()
+
+    def release() -> None:
+        for fd in owned:
+            os.close(fd)
+
+    try:
+        if compiled.function is None:
+            wanted = (
+                f"no function {name!r}"
+                if name is not None
+                else f"{len(compiled.functions)} functions, so Name= must say which"
+            )
+            raise ProgramNotFound(
+                f"{label}: {source} has {wanted}; its functions: {', '.join(compiled.functions) or 'none'}",
+                compiled.functions,
+            )
+        insns, tables, pins = compiled.insns, dict(compiled.tables), {}
+        if pin_root is not None:
+            pins = _adopt_pinned_maps(tables, pin_root, owned)
+            insns = with_map_fds(insns, {compiled.tables[n]: tables[n] for n in pins})
+        prog_type = bpf.ProgType.SCHED_CLS if hook.is_tc else bpf.ProgType.XDP
+        fd = _load(insns, prog_type, compiled.license, compiled.function, source, label)
+        owned.append(fd)
+        info = bpf.prog_info(fd)
+        maps = {t: map_ref(t, fd_, pins.get(t)) for t, fd_ in tables.items()}
+    except BaseException:
+        release()
+        raise
+    return LoadedProgram(
+        fd=fd,
+        name=compiled.function,
+        hook=hook,
+        prog_type=info.type,
+        id=info.id,
+        tag=info.tag,
+        insns=insns,
+        maps=maps,
+        sha256=source_identity(source_file.sha256, defines),
+        _release=release,
+    )
+
+
+def source_identity(sha256: str, defines: tuple[tuple[str, str], ...]) -> str:
+    """What a compiled program is made of: its source, and the defines it was compiled with
+    (a Define= may change only a map's size, which neither the source's digest nor the
+    program's tag would show). The source's own digest when there are none."""
+    if not defines:
+        return sha256
+    text = sha256 + "".join(f"\0{key}={value}" for key, value in defines)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _load(insns: bytes, prog_type: int, license: str, name: str, source: Path, label: str) -> int:
+    try:
+        return bpf.prog_load(prog_type, insns, license=license, name=name)
+    except bpf.VerifierError as e:
+        raise ProgramRejected(label, name, source, e.errno, e.log) from None
+    except bpf.BpfError as e:
+        raise LoadError(f"{label}: loading {name!r} from {source} failed: {e}") from None
+
+
+def _adopt_pinned_maps(tables: dict[str, int], pin_root: Path, owned: list[int]) -> dict[str, str]:
+    """Put in `tables` each compatible map pinned under `pin_root` by an earlier load in place
+    of bcc's (its fd added to `owned`); any other map stays bcc's, unpinned until
+    mappins.commit. Returns the pins reused."""
+    pins = {}
+    for name, fd in list(tables.items()):
+        path = pin_root / folder_name(name)
+        if mappins.reusable(path, bpf.map_info(fd).shape):
+            tables[name] = bpf.obj_get(str(path))
+            owned.append(tables[name])
+            pins[name] = str(path)
+    return pins

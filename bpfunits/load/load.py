@@ -1,0 +1,352 @@
+"""Loading one unit's program from an ELF object with libbpf.
+
+A load picks the unit's program, types it from the hook whatever its section is called, loads
+only that program of the object, and reuses maps the unit pinned before (libbpf
+LIBBPF_PIN_BY_NAME under the unit's own bpffs folder), so a reload keeps state.
+
+The result's `insns` are the fully relocated instructions: map fds are embedded in them, so they
+stay meaningful only while the LoadedProgram is open. Whoever builds a new program from them
+(the linker) must load it before calling close().
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bpfunits.errors import BpfUnitsError
+from bpfunits.hooks import Hook
+from bpfunits.load import mappins
+from bpfunits.sys import bpf
+from bpfunits.state.bpffs import StateRoot, folder_name, remove_tree
+from bpfunits.sys.libbpf import LibbpfError, iter_log_sections
+from bpfunits.sys.libbpf import strerror as libbpf_strerror
+from bpfunits.load.objworker import (
+    LoadedObject,
+    LoadRequest,
+    MapFacts,
+    ObjectFacts,
+    OpenRefused,
+    ProgramFacts,
+    open_object,
+)
+from bpfunits.load.progkind import misfit
+from bpfunits.load.worker import WorkerFailed
+from bpfunits.units.model import Unit
+from bpfunits.untrusted import FileMissing, FilePolicy, UntrustedFileError, read_untrusted
+
+
+class LoadError(BpfUnitsError):
+    """A unit's program could not be loaded; the message names the unit and file."""
+
+
+class ObjectNotFound(LoadError):
+    pass
+
+
+class ChecksumMismatch(LoadError):
+    def __init__(self, message: str, expected: str, actual: str) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
+
+
+class ProgramNotFound(LoadError):
+    def __init__(self, message: str, available: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.available = available
+
+
+class WrongProgramType(LoadError):
+    pass
+
+
+class ObjectMalformed(LoadError):
+    """libbpf refused the object, or crashed or hung on it (in its worker)."""
+
+
+class ProgramRejected(LoadError, bpf.VerifierError):
+    """The verifier refused the program: `.log` is its full log, str() ends with its last lines."""
+
+    def __init__(self, label: str, program: str, path: Path, err: int, log: str) -> None:
+        bpf.VerifierError.__init__(
+            self, "BPF_PROG_LOAD", err, log, f"{label}: program {program!r} from {path}"
+        )
+
+
+def hook_prog_type(hook: Hook) -> bpf.ProgType:
+    return bpf.ProgType.SCHED_CLS if Hook(hook).is_tc else bpf.ProgType.XDP
+
+
+@dataclass(frozen=True)
+class MapRef:
+    name: str
+    fd: int
+    id: int
+    type: int
+    key_size: int
+    value_size: int
+    max_entries: int
+    pinned_path: str | None
+
+
+@dataclass
+class LoadedProgram:
+    """A loaded program with the maps of its object. Every fd (and the map fds inside `insns`)
+    belongs to the loader and is valid until close()."""
+
+    fd: int
+    name: str
+    hook: Hook
+    prog_type: int
+    id: int
+    tag: str
+    insns: bytes
+    maps: dict[str, MapRef]
+    sha256: str
+    _release: Callable[[], None] = field(repr=False)
+    closed: bool = field(default=False, init=False)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._release()
+
+    def __enter__(self) -> LoadedProgram:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def map_ref(name: str, fd: int, pinned_path: str | None) -> MapRef:
+    info = bpf.map_info(fd)
+    return MapRef(
+        name, fd, info.id, info.type, info.key_size, info.value_size, info.max_entries, pinned_path
+    )
+
+
+@dataclass(frozen=True)
+class ObjectFile:
+    """An object's (or source's) bytes as read once, and their SHA256: what was hashed is what
+    loads, whatever happens to the file meanwhile."""
+
+    data: bytes
+    sha256: str
+
+
+def read_object(path: Path, label: str, sha256: str | None, policy: FilePolicy) -> ObjectFile:
+    """The file at `path` and its SHA256, checked against `sha256` when given."""
+    try:
+        data = read_untrusted(path, policy.max_object_size, strict=policy.strict_permissions)
+    except FileMissing:
+        raise ObjectNotFound(f"{label}: BPF file {path} does not exist") from None
+    except UntrustedFileError as e:
+        raise LoadError(f"{label}: BPF file {e}") from None
+    actual = hashlib.sha256(data).hexdigest()
+    if sha256 is not None and sha256.lower() != actual:
+        raise ChecksumMismatch(
+            f"{label}: SHA256 of {path} does not match: expected {sha256.lower()}, file has {actual}",
+            sha256.lower(),
+            actual,
+        )
+    return ObjectFile(data, actual)
+
+
+def select_program(
+    programs: tuple[ProgramFacts, ...], name: str | None, hook: Hook, path: Path, label: str
+) -> ProgramFacts:
+    """Program `name`, or the object's one program for `hook`; refused if it cannot run there."""
+    listing = ", ".join(f"{p.name} (SEC {p.section!r})" for p in programs) or "none"
+    if name is not None:
+        chosen = [p for p in programs if p.name == name]
+        if not chosen:
+            raise ProgramNotFound(
+                f"{label}: {path} has no program {name!r}; its programs: {listing}",
+                tuple(p.name for p in programs),
+            )
+    else:
+        chosen = [p for p in programs if misfit(p, hook) is None]
+        if len(chosen) != 1 and len(programs) == 1:
+            chosen = list(programs)  # the one program, whatever it is; the check below speaks
+        if len(chosen) != 1:
+            raise ProgramNotFound(
+                f"{label}: {path} holds {len(chosen)} programs for the {hook.value} hook, "
+                f"so Name= must say which; its programs: {listing}",
+                tuple(p.name for p in programs),
+            )
+    program = chosen[0]
+    if reason := misfit(program, hook):
+        raise WrongProgramType(f"{label}: program {program.name!r} in {path} {reason}, which cannot run on the {hook.value} hook")
+    return program
+
+
+def _persistent_pins(maps: tuple[MapFacts, ...], pin_root: Path) -> dict[str, str | None]:
+    """Per map that holds state: its pin, when a map of the same shape is pinned there for this
+    load to reuse, else None: a new map, left unpinned (mappins.commit pins it once a chain using
+    it runs, so a plan, or a load that fails, changes no pin). Read-only data comes from the
+    object itself."""
+    pins: dict[str, str | None] = {}
+    for m in maps:
+        if not mappins.holds_state(m.name):
+            continue
+        pinned = Path(m.pin_path) if m.pin_path else pin_root / folder_name(m.name)
+        pins[m.name] = str(pinned) if mappins.reusable(pinned, m.shape) else None
+    return pins
+
+
+def _pins_under(folder: Path) -> set[Path]:
+    return {Path(d) / f for d, _, files in os.walk(folder) for f in files}
+
+
+def open_object_facts(path: Path, data: bytes, label: str) -> ObjectFacts:
+    """What the object's bytes hold, read by libbpf in a worker: no kernel, no root."""
+    with _malformed_as_load_error(path, label), open_object(data, path) as opened:
+        return opened.facts
+
+
+@contextmanager
+def _malformed_as_load_error(path: Path, label: str) -> Iterator[None]:
+    try:
+        yield
+    except WorkerFailed as e:
+        raise ObjectMalformed(f"{label}: object {path} is malformed ({e.detail})") from None
+    except OpenRefused as e:
+        output = e.output.strip()
+        raise ObjectMalformed(f"{label}: object {path} is malformed (libbpf: {libbpf_strerror(e.errno)})\n{output}".rstrip()) from None
+
+
+def _load_in_worker(
+    data: bytes, path: Path, pin_root: Path | None, name: str | None, hook: Hook, persist_maps: bool, label: str
+) -> tuple[ProgramFacts, LoadedObject]:
+    with _malformed_as_load_error(path, label), open_object(data, path, pin_root) as opened:
+        program = select_program(opened.facts.programs, name, hook, path, label)
+        if pin_root is None:  # nothing pinned anywhere, even what the object asks to pin
+            pins: dict[str, str | None] = {m.name: None for m in opened.facts.maps}
+        else:
+            pins = _persistent_pins(opened.facts.maps, pin_root) if persist_maps else {}
+        prog_type = hook_prog_type(hook)
+        attach = bpf.AttachType.XDP if prog_type == bpf.ProgType.XDP else None
+        try:
+            return program, opened.load(LoadRequest(program.name, prog_type, attach, pins))
+        except LibbpfError as e:
+            log = "".join(iter_log_sections(e.output, "-- BEGIN PROG LOAD LOG --", "-- END PROG LOAD LOG --"))
+            if log:
+                raise ProgramRejected(label, program.name, path, e.errno, log) from None
+            raise LoadError(f"{label}: loading {path} failed: {e}\n{e.output.strip()}".rstrip()) from None
+
+
+def _loaded_program(program: ProgramFacts, loaded: LoadedObject, hook: Hook, sha256: str) -> LoadedProgram:
+    def release() -> None:
+        for fd in loaded.fds():
+            os.close(fd)
+
+    try:
+        info = bpf.prog_info(loaded.prog_fd)
+        maps = {n: map_ref(n, fd, pin) for n, (fd, pin) in loaded.maps.items()}
+    except BaseException:
+        release()
+        raise
+    return LoadedProgram(
+        fd=loaded.prog_fd,
+        name=program.name,
+        hook=hook,
+        prog_type=info.type,
+        id=info.id,
+        tag=info.tag,
+        insns=loaded.insns,
+        maps=maps,
+        sha256=sha256,
+        _release=release,
+    )
+
+
+def load_object_program(
+    path: Path,
+    hook: Hook,
+    pin_root: Path | None,
+    *,
+    name: str | None = None,
+    sha256: str | None = None,
+    label: str | None = None,
+    persist_maps: bool = False,
+    policy: FilePolicy = FilePolicy(),
+    data: ObjectFile | None = None,
+) -> LoadedProgram:
+    """Load program `name` (or the object's one program for `hook`) from the ELF object at
+    `path`, with maps pinned by name under `pin_root` (a bpffs folder, created if missing, and
+    removed again if the load leaves it empty). With `persist_maps`, every map that holds state
+    is pinned there too, so the next load of the same unit reuses it. A failed load leaves no
+    pin it created. Without `pin_root`, nothing is pinned (a trial load). libbpf runs in a
+    worker process: an object that crashes it is ObjectMalformed. `policy`: what the object file
+    must be to be read; `data`: its bytes, already read under it."""
+    path, hook = Path(path), Hook(hook)
+    label = label or str(path)
+    if pin_root is not None and os.path.ismount(pin_root):
+        # libbpf would pin maps by name straight into a shared bpffs root.
+        raise LoadError(f"{label}: refusing to pin maps into the bpffs mount point {pin_root}")
+    object_file = data or read_object(path, label, sha256, policy)
+    if pin_root is None:
+        program, loaded = _load_in_worker(object_file.data, path, None, name, hook, False, label)
+        return _loaded_program(program, loaded, hook, object_file.sha256)
+    pin_root = Path(pin_root)
+    created_root = not pin_root.exists()
+    if not persist_maps:  # libbpf pins the maps an object declares LIBBPF_PIN_BY_NAME there
+        pin_root.mkdir(parents=True, exist_ok=True)
+    pins_before = _pins_under(pin_root)
+    try:
+        program, loaded = _load_in_worker(object_file.data, path, pin_root, name, hook, persist_maps, label)
+        result = _loaded_program(program, loaded, hook, object_file.sha256)
+    except BaseException:
+        for pin in _pins_under(pin_root) - pins_before:
+            pin.unlink(missing_ok=True)
+        if created_root and pin_root.is_dir() and not any(pin_root.iterdir()):
+            remove_tree(pin_root)
+        raise
+    if created_root and pin_root.is_dir() and not any(pin_root.iterdir()):
+        pin_root.rmdir()
+    return result
+
+
+def unit_program_file(unit: Unit, policy: FilePolicy = FilePolicy()) -> ObjectFile:
+    """The unit's object or source file, read once under `policy` and checked against SHA256=:
+    what its digest says is what loads."""
+    label = f"unit {unit.name}"
+    path = unit.program.source if unit.program.source is not None else unit.program.object
+    if path is None:
+        raise LoadError(f"{label}: names neither an object nor a source file")
+    return read_object(Path(path), label, unit.program.sha256, policy)
+
+
+def load_unit_program(
+    unit: Unit, root: StateRoot, policy: FilePolicy = FilePolicy(), data: ObjectFile | None = None
+) -> LoadedProgram:
+    """Load a unit's program: an ELF object with libbpf, or C source with bcc. `policy`: what
+    its object or source file must be to be read; `data`: that file, already read."""
+    label = f"unit {unit.name}"
+    data = data or unit_program_file(unit, policy)
+    if unit.program.source is not None:
+        from bpfunits.load.bcc import load_source_program  # bcc is heavy; only Source= needs it
+
+        return load_source_program(
+            unit.program.source,
+            unit.hook,
+            name=unit.program.name,
+            defines=unit.program.defines,
+            label=label,
+            pin_root=root.unit_path(unit.name),
+            data=data,
+        )
+    return load_object_program(
+        unit.program.object,
+        unit.hook,
+        root.unit_path(unit.name),
+        name=unit.program.name,
+        label=label,
+        persist_maps=True,
+        data=data,
+    )

@@ -1,0 +1,179 @@
+"""libbpf on an untrusted ELF object, in a forked worker (load/worker.py): libbpf 1.1 crashes
+on some malformed objects, and that must end the worker, not the daemon.
+
+The worker opens the object's bytes and answers with its facts: programs (name, section,
+libbpf's type, BTF context type) and maps. Every decision is the parent's, made from those facts
+(load.py): which program, typed how, which maps pinned where. The worker then loads, and hands
+the program's and maps' fds over with the relocated instructions; the map fds embedded in those
+are the worker's numbers, which the parent rewrites into its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import errno
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from bpfunits.sys.libbpf import BpfObject, LibbpfError
+from bpfunits.load.mapfds import with_map_fds
+from bpfunits.load.worker import MAX_FDS, Channel, Message, Worker, WorkerFailed, forked, parsing
+
+# Parsing even a 64 MiB object takes well under a second; a load runs the verifier, which the
+# kernel bounds (1M instructions) but which takes seconds on large programs.
+OPEN_TIMEOUT = 10.0
+LOAD_TIMEOUT = 120.0
+
+
+class OpenRefused(LibbpfError):
+    """libbpf refused to open the object (not ELF, not BPF, broken sections or BTF)."""
+
+
+@dataclass(frozen=True)
+class ProgramFacts:
+    name: str
+    section: str
+    libbpf_type: int  # what libbpf guessed from the section, 0 (UNSPEC) when it could not
+    context: str | None  # the BTF type of its first argument: "struct xdp_md", "struct __sk_buff"
+
+
+@dataclass(frozen=True)
+class MapFacts:
+    name: str
+    shape: tuple[int, int, int, int, int]  # type, key size, value size, max entries, flags
+    pin_path: str | None  # where the object asks for it to be pinned (LIBBPF_PIN_BY_NAME)
+
+
+@dataclass(frozen=True)
+class ObjectFacts:
+    programs: tuple[ProgramFacts, ...]
+    maps: tuple[MapFacts, ...]
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    program: str
+    prog_type: int
+    expected_attach_type: int | None
+    pins: dict[str, str | None]  # per map: its pin path; None for no pin; absent: as the object says
+
+
+@dataclass
+class LoadedObject:
+    """One program loaded by the worker, its fds now the caller's to close."""
+
+    prog_fd: int
+    insns: bytes  # relocated, with this process's map fds
+    maps: dict[str, tuple[int, str | None]]  # name: (fd, pin path)
+
+    def fds(self) -> list[int]:
+        return [self.prog_fd, *(fd for fd, _ in self.maps.values())]
+
+
+class OpenedObject:
+    """The parent's handle on a worker holding the opened object."""
+
+    def __init__(self, worker: Worker) -> None:
+        self._worker = worker
+        try:
+            self.facts = _facts(_answer(worker.receive(OPEN_TIMEOUT)))
+        except LibbpfError as exc:
+            raise OpenRefused(str(exc), exc.errno, exc.output) from None
+
+    def load(self, request: LoadRequest) -> LoadedObject:
+        """Load `request.program`; LibbpfError with libbpf's output if the load fails."""
+        self._worker.send(
+            {"program": request.program, "prog_type": request.prog_type,
+             "expected_attach_type": request.expected_attach_type, "pins": request.pins}
+        )
+        message = self._worker.receive(LOAD_TIMEOUT)
+        with parsing(message):
+            body = _answer(message)
+            ours = message.fds_by_number([body["prog_fd"], *(fd for _, fd, _ in body["maps"])])
+            loaded = LoadedObject(
+                ours[body["prog_fd"]],
+                with_map_fds(base64.b64decode(body["insns"]), ours),
+                {name: (ours[fd], pin) for name, fd, pin in body["maps"]},
+            )
+        message.fds = []
+        return loaded
+
+
+@contextmanager
+def open_object(data: bytes, path: Path, pin_root: Path | None = None) -> Iterator[OpenedObject]:
+    """Open `data` (the object's bytes; `path` names it) in a worker. WorkerFailed if libbpf
+    crashes or hangs on it, OpenRefused if it refuses it."""
+    with forked(lambda channel: _serve(channel, data, path, pin_root), "libbpf") as worker:
+        yield OpenedObject(worker)
+
+
+def _answer(message: Message) -> dict:
+    body = message.body
+    if isinstance(body, dict) and "libbpf_error" in body:
+        message.close_fds()
+        error = body["libbpf_error"]
+        raise LibbpfError(str(error["message"]), int(error["errno"]), str(error["output"]))
+    if not isinstance(body, dict) or "ok" not in body:
+        message.close_fds()
+        raise WorkerFailed("the worker sent an answer that does not parse")
+    return body["ok"]
+
+
+def _facts(body: dict) -> ObjectFacts:
+    try:
+        return ObjectFacts(
+            tuple(ProgramFacts(str(n), str(s), int(t), c if c is None else str(c)) for n, s, t, c in body["programs"]),
+            tuple(MapFacts(str(n), tuple(int(x) for x in shape), p if p is None else str(p)) for n, shape, p in body["maps"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise WorkerFailed(f"the worker sent facts that do not parse ({exc})") from None
+
+
+# --- in the worker ---------------------------------------------------------------------------
+
+
+def _serve(channel: Channel, data: bytes, path: Path, pin_root: Path | None) -> None:
+    try:
+        obj = BpfObject(data, path, pin_root_path=pin_root)
+    except LibbpfError as exc:
+        channel.send(_libbpf_error(exc))
+        return
+    programs = {p.name: p for p in obj.programs()}
+    maps = obj.maps()
+    channel.send({"ok": {
+        "programs": [(p.name, p.section, p.type, obj.context_type(p.name)) for p in programs.values()],
+        "maps": [(m.name, m.shape, m.requested_pin_path) for m in maps],
+    }})
+    request = channel.receive()
+    if request is None:  # the parent only wanted the facts
+        return
+    wanted = request.body
+    program = programs[wanted["program"]]
+    for other in programs.values():
+        if other is not program:
+            other.set_autoload(False)
+    program.set_type(wanted["prog_type"], wanted["expected_attach_type"])
+    for m in maps:
+        if m.name in wanted["pins"]:
+            pin = wanted["pins"][m.name]
+            m.set_pin_path(None if pin is None else Path(pin))
+    try:
+        obj.load()
+    except LibbpfError as exc:
+        channel.send(_libbpf_error(exc))
+        return
+    loaded = [(m.name, m.fd, m.pin_path) for m in maps if m.fd >= 0]
+    if len(loaded) + 1 > MAX_FDS:
+        too_many = f"the object has {len(loaded)} maps; bpfunits takes at most {MAX_FDS - 1}"
+        channel.send(_libbpf_error(LibbpfError(too_many, errno.E2BIG)))
+        return
+    channel.send(
+        {"ok": {"prog_fd": program.fd, "insns": base64.b64encode(program.insns()).decode(), "maps": loaded}},
+        [program.fd, *(fd for _, fd, _ in loaded)],
+    )
+
+
+def _libbpf_error(exc: LibbpfError) -> dict:
+    return {"libbpf_error": {"message": str(exc), "errno": exc.errno, "output": exc.output}}

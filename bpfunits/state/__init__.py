@@ -1,0 +1,1 @@
+"""bpfunits' state in bpffs: the state root's folders and the pins in them."""

@@ -1,0 +1,215 @@
+"""Reading route netlink without pyroute2: one request, its messages parsed with struct into
+the few attributes bpfunits reads. A node with a thousand interfaces is listed in one dump of a
+few milliseconds, where pyroute2 spends that on each message; the daemon lists every few seconds.
+
+Only reads live here; changes (rare, and easier to get right with pyroute2) go through rtnl.
+All calls act in the calling thread's network namespace.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from bpfunits.sys.rtnl import RtnlError
+
+NLMSG_ERROR = 2
+NLMSG_DONE = 3
+NLM_F_REQUEST = 0x1
+NLM_F_DUMP = 0x300
+RTM_NEWLINK = 16
+RTM_DELLINK = 17
+RTM_GETLINK = 18
+RTM_GETQDISC = 38
+RTM_NEWQDISC = 36
+RTM_GETTFILTER = 46
+RTM_NEWTFILTER = 44
+
+IFLA_IFNAME = 3
+IFLA_XDP = 43
+IFLA_XDP_ATTACHED = 2
+IFLA_XDP_PROG_ID = 4
+IFLA_XDP_DRV_PROG_ID = 5
+IFLA_XDP_SKB_PROG_ID = 6
+IFLA_XDP_HW_PROG_ID = 7
+TCA_KIND = 1
+TCA_OPTIONS = 2
+
+_NLMSGHDR = struct.Struct("=IHHII")
+_IFINFOMSG = struct.Struct("=BxHiII")
+_TCMSG = struct.Struct("=BxxxiIII")
+_RTA = struct.Struct("=HH")
+_U32 = struct.Struct("=I")
+_NLA_TYPE_MASK = 0x3FFF  # without NLA_F_NESTED / NLA_F_NET_BYTEORDER
+_RECV_SIZE = 1 << 16
+
+
+def attributes(data: bytes | memoryview, start: int = 0, end: int | None = None) -> dict[int, memoryview]:
+    """The attributes (rtattr/nlattr) in data[start:end], by type; a malformed tail ends the walk."""
+    view = memoryview(data)
+    end = len(view) if end is None else end
+    found: dict[int, memoryview] = {}
+    pos = start
+    while pos + 4 <= end:
+        length, kind = _RTA.unpack_from(view, pos)
+        if length < 4 or pos + length > end:
+            break
+        found[kind & _NLA_TYPE_MASK] = view[pos + 4 : pos + length]
+        pos += (length + 3) & ~3
+    return found
+
+
+def u32(value: memoryview | None) -> int:
+    return _U32.unpack_from(value)[0] if value is not None and len(value) >= 4 else 0
+
+
+def string(value: memoryview | None) -> str:
+    return bytes(value).split(b"\0", 1)[0].decode(errors="replace") if value is not None else ""
+
+
+@dataclass(frozen=True)
+class Message:
+    kind: int  # nlmsg_type
+    seq: int
+    body: memoryview  # after the netlink header
+
+
+def messages(data: bytes) -> Iterator[Message]:
+    """The netlink messages in one datagram."""
+    view = memoryview(data)
+    pos = 0
+    while pos + _NLMSGHDR.size <= len(view):
+        length, kind, _flags, seq, _pid = _NLMSGHDR.unpack_from(view, pos)
+        if length < _NLMSGHDR.size or pos + length > len(view):
+            return
+        yield Message(kind, seq, view[pos + _NLMSGHDR.size : pos + length])
+        pos += (length + 3) & ~3
+
+
+def error_of(message: Message) -> int:
+    """The (positive) errno an NLMSG_ERROR carries; 0 for an acknowledgement."""
+    return -struct.unpack_from("=i", message.body)[0] if len(message.body) >= 4 else errno.EIO
+
+
+def request(kind: int, header: bytes, what: str, *, dump: bool) -> list[Message]:
+    """Send one request and collect its answer: every message of a dump up to NLMSG_DONE, or
+    the single reply. A netlink error raises RtnlError naming `what`."""
+    seq = 1
+    flags = NLM_F_REQUEST | (NLM_F_DUMP if dump else 0)
+    packet = _NLMSGHDR.pack(_NLMSGHDR.size + len(header), kind, flags, seq, 0) + header
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE) as sock:
+        sock.send(packet)
+        found: list[Message] = []
+        while True:
+            data = sock.recv(_RECV_SIZE)
+            for message in messages(data):
+                if message.seq != seq:
+                    continue
+                if message.kind == NLMSG_DONE:
+                    return found
+                if message.kind == NLMSG_ERROR:
+                    code = error_of(message)
+                    if code:
+                        raise RtnlError(what, code)
+                    return found
+                found.append(message)
+                if not dump:
+                    return found
+
+
+# --- interfaces -----------------------------------------------------------------------------------
+
+# IFLA_XDP_ATTACHED values, and the attribute holding the program's id in that mode.
+XDP_ATTACHED_DRV, XDP_ATTACHED_SKB, XDP_ATTACHED_HW, XDP_ATTACHED_MULTI = 1, 2, 3, 4
+_XDP_ID_ATTRS = (IFLA_XDP_PROG_ID, IFLA_XDP_DRV_PROG_ID, IFLA_XDP_SKB_PROG_ID, IFLA_XDP_HW_PROG_ID)
+
+
+@dataclass(frozen=True)
+class Link:
+    """One interface as RTM_NEWLINK reports it, as far as bpfunits cares."""
+
+    index: int
+    name: str
+    xdp_attached: int  # IFLA_XDP_ATTACHED: 0 none, else XDP_ATTACHED_*
+    xdp_prog_ids: tuple[tuple[int, int], ...]  # (IFLA_XDP_*PROG_ID attribute, id) for those set
+
+    @property
+    def xdp_prog_id(self) -> int:
+        """The program the kernel reports first (the one of its mode; with several modes, the
+        generic IFLA_XDP_PROG_ID is absent and the driver's comes first)."""
+        return self.xdp_prog_ids[0][1] if self.xdp_prog_ids else 0
+
+
+def link_of(message: Message) -> Link | None:
+    """An interface message (RTM_NEWLINK/RTM_DELLINK of the whole device), else None."""
+    if message.kind not in (RTM_NEWLINK, RTM_DELLINK) or len(message.body) < _IFINFOMSG.size:
+        return None
+    family, _type, index, _flags, _change = _IFINFOMSG.unpack_from(message.body)
+    if family != socket.AF_UNSPEC:
+        return None  # e.g. AF_BRIDGE port messages, which say nothing about the device itself
+    attrs = attributes(message.body, _IFINFOMSG.size)
+    xdp = attributes(attrs[IFLA_XDP]) if IFLA_XDP in attrs else {}
+    attached = xdp[IFLA_XDP_ATTACHED][0] if len(xdp.get(IFLA_XDP_ATTACHED, b"")) >= 1 else 0
+    ids = tuple((a, u32(xdp[a])) for a in _XDP_ID_ATTRS if u32(xdp.get(a)))
+    return Link(index, string(attrs.get(IFLA_IFNAME)) or f"ifindex {index}", attached, ids)
+
+
+def link_request(ifindex: int = 0) -> bytes:
+    return _IFINFOMSG.pack(socket.AF_UNSPEC, 0, ifindex, 0, 0)
+
+
+def links() -> dict[int, Link]:
+    """Every interface of this network namespace, by ifindex."""
+    found = (link_of(m) for m in request(RTM_GETLINK, link_request(), "listing interfaces", dump=True))
+    return {link.index: link for link in found if link is not None}
+
+
+def link(ifindex: int) -> Link:
+    """One interface (ENODEV as RtnlError when it does not exist)."""
+    for message in request(RTM_GETLINK, link_request(ifindex), f"reading interface ifindex {ifindex}", dump=False):
+        found = link_of(message)
+        if found is not None and found.index == ifindex:
+            return found
+    raise RtnlError(f"reading interface ifindex {ifindex}", errno.ENODEV)
+
+
+# --- tc ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TcObject:
+    """A qdisc or filter message: its tcmsg fields, kind and raw options."""
+
+    ifindex: int
+    handle: int
+    parent: int
+    info: int
+    kind: str
+    options: dict[int, memoryview]
+
+
+def _tc_object(message: Message) -> TcObject | None:
+    if len(message.body) < _TCMSG.size:
+        return None
+    _family, ifindex, handle, parent, info = _TCMSG.unpack_from(message.body)
+    attrs = attributes(message.body, _TCMSG.size)
+    options = attributes(attrs[TCA_OPTIONS]) if TCA_OPTIONS in attrs else {}
+    return TcObject(ifindex, handle, parent, info, string(attrs.get(TCA_KIND)), options)
+
+
+def qdiscs() -> list[TcObject]:
+    """Every qdisc of this network namespace."""
+    header = _TCMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
+    found = (_tc_object(m) for m in request(RTM_GETQDISC, header, "listing qdiscs", dump=True)
+             if m.kind == RTM_NEWQDISC)
+    return [q for q in found if q is not None]
+
+
+def filters(ifindex: int, parent: int, what: str) -> list[TcObject]:
+    """The filters under `parent` of one interface, in the kernel's dump order."""
+    header = _TCMSG.pack(socket.AF_UNSPEC, ifindex, 0, parent, 0)
+    found = (_tc_object(m) for m in request(RTM_GETTFILTER, header, what, dump=True) if m.kind == RTM_NEWTFILTER)
+    return [f for f in found if f is not None]

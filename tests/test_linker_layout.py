@@ -1,0 +1,130 @@
+"""Chain assembly (pure): where code goes and how references are rewritten."""
+
+from __future__ import annotations
+
+import pytest
+
+from bpfunits.linker import asm
+from bpfunits.linker.asm import FP, R0, R1, R6, Insn
+from bpfunits.linker.component import Component, LinkError, shape_of
+from bpfunits.linker.layout import CounterLayout, Mode, Part, assemble
+
+
+def part(*insns: Insn, proceed=frozenset({2}), mode=Mode.INLINE, depth=0) -> Part:
+    return Part("u", shape_of(Component("u", asm.encode(list(insns)), proceed)), proceed, mode, depth)
+
+
+RET_PASS = (asm.mov64_imm(R0, 2), asm.exit_())
+WITH_SUB = (asm.call_pseudo(2), asm.exit_(), asm.exit_(), asm.mov64_imm(R0, 2), asm.exit_())
+
+
+def targets(insns, pc):
+    return pc + insns[pc].imm + 1
+
+
+def test_inline_chain_saves_context_below_the_deepest_stack_and_rewrites_exits():
+    a = assemble([part(*RET_PASS, depth=20), part(*RET_PASS, depth=4)], end_verdict=2)
+    insns = a.insns
+    assert insns[0] == asm.stx_dw(FP, R1, -32)  # 20 bytes round up to 24, the slot below
+    assert insns[2] == asm.ja(0)  # first component's exit -> its epilogue
+    assert insns[3] == asm.jmp32_imm(asm.JNE, R0, 2, insns[3].off)
+    assert insns[4] == asm.ldx_dw(R1, FP, -32)  # context reloaded before the next one
+    assert [i for i in insns if i.is_exit] == [asm.exit_()]  # one shared exit
+    assert insns[3 + insns[3].off + 1].is_exit
+    assert a.func_starts == (0,) and a.part_starts == (1, 5)
+
+
+def test_dispatch_needs_one_compare_per_proceed_verdict():
+    codes = frozenset({-1, 0, 7})
+    insns = assemble([part(*RET_PASS, proceed=codes), part(*RET_PASS)], end_verdict=-1).insns
+    compares = [i for i in insns if i.cls == asm.JMP32]
+    assert [(c.op, c.imm) for c in compares[:3]] == [(asm.JEQ, -1), (asm.JEQ, 0), (asm.JNE, 7)]
+    # both JEQ land on the instruction after the JNE: the next component
+    first = insns.index(compares[0])
+    assert first + compares[0].off + 1 == first + 3 and first + 1 + compares[1].off + 1 == first + 3
+
+
+def test_subprograms_follow_all_main_code_with_calls_rewritten():
+    a = assemble([part(*WITH_SUB), part(*WITH_SUB)], end_verdict=2)
+    insns = a.insns
+    main_end = next(pc for pc, i in enumerate(insns) if i.is_exit)  # the shared exit
+    assert len(a.func_starts) == 3 and all(s > main_end for s in a.func_starts[1:])
+    calls = [pc for pc, i in enumerate(insns) if i.is_pseudo_call]
+    assert [targets(insns, pc) for pc in calls] == list(a.func_starts[1:])
+    assert insns[a.func_starts[1]] == asm.mov64_imm(R0, 2)  # the subprogram block, unchanged
+
+
+def test_called_components_keep_context_in_r6_and_are_placed_whole():
+    a = assemble([part(*WITH_SUB, mode=Mode.CALL), part(*RET_PASS, mode=Mode.CALL)], end_verdict=2)
+    insns = a.insns
+    assert insns[0] == asm.mov64_reg(R6, R1)
+    calls = [pc for pc, i in enumerate(insns) if i.is_pseudo_call]
+    assert targets(insns, calls[0]) == a.part_starts[0] and targets(insns, calls[1]) == a.part_starts[1]
+    # the first called program's own call still reaches its subprogram
+    inner = a.part_starts[0]
+    assert targets(insns, inner) == inner + 3
+    assert a.func_starts == (0, a.part_starts[0], a.part_starts[0] + 3, a.part_starts[1])
+
+
+def test_counting_keeps_the_verdict_and_stays_in_its_slot_range():
+    counters = CounterLayout(map_fd=7, low=-1, high=8)
+    insns = assemble([part(*RET_PASS), part(*RET_PASS)], end_verdict=-1, counters=counters).insns
+    assert counters.slots == 11
+    writes = [i for i in insns if i.code == asm.STX | asm.MEM | asm.DW and i.dst != FP]
+    assert [w.off for w in writes] == [0, 88]
+    assert not any(i.dst == R0 for i in insns if i.cls in (asm.ALU, asm.ALU64) and i.code != 0xB7)
+
+
+def test_counter_lookup_is_null_checked_before_its_result_is_kept():
+    # Kernels before the verifier's map-lookup nullness elision (5.10, 6.1, 6.12) refuse a
+    # pointer from bpf_map_lookup_elem that is used unchecked, even for key 0 of an array.
+    counters = CounterLayout(map_fd=7, low=-1, high=8)
+    insns = assemble([part(*RET_PASS)], end_verdict=-1, counters=counters).insns
+    lookup = insns.index(asm.call_helper(asm.HELPER_MAP_LOOKUP_ELEM))
+    check, fallback, leave, keep = insns[lookup + 1 : lookup + 5]
+    assert check == asm.jmp_imm(asm.JNE, R0, 0, 2)  # 64-bit: the whole pointer
+    assert (fallback, leave) == (asm.mov64_imm(R0, -1), asm.exit_())  # as if every unit proceeded
+    assert keep == asm.stx_dw(FP, R0, keep.off)
+
+
+def test_a_tail_calling_part_returns_its_verdict_unknown_to_the_verifier():
+    # Verifiers before 6.18 take a tail-calling subprogram's fall-through return for its only one
+    # and hard-wire the dispatch after the call on it (seen on 6.1 and 6.12).
+    tail = Component("t", asm.encode([asm.call_helper(asm.HELPER_TAIL_CALL), asm.mov64_imm(R0, 2), asm.exit_()]),
+                     frozenset({3}))
+    called = Part("t", shape_of(tail), frozenset({3}), Mode.CALL, 0)
+    insns = assemble([called, part(*RET_PASS)], end_verdict=2).insns
+    call = next(pc for pc, i in enumerate(insns) if i.is_pseudo_call)
+    spill, zero, add, fill = insns[call + 1 : call + 5]
+    assert spill == asm.stx_dw(FP, R0, spill.off) and fill == asm.ldx_dw(R0, FP, spill.off)
+    assert add == asm.atomic_add_dw(FP, zero.dst, spill.off) and zero == asm.mov64_imm(zero.dst, 0)
+    plain = assemble([part(*RET_PASS, mode=Mode.CALL), part(*RET_PASS)], end_verdict=2).insns
+    assert not any(i.code == asm.STX | asm.ATOMIC | asm.DW for i in plain)  # only after tail calls
+
+
+def test_no_room_for_the_context_is_refused():
+    with pytest.raises(LinkError, match="unit u: its stack leaves no room"):
+        assemble([part(*RET_PASS, depth=512)], end_verdict=2)
+
+
+def test_frames_called_on_top_of_the_chain_must_fit_too():
+    called = part(*RET_PASS, mode=Mode.CALL)
+    deep = Part("deep", called.shape, called.proceed_on, Mode.CALL, 0, stack_above=512)
+    assemble([deep], end_verdict=2)  # called components alone: the context stays in r6
+    with pytest.raises(LinkError, match="unit deep: its stack leaves no room for the chain's own 8 bytes"):
+        assemble([part(*RET_PASS), deep], end_verdict=2)
+
+
+def test_a_chain_needs_components():
+    with pytest.raises(LinkError):
+        assemble([], end_verdict=2)
+
+
+def test_chains_too_long_for_16_bit_jumps_exit_locally():
+    filler = (asm.mov64_imm(R0, 2),) * 12000
+    parts = [part(*filler, *RET_PASS) for _ in range(3)]
+    insns = assemble(parts, end_verdict=2).insns  # would not resolve with one shared exit
+    exits = [pc for pc, i in enumerate(insns) if i.is_exit]
+    assert len(exits) == 4  # one per dispatch, and the shared one
+    short = assemble([part(*RET_PASS, proceed=frozenset({1, 2})), part(*RET_PASS)], end_verdict=2).insns
+    assert sum(i.is_exit for i in short) == 1
