@@ -25,7 +25,7 @@ from bpfunits.state.bpffs import StateRoot, remove_tree
 from bpfunits.hooks.clsbpf import Slot
 from bpfunits.hooks.observe import Attached, Backend, observe
 from bpfunits.hooks.probe import TcBackend, XdpBackend
-from bpfunits.hooks.tcx import Placement
+from bpfunits.hooks.tcx import TcPosition
 from bpfunits.hooks.xdp import XdpMode
 
 
@@ -38,7 +38,7 @@ class AttachOptions:
     xdp_backend: XdpBackend = XdpBackend.AUTO
     xdp_mode: XdpMode = XdpMode.AUTO
     tc_backend: TcBackend = TcBackend.AUTO
-    placement: Placement = Placement.FIRST  # tcx: before or after the programs already there
+    tc_position: TcPosition = TcPosition.FIRST  # tcx: before or after the programs already there
     slot: Slot = field(default_factory=Slot)  # cls_bpf: our filter's prio and handle
 
 
@@ -110,7 +110,7 @@ def _attach_tc(
     hook_dir = root.hook_dir(ifindex, hook)
     if probe.choose_tc_backend(options.tc_backend, probe.features()) is TcBackend.TCX:
         # tcx programs coexist: adding ours changes none of the others.
-        tcx.attach(ifindex, hook, prog_fd, hook_dir, options.placement)
+        tcx.attach(ifindex, hook, prog_fd, hook_dir, options.tc_position)
         return
     slot = options.slot
     occupant = next(

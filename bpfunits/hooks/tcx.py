@@ -13,7 +13,7 @@ from bpfunits.state import pins
 from bpfunits.sys import bpf
 
 
-class Placement(str, Enum):
+class TcPosition(str, Enum):
     """Where a new link goes among the programs already on the hook. The kernel dropped
     BPF_F_FIRST/LAST, so this holds at attach time only: others may attach before or after."""
 
@@ -23,7 +23,7 @@ class Placement(str, Enum):
     @property
     def flags(self) -> int:
         # BEFORE with no relative object prepends; no flags appends.
-        return bpf.BPF_F_BEFORE if self is Placement.FIRST else 0
+        return bpf.BPF_F_BEFORE if self is TcPosition.FIRST else 0
 
 
 def attach_type(hook: Hook) -> bpf.AttachType:
@@ -35,12 +35,12 @@ def attach_type(hook: Hook) -> bpf.AttachType:
 
 
 def attach(
-    ifindex: int, hook: Hook, prog_fd: int, hook_dir: Path, placement: Placement, expected_revision: int = 0
+    ifindex: int, hook: Hook, prog_fd: int, hook_dir: Path, position: TcPosition, expected_revision: int = 0
 ) -> int:
     """Attach through a tcx link pinned in `hook_dir`; returns the link id. A non-zero
     `expected_revision` makes the attach fail with ESTALE if the hook changed since."""
     return pins.create_link(
-        prog_fd, ifindex, attach_type(hook), hook_dir, flags=placement.flags, expected_revision=expected_revision
+        prog_fd, ifindex, attach_type(hook), hook_dir, flags=position.flags, expected_revision=expected_revision
     )
 
 

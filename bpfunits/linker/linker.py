@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass
 
 from bpfunits.hooks import Hook
+from bpfunits.hooks.progtype import expected_attach_type_of, prog_type_of
 from bpfunits.sys import bpf
 from bpfunits.sys.bpf import BpfError
 from bpfunits.linker import asm
@@ -33,16 +34,6 @@ _CHAIN_STACK = 16
 # The verifier refuses a program using more distinct maps (MAX_USED_MAPS; on 6.18: "The total
 # number of maps per program has reached the limit of 64").
 MAX_MAPS = 64
-
-
-def prog_type_of(hook: Hook) -> bpf.ProgType:
-    return bpf.ProgType.SCHED_CLS if hook.is_tc else bpf.ProgType.XDP
-
-
-def expected_attach_type_of(hook: Hook) -> int:
-    # As the loader (and libbpf for SEC("xdp")/SEC("tc")) loads components: a program array
-    # only takes tail calls from programs with its first user's expected attach type.
-    return 0 if hook.is_tc else bpf.AttachType.XDP
 
 
 @dataclass(frozen=True)

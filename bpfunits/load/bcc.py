@@ -12,10 +12,10 @@ import os
 from pathlib import Path
 
 from bpfunits.hooks import Hook
+from bpfunits.hooks.progtype import prog_type_of
 from bpfunits.load import mappins
 from bpfunits.sys import bpf
 from bpfunits.load.bcccompile import CompileFailed, compile_source
-from bpfunits.state.bpffs import folder_name
 from bpfunits.load.load import (
     LoadedProgram,
     LoadError,
@@ -80,8 +80,7 @@ def load_source_program(
         if pin_root is not None:
             pins = _adopt_pinned_maps(tables, pin_root, owned)
             insns = with_map_fds(insns, {compiled.tables[n]: tables[n] for n in pins})
-        prog_type = bpf.ProgType.SCHED_CLS if hook.is_tc else bpf.ProgType.XDP
-        fd = _load(insns, prog_type, compiled.license, compiled.function, source, label)
+        fd = _load(insns, prog_type_of(hook), compiled.license, compiled.function, source, label)
         owned.append(fd)
         info = bpf.prog_info(fd)
         maps = {t: map_ref(t, fd_, pins.get(t)) for t, fd_ in tables.items()}
@@ -127,8 +126,8 @@ def _adopt_pinned_maps(tables: dict[str, int], pin_root: Path, owned: list[int])
     mappins.commit. Returns the pins reused."""
     pins = {}
     for name, fd in list(tables.items()):
-        path = pin_root / folder_name(name)
-        if mappins.reusable(path, bpf.map_info(fd).shape):
+        path = mappins.reusable_pin(pin_root, name, bpf.map_info(fd).shape)
+        if path is not None:
             tables[name] = bpf.obj_get(str(path))
             owned.append(tables[name])
             pins[name] = str(path)

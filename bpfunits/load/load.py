@@ -20,9 +20,10 @@ from pathlib import Path
 
 from bpfunits.errors import BpfUnitsError
 from bpfunits.hooks import Hook
+from bpfunits.hooks.progtype import expected_attach_type_of, prog_type_of
 from bpfunits.load import mappins
 from bpfunits.sys import bpf
-from bpfunits.state.bpffs import StateRoot, folder_name, remove_tree
+from bpfunits.state.bpffs import remove_tree
 from bpfunits.sys.libbpf import LibbpfError, iter_log_sections
 from bpfunits.sys.libbpf import strerror as libbpf_strerror
 from bpfunits.load.objworker import (
@@ -36,7 +37,6 @@ from bpfunits.load.objworker import (
 )
 from bpfunits.load.progkind import misfit
 from bpfunits.load.worker import WorkerFailed
-from bpfunits.units.model import Unit
 from bpfunits.untrusted import FileMissing, FilePolicy, UntrustedFileError, read_untrusted
 
 
@@ -76,10 +76,6 @@ class ProgramRejected(LoadError, bpf.VerifierError):
         bpf.VerifierError.__init__(
             self, "BPF_PROG_LOAD", err, log, f"{label}: program {program!r} from {path}"
         )
-
-
-def hook_prog_type(hook: Hook) -> bpf.ProgType:
-    return bpf.ProgType.SCHED_CLS if Hook(hook).is_tc else bpf.ProgType.XDP
 
 
 @dataclass(frozen=True)
@@ -194,8 +190,8 @@ def _persistent_pins(maps: tuple[MapFacts, ...], pin_root: Path) -> dict[str, st
     for m in maps:
         if not mappins.holds_state(m.name):
             continue
-        pinned = Path(m.pin_path) if m.pin_path else pin_root / folder_name(m.name)
-        pins[m.name] = str(pinned) if mappins.reusable(pinned, m.shape) else None
+        reused = mappins.reusable_pin(pin_root, m.name, m.shape, m.pin_path)
+        pins[m.name] = str(reused) if reused is not None else None
     return pins
 
 
@@ -229,10 +225,10 @@ def _load_in_worker(
             pins: dict[str, str | None] = {m.name: None for m in opened.facts.maps}
         else:
             pins = _persistent_pins(opened.facts.maps, pin_root) if persist_maps else {}
-        prog_type = hook_prog_type(hook)
-        attach = bpf.AttachType.XDP if prog_type == bpf.ProgType.XDP else None
+        # On tc, the attach type the object's section gives (none for SEC("tc")).
+        attach = expected_attach_type_of(hook) or None
         try:
-            return program, opened.load(LoadRequest(program.name, prog_type, attach, pins))
+            return program, opened.load(LoadRequest(program.name, prog_type_of(hook), attach, pins))
         except LibbpfError as e:
             log = "".join(iter_log_sections(e.output, "-- BEGIN PROG LOAD LOG --", "-- END PROG LOAD LOG --"))
             if log:
@@ -311,42 +307,3 @@ def load_object_program(
         pin_root.rmdir()
     return result
 
-
-def unit_program_file(unit: Unit, policy: FilePolicy = FilePolicy()) -> ObjectFile:
-    """The unit's object or source file, read once under `policy` and checked against SHA256=:
-    what its digest says is what loads."""
-    label = f"unit {unit.name}"
-    path = unit.program.source if unit.program.source is not None else unit.program.object
-    if path is None:
-        raise LoadError(f"{label}: names neither an object nor a source file")
-    return read_object(Path(path), label, unit.program.sha256, policy)
-
-
-def load_unit_program(
-    unit: Unit, root: StateRoot, policy: FilePolicy = FilePolicy(), data: ObjectFile | None = None
-) -> LoadedProgram:
-    """Load a unit's program: an ELF object with libbpf, or C source with bcc. `policy`: what
-    its object or source file must be to be read; `data`: that file, already read."""
-    label = f"unit {unit.name}"
-    data = data or unit_program_file(unit, policy)
-    if unit.program.source is not None:
-        from bpfunits.load.bcc import load_source_program  # bcc is heavy; only Source= needs it
-
-        return load_source_program(
-            unit.program.source,
-            unit.hook,
-            name=unit.program.name,
-            defines=unit.program.defines,
-            label=label,
-            pin_root=root.unit_path(unit.name),
-            data=data,
-        )
-    return load_object_program(
-        unit.program.object,
-        unit.hook,
-        root.unit_path(unit.name),
-        name=unit.program.name,
-        label=label,
-        persist_maps=True,
-        data=data,
-    )

@@ -55,6 +55,14 @@ def reusable(path: Path, shape: tuple[int, ...]) -> bool:
     return info is not None and info.shape == shape
 
 
+def reusable_pin(pin_root: Path, map_name: str, shape: tuple[int, ...], pin_path: str | None = None) -> Path | None:
+    """The pin an earlier load of the unit left for map `map_name` (under `pin_root`, or at the
+    `pin_path` the object names), if it holds a map of this shape for this load to reuse; None
+    for a new map, left unpinned until `commit`. One rule for libbpf's loads and bcc's."""
+    path = Path(pin_path) if pin_path else pin_root / folder_name(map_name)
+    return path if reusable(path, shape) else None
+
+
 @dataclass(frozen=True)
 class ShapeChange:
     """A pinned map the next commit replaces by an empty one of another shape."""

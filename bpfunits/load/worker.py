@@ -11,7 +11,6 @@ the worker made in the kernel (programs, maps) outlives it in the parent.
 
 from __future__ import annotations
 
-import ctypes
 import faulthandler
 import json
 import os
@@ -26,11 +25,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bpfunits.errors import BpfUnitsError
+from bpfunits.sys.libc import libc as _libc
 
 MAX_FDS = 253  # SCM_MAX_FD: descriptors in one message
 _HEADER = struct.Struct("<Q")  # the JSON body's length; the message's fds ride on it
 _PR_SET_PDEATHSIG = 1
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class WorkerFailed(BpfUnitsError):

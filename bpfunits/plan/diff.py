@@ -7,7 +7,7 @@ from typing import Iterable
 
 from bpfunits.hooks import Hook
 from bpfunits.order.graph import HookKey
-from bpfunits.plan.model import Action, Component, Desired, HookPlan, Observed
+from bpfunits.plan.model import Action, ChainMember, Desired, HookPlan, Observed
 
 
 def plan_hook(key: HookKey, desired: Desired | None, observed: Observed | None) -> HookPlan:
@@ -45,7 +45,7 @@ def plan_hook(key: HookKey, desired: Desired | None, observed: Observed | None) 
     return HookPlan(key, Action.REPLACE, want, have, added, removed, moved, changed, reasons)
 
 
-def _other_maps(want: Component, have: Component) -> bool:
+def _other_maps(want: ChainMember, have: ChainMember) -> bool:
     """Whether the running component uses another map than the one pinned for its unit."""
     running = dict(have.maps)
     return any(name in running and running[name] != map_id for name, map_id in want.maps)

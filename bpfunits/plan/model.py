@@ -9,7 +9,7 @@ from bpfunits.order.graph import HookKey
 
 
 @dataclass(frozen=True)
-class Component:
+class ChainMember:
     """One unit's place in a chain, as far as the datapath is concerned: two chains whose
     components are equal run the same code in the same order with the same dispatch."""
 
@@ -28,7 +28,7 @@ class ChainState:
     """A chain of components, plus how it was built (linker format, counters on or off):
     a change there alone also needs a new program."""
 
-    components: tuple[Component, ...]
+    components: tuple[ChainMember, ...]
     build: str
 
     @property

@@ -13,7 +13,7 @@ from bpfunits.linker.component import Component, component_of
 from bpfunits.linker.linker import component_depths
 from bpfunits.order.graph import Chain, HookKey
 from bpfunits.plan.model import ChainState, Desired
-from bpfunits.plan.model import Component as PlannedComponent
+from bpfunits.plan.model import ChainMember
 from bpfunits.reconcile.progcache import CachedProgram, ProgramCache
 from bpfunits.units.model import Unit
 from bpfunits.untrusted import FilePolicy
@@ -88,7 +88,7 @@ def desired_chain(chain: Chain, programs: Programs, counters: bool, takeover: tu
     errors = tuple(programs.errors[u.name] for u, p in loaded if p is None)
     if errors:
         return Desired(chain.key, None, errors)
-    components = tuple(PlannedComponent(u.name, p.sha256, p.tag, tuple(sorted(u.proceed_codes)), programs.pinned(u.name))
+    components = tuple(ChainMember(u.name, p.sha256, p.tag, tuple(sorted(u.proceed_codes)), programs.pinned(u.name))
                        for u, p in loaded)
     may_take_over = any(fnmatchcase(chain.key.interface, g) for g in takeover)
     try:

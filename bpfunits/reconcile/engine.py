@@ -22,7 +22,7 @@ from bpfunits.state.bpffs import StateRoot, children, ensure_mounted, remove_tre
 from bpfunits.hooks.observe import Attached, Observer
 from bpfunits.units.model import Location, Unit
 from bpfunits.hooks.probe import TcBackend, XdpBackend
-from bpfunits.hooks.tcx import Placement
+from bpfunits.hooks.tcx import TcPosition
 from bpfunits.hooks.xdp import XdpMode
 from bpfunits.linker.linker import link_chain
 from bpfunits.order.chains import order_all
@@ -96,7 +96,7 @@ def attach_options(config: Config) -> attaching.AttachOptions:
         xdp_backend=XdpBackend(config.xdp_backend),
         xdp_mode=XdpMode(config.xdp_mode),
         tc_backend=TcBackend(config.tc_backend),
-        placement=Placement(config.tc_position),
+        tc_position=TcPosition(config.tc_position),
     )
 
 

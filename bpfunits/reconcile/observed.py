@@ -16,7 +16,7 @@ from bpfunits.state.bpffs import StateRoot, children
 from bpfunits.hooks.observe import Attached, Observation, Observer, ProgramFacts
 from bpfunits.linker.manifest import read_manifest
 from bpfunits.order.graph import HookKey
-from bpfunits.plan.model import ChainState, Component, Observed
+from bpfunits.plan.model import ChainState, ChainMember, Observed
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ def _chain_of(program: Attached, facts: ProgramFacts) -> ChainState:
         # Ours by its pin, but carrying no manifest: unknown content, so never "unchanged".
         return ChainState((), "unknown")
     return ChainState(
-        tuple(Component(e.unit, e.sha256, e.tag, tuple(sorted(e.proceed_on)),
+        tuple(ChainMember(e.unit, e.sha256, e.tag, tuple(sorted(e.proceed_on)),
                         tuple((n, i) for n, i in e.maps if mappins.holds_state(n))) for e in manifest.components),
         manifest.version,
     )

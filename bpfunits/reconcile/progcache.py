@@ -11,11 +11,12 @@ reconcile did not ask for is released at its end: its unit went, changed or no l
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from bpfunits.hooks import Hook
 from bpfunits.load import mappins
 from bpfunits.state.bpffs import StateRoot
-from bpfunits.load.load import LoadedProgram, load_unit_program, unit_program_file
+from bpfunits.load.load import LoadedProgram, LoadError, ObjectFile, load_object_program, read_object
 from bpfunits.units.model import Unit
 from bpfunits.untrusted import FilePolicy
 
@@ -94,3 +95,43 @@ class ProgramCache:
     def close(self) -> None:
         for unit in list(self._entries):
             self.drop(unit)
+
+
+def unit_program_file(unit: Unit, policy: FilePolicy = FilePolicy()) -> ObjectFile:
+    """The unit's object or source file, read once under `policy` and checked against SHA256=:
+    what its digest says is what loads."""
+    label = f"unit {unit.name}"
+    path = unit.program.source if unit.program.source is not None else unit.program.object
+    if path is None:
+        raise LoadError(f"{label}: names neither an object nor a source file")
+    return read_object(Path(path), label, unit.program.sha256, policy)
+
+
+def load_unit_program(
+    unit: Unit, root: StateRoot, policy: FilePolicy = FilePolicy(), data: ObjectFile | None = None
+) -> LoadedProgram:
+    """Load a unit's program: an ELF object with libbpf, or C source with bcc. `policy`: what
+    its object or source file must be to be read; `data`: that file, already read."""
+    label = f"unit {unit.name}"
+    data = data or unit_program_file(unit, policy)
+    if unit.program.source is not None:
+        from bpfunits.load.bcc import load_source_program  # bcc is heavy; only Source= needs it
+
+        return load_source_program(
+            unit.program.source,
+            unit.hook,
+            name=unit.program.name,
+            defines=unit.program.defines,
+            label=label,
+            pin_root=root.unit_path(unit.name),
+            data=data,
+        )
+    return load_object_program(
+        unit.program.object,
+        unit.hook,
+        root.unit_path(unit.name),
+        name=unit.program.name,
+        label=label,
+        persist_maps=True,
+        data=data,
+    )

@@ -25,13 +25,12 @@ from pathlib import Path
 from bpfunits.errors import BpfUnitsError
 from bpfunits.hooks import Hook
 from bpfunits.sys import netns
+from bpfunits.sys.libc import libc as _libc
 
 BPFFS = Path("/sys/fs/bpf")
 NAME_MAX = 255  # bytes in one path component, bpffs included
 BPF_FS_MAGIC = 0xCAFE4A11
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class BpffsError(BpfUnitsError):

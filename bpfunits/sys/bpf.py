@@ -16,14 +16,19 @@ from functools import cache
 from pathlib import Path
 
 from bpfunits.errors import BpfUnitsError
+from bpfunits.sys.libc import libc as _libc
+from bpfunits.sys.libc import syscall_number
 
-_SYS_BPF = 321  # x86-64
 # Larger than any union bpf_attr field we use; the kernel accepts a bigger buffer when the
 # bytes past its own union size are zero.
 _ATTR_SIZE = 160
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
+
+@cache
+def _sys_bpf() -> int:
+    # Looked up at the first call, so that an unknown architecture fails there, with its name,
+    # and not every import (the unit language needs no kernel).
+    return syscall_number("bpf")
 
 
 class Cmd(IntEnum):
@@ -182,7 +187,7 @@ class _Attr:
 
 def _raw(cmd: Cmd, attr: _Attr) -> tuple[int, int]:
     """Run bpf(cmd, attr); returns (result, errno) without raising."""
-    ret = _libc.syscall(_SYS_BPF, ctypes.c_int(cmd), attr.buf, ctypes.c_uint(len(attr.buf)))
+    ret = _libc.syscall(_sys_bpf(), ctypes.c_int(cmd), attr.buf, ctypes.c_uint(len(attr.buf)))
     return ret, (ctypes.get_errno() if ret < 0 else 0)
 
 

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bpfunits.errors import BpfUnitsError
+from bpfunits.sys.libc import libc as _libc
 
 _lib = ctypes.CDLL("libbpf.so.1", use_errno=True)
-_libc = ctypes.CDLL(None, use_errno=True)
 
 _obj_p = ctypes.c_void_p
 _prog_p = ctypes.c_void_p
@@ -106,7 +106,6 @@ def keep_ends(text: str, limit: int) -> str:
         return text
     head = text[: text.find("\n") + 1]
     return f"{head}[... {len(text) - len(head) - limit} characters left out ...]\n{text[-limit:]}"
-
 
 
 class LibbpfError(BpfUnitsError):

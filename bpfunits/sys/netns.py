@@ -13,11 +13,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from bpfunits.errors import BpfUnitsError
+from bpfunits.sys.libc import libc as _libc
 
 CLONE_NEWNET = 0x40000000
 NETNS_RUN_DIR = "/run/netns"
-
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class NetnsError(BpfUnitsError):

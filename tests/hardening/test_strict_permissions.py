@@ -13,7 +13,8 @@ import pytest
 
 from bpfunits.config import load_config
 from bpfunits.hooks import Hook
-from bpfunits.load.load import LoadError, load_unit_program
+from bpfunits.load.load import LoadError
+from bpfunits.reconcile.progcache import load_unit_program
 from bpfunits.units.model import Program, Unit
 from bpfunits.units.search import load_units
 from bpfunits.untrusted import FilePolicy

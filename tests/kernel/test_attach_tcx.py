@@ -13,7 +13,7 @@ from bpfunits.sys import bpf
 from bpfunits.hooks.attach import AttachError, AttachOptions
 from bpfunits.hooks.observe import Backend, observe
 from bpfunits.hooks.probe import TcBackend
-from bpfunits.hooks.tcx import Placement
+from bpfunits.hooks.tcx import TcPosition
 from tests.fixtures.counters import count_of_prog
 from tests.traffic import through_hook
 
@@ -56,7 +56,7 @@ def test_attach_observe_replace_detach(veth_pair, bpffs_root, counters, hook):
     assert (a.count(), b.count()) == (40, 25)
 
 
-@pytest.mark.parametrize("placement", [Placement.FIRST, Placement.LAST])
+@pytest.mark.parametrize("placement", [TcPosition.FIRST, TcPosition.LAST])
 @pytest.mark.matrix
 def test_placement_relative_to_a_foreign_program(veth_pair, bpffs_root, counters, placement):
     ours, theirs = counters(Hook.TC_INGRESS, "a"), counters(Hook.TC_INGRESS, "b")
@@ -65,10 +65,10 @@ def test_placement_relative_to_a_foreign_program(veth_pair, bpffs_root, counters
         # Another tool's tcx link, held by its fd only (nothing under our root).
         foreign_link = bpf.link_create(theirs.fd, idx, bpf.AttachType.TCX_INGRESS)
         try:
-            options = AttachOptions(tc_backend=TcBackend.TCX, placement=placement)
+            options = AttachOptions(tc_backend=TcBackend.TCX, tc_position=placement)
             attach.attach(idx, Hook.TC_INGRESS, ours.fd, bpffs_root, options)
             seen = observe(idx, Hook.TC_INGRESS, bpffs_root)
-            expected = [ours.id, theirs.id] if placement is Placement.FIRST else [theirs.id, ours.id]
+            expected = [ours.id, theirs.id] if placement is TcPosition.FIRST else [theirs.id, ours.id]
             assert [p.prog_id for p in seen.programs] == expected
             assert [p.ours for p in seen.programs] == [pid == ours.id for pid in expected]
             assert {p.backend for p in seen.programs} == {Backend.TCX}
@@ -120,11 +120,11 @@ def test_a_stale_expected_revision_is_refused(veth_pair, bpffs_root, counters):
         foreign_link = bpf.link_create(b.fd, idx, bpf.AttachType.TCX_INGRESS)  # changes the hook meanwhile
         try:
             with pytest.raises(bpf.BpfError) as stale:
-                tcx.attach(idx, Hook.TC_INGRESS, a.fd, hook_dir, Placement.FIRST, expected_revision=seen)
+                tcx.attach(idx, Hook.TC_INGRESS, a.fd, hook_dir, TcPosition.FIRST, expected_revision=seen)
             assert stale.value.errno == errno.ESTALE
             assert not (hook_dir / "link").exists()
             now = tcx.query(idx, Hook.TC_INGRESS).revision
-            tcx.attach(idx, Hook.TC_INGRESS, a.fd, hook_dir, Placement.FIRST, expected_revision=now)
+            tcx.attach(idx, Hook.TC_INGRESS, a.fd, hook_dir, TcPosition.FIRST, expected_revision=now)
             assert tcx.query(idx, Hook.TC_INGRESS).prog_ids == (a.id, b.id)
         finally:
             os.close(foreign_link)

@@ -14,7 +14,8 @@ import pytest
 from bpfunits.hooks import Hook
 from bpfunits.load import mappins
 from bpfunits.sys import bpf
-from bpfunits.load.load import LoadError, ProgramNotFound, ProgramRejected, load_unit_program
+from bpfunits.load.load import LoadError, ProgramNotFound, ProgramRejected
+from bpfunits.reconcile.progcache import load_unit_program
 from bpfunits.units.model import Program, Unit
 
 pytestmark = pytest.mark.kernel

@@ -22,8 +22,8 @@ from bpfunits.load.load import (
     ProgramRejected,
     WrongProgramType,
     load_object_program,
-    load_unit_program,
 )
+from bpfunits.reconcile.progcache import load_unit_program
 from bpfunits.units.model import Program, Unit
 
 pytestmark = pytest.mark.kernel

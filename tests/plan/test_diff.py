@@ -1,13 +1,13 @@
 from bpfunits.hooks import Hook
 from bpfunits.order.graph import HookKey
 from bpfunits.plan.diff import plan_all, plan_hook
-from bpfunits.plan.model import Action, ChainState, Component, Desired, Observed
+from bpfunits.plan.model import Action, ChainState, ChainMember, Desired, Observed
 
 KEY = HookKey("veth0", Hook.XDP)
 
 
 def chain(*units: str, build="v1", digest="d") -> ChainState:
-    return ChainState(tuple(Component(u, f"{digest}-{u}", "t", (2,)) for u in units), build)
+    return ChainState(tuple(ChainMember(u, f"{digest}-{u}", "t", (2,)) for u in units), build)
 
 
 def plan(want, have, errors=()):
@@ -34,8 +34,8 @@ def test_create_and_remove():
 def test_replace_lists_added_removed_moved_changed():
     have = chain("a", "b", "c", "d")
     want = ChainState(
-        (Component("d", "d-d", "t", (2,)), Component("a", "d-a", "t", (2,)), Component("b", "new", "t", (2,)),
-         Component("e", "d-e", "t", (2,))),
+        (ChainMember("d", "d-d", "t", (2,)), ChainMember("a", "d-a", "t", (2,)), ChainMember("b", "new", "t", (2,)),
+         ChainMember("e", "d-e", "t", (2,))),
         "v1",
     )
     p = plan(want, have)
@@ -44,7 +44,7 @@ def test_replace_lists_added_removed_moved_changed():
 
 
 def test_proceed_on_change_is_a_change():
-    want = ChainState((Component("a", "d-a", "t", (2, 3)),), "v1")
+    want = ChainState((ChainMember("a", "d-a", "t", (2, 3)),), "v1")
     p = plan(want, chain("a"))
     assert p.action is Action.REPLACE and p.changed == ("a",)
 
@@ -68,7 +68,7 @@ def test_plan_all_covers_both_sides_sorted():
 
 
 def test_tag_change_alone_is_a_change():
-    want = ChainState((Component("a", "d-a", "other", (2,)),), "v1")
+    want = ChainState((ChainMember("a", "d-a", "other", (2,)),), "v1")
     assert plan(want, chain("a")).changed == ("a",)
 
 

@@ -1,0 +1,21 @@
+"""What a program on a hook is loaded as: one table for the loader, bcc and the linker."""
+
+from __future__ import annotations
+
+from bpfunits.hooks import Hook
+from bpfunits.sys import bpf
+
+# Per kind of hook: the program type, and the expected attach type libbpf gives SEC("xdp") and
+# SEC("tc") (a program array only takes tail calls from programs with its first user's).
+_PROGRAMS = {
+    False: (bpf.ProgType.XDP, int(bpf.AttachType.XDP)),
+    True: (bpf.ProgType.SCHED_CLS, 0),
+}
+
+
+def prog_type_of(hook: Hook) -> bpf.ProgType:
+    return _PROGRAMS[Hook(hook).is_tc][0]
+
+
+def expected_attach_type_of(hook: Hook) -> int:
+    return _PROGRAMS[Hook(hook).is_tc][1]
