@@ -1,4 +1,7 @@
 # Fixtures shared by the suite live in tests/fixtures/, one module per concept.
+import os
+
+import pytest
 from hypothesis import Phase, settings
 
 pytest_plugins = [
@@ -14,3 +17,17 @@ pytest_plugins = [
 # the profile's: min(N, settings.default.max_examples)), and report a failing example unshrunk:
 # shrinking there would take longer than the whole run may.
 settings.register_profile("matrix", max_examples=8, phases=[Phase.explicit, Phase.reuse, Phase.generate])
+
+NOT_ROOT = (
+    "needs root (a BPF-capable kernel, bpffs and network namespaces): run the suite as root, "
+    "or leave these out with `pytest -m \"not kernel\"`"
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without root, the tests marked `kernel` are skipped, each saying why, instead of failing."""
+    if os.geteuid() == 0:
+        return
+    for item in items:
+        if item.get_closest_marker("kernel") is not None:
+            item.add_marker(pytest.mark.skip(reason=NOT_ROOT))
