@@ -8,9 +8,11 @@ PY := $(VENV)/bin/python
 # Results of both, per kernel; the matrix's summary table is printed from here.
 RESULTS := build/test-kernels
 
-.PHONY: test test-host test-kernels host venv bpf clean
+.PHONY: test test-host test-kernels host venv bpf clean lint
 
+# Lint first: a finding fails `make test` before anything boots.
 test: host venv bpf
+	@$(MAKE) --no-print-directory lint
 	@rc=0; $(MAKE) --no-print-directory test-host || rc=1; $(MAKE) --no-print-directory test-kernels || rc=1; exit $$rc
 
 # The whole suite on this machine's kernel. Its junit and probe become the host's row of the table.
@@ -23,6 +25,11 @@ test-host: host venv bpf
 # time, running the `matrix` subset of the suite and the demo; ends with the summary table.
 test-kernels: host venv bpf
 	bash scripts/kernels/matrix.sh $(RESULTS)
+
+# ruff (rules and their few exceptions in pyproject.toml) on the code and its tests, mypy on the package.
+lint: venv
+	$(VENV)/bin/ruff check bpfunits tests benchmarks scripts
+	$(VENV)/bin/mypy
 
 host:
 	bash scripts/setup-host.sh

@@ -21,7 +21,6 @@ import statistics
 import struct
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -154,7 +153,10 @@ def main() -> None:
 
 def report(programs: Programs, ns: dict, args: argparse.Namespace, elapsed: float) -> None:
     variants = ("inline", "inline+count", "call", "tailcall")
-    cell: Callable[[dict, str, int], str] = lambda d, v, n: f"{d[v, n]:10.1f}" if (v, n) in d else f"{'n/a':>10}"
+
+    def cell(d: dict, v: str, n: int) -> str:
+        return f"{d[v, n]:10.1f}" if (v, n) in d else f"{'n/a':>10}"
+
     print(f"BPF_PROG_TEST_RUN, {len(FRAME)}-byte frame, repeat {args.repeat}, median of {args.rounds} rounds")
     print("\nns per packet")
     print(f"{'N':>5}" + "".join(f"{v:>14}" for v in variants))

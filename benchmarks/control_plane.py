@@ -344,7 +344,7 @@ class Stopwatch:
     def active(self) -> Iterator[None]:
         originals = [(owner, name, getattr(owner, name)) for owner, name, _ in STAGES]
         try:
-            for (owner, name, stage), (_, _, fn) in zip(STAGES, originals):
+            for (owner, name, stage), (_, _, fn) in zip(STAGES, originals, strict=True):
                 setattr(owner, name, self._timed(fn, stage))
             yield
         finally:
@@ -405,7 +405,8 @@ def timed_apply(box: Sandbox) -> float:
 def count_chains(box: Sandbox) -> int:
     with netns.inside(box.ns):
         live = observed.interfaces()
-        return sum(1 for s in observed.read_all(live, Observer(box.root, whole_namespace=True)).values() if s.ours is not None)
+        states = observed.read_all(live, Observer(box.root, whole_namespace=True))
+        return sum(1 for s in states.values() if s.ours is not None)
 
 
 def in_process_cold(n: int, profile: bool) -> tuple[float, dict[str, float]]:

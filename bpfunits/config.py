@@ -8,6 +8,7 @@ from dataclasses import dataclass, fields, replace
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import yaml
@@ -42,7 +43,7 @@ class Config:
 
     def override(self, *, units_dirs=None, bpffs_root=None) -> Config:
         """Command-line options win over the file."""
-        changes = {}
+        changes: dict[str, Any] = {}
         if units_dirs:
             changes["units_dirs"] = tuple(Path(d) for d in units_dirs)
         if bpffs_root:
@@ -74,20 +75,22 @@ def load_config(path: Path | None) -> Config:
         node = yamlsafe.compose(text)
         data = yamlsafe.construct(node)
     except UntrustedFileError as exc:
-        raise ConfigError(str(exc)) from None
+        raise ConfigError(str(exc)) from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except yamlsafe.YamlError as exc:
-        raise ConfigError(f"{path}:{exc.line or 1}: invalid YAML: {exc.problem}") from None
+        raise ConfigError(f"{path}:{exc.line or 1}: invalid YAML: {exc.problem}") from exc
     data = {} if data is None else data
     errors = sorted(jsonschema.Draft202012Validator(schema()).iter_errors(data), key=lambda e: list(map(str, e.path)))
-    lines = [f"{path}:{_line(node, list(e.absolute_path))}: {'.'.join(map(str, e.absolute_path)) or 'top level'}: {e.message}"
+    lines = [f"{path}:{_line(node, list(e.absolute_path))}: "
+             f"{'.'.join(map(str, e.absolute_path)) or 'top level'}: {e.message}"
              for e in errors]
     lines += [f"{path}:{k.start_mark.line + 1}: duplicate key {k.value!r}" for k in _repeated_keys(node)]
-    if not errors and os.path.isdir(data.get("lock_file", "")):
+    if not errors and isinstance(data, dict) and os.path.isdir(data.get("lock_file", "")):
         lines.append(f"{path}:{_line(node, ['lock_file'])}: lock_file: {data['lock_file']} is a folder, not a file")
     if lines:
         raise ConfigError("\n".join(lines))
+    assert isinstance(data, dict)  # the schema's top level is an object
     return _build(data)
 
 

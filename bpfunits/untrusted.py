@@ -72,7 +72,7 @@ def read_untrusted(path: Path, max_size: int, *, strict: bool) -> bytes:
     except FileNotFoundError as exc:
         raise FileMissing(path, f"cannot read: {exc.strerror}") from None
     except OSError as exc:
-        raise UntrustedFileError(path, f"cannot read: {exc.strerror}") from None
+        raise UntrustedFileError(path, f"cannot read: {exc.strerror}") from exc
     except _Refused as refused:
         raise UntrustedFileError(path, str(refused)) from None
     try:
@@ -89,7 +89,7 @@ def read_untrusted(path: Path, max_size: int, *, strict: bool) -> bytes:
     except _Refused as refused:
         raise UntrustedFileError(path, str(refused)) from None
     except OSError as exc:
-        raise UntrustedFileError(path, f"cannot read: {exc.strerror}") from None
+        raise UntrustedFileError(path, f"cannot read: {exc.strerror}") from exc
     finally:
         os.close(fd)
 
@@ -102,7 +102,7 @@ def check_folders(path: Path) -> None:
     except _Refused as refused:
         raise UntrustedFileError(Path(path), str(refused)) from None
     except OSError as exc:
-        raise UntrustedFileError(Path(path), f"cannot check its folders: {exc.strerror}") from None
+        raise UntrustedFileError(Path(path), f"cannot check its folders: {exc.strerror}") from exc
 
 
 class _Refused(Exception):

@@ -85,6 +85,6 @@ def _guarded(step):
         return step()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        raise YamlError(getattr(exc, "problem", None) or str(exc), mark.line + 1 if mark else None) from None
+        raise YamlError(getattr(exc, "problem", None) or str(exc), mark.line + 1 if mark else None) from exc
     except (ValueError, RecursionError) as exc:  # PyYAML lets some malformed input escape as these
-        raise YamlError(str(exc), None) from None
+        raise YamlError(str(exc), None) from exc

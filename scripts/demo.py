@@ -226,9 +226,9 @@ def remove_everything(d: Demo, daemon: subprocess.Popen | None) -> list[str]:
             daemon.kill()
             daemon.wait()
     for ns in (d.ns_a, d.ns_b):
-        if Path(netns.ns_path(ns)).exists():
-            if subprocess.run(["ip", "netns", "del", ns], capture_output=True).returncode != 0:
-                problems.append(f"namespace {ns}")
+        exists = Path(netns.ns_path(ns)).exists()
+        if exists and subprocess.run(["ip", "netns", "del", ns], capture_output=True).returncode != 0:
+            problems.append(f"namespace {ns}")
     try:
         remove_tree(d.bpffs_root)  # the units' pinned maps (and links, if any are left)
     except OSError as e:

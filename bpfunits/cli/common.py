@@ -74,8 +74,10 @@ def add_units_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_kernel_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--bpffs-root", metavar="DIR", help="bpffs folder for this instance's pins (overrides the configuration)")
-    p.add_argument("--netns", metavar="NAME", help="act inside this network namespace (a name under /run/netns, or a path)")
+    p.add_argument("--bpffs-root", metavar="DIR",
+                   help="bpffs folder for this instance's pins (overrides the configuration)")
+    p.add_argument("--netns", metavar="NAME",
+                   help="act inside this network namespace (a name under /run/netns, or a path)")
 
 
 def add_format_option(p: argparse.ArgumentParser, *choices: str) -> None:

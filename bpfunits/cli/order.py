@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from itertools import pairwise
 
 from bpfunits.cli import common
 from bpfunits.order.chains import Ordering, order_all
@@ -77,7 +78,7 @@ def _dot(ordering: Ordering) -> None:
         print(f'  subgraph cluster_{i} {{\n    label="{key}";')
         for name in chain.names:
             print(f'    {node(key, name)} [label="{name}"];')
-        for a, b in zip(chain.names, chain.names[1:]):
+        for a, b in pairwise(chain.names):
             print(f"    {node(key, a)} -> {node(key, b)} [style=bold];")
         for edge in dict.fromkeys((e.first, e.then, e.reason) for e in chain.edges):
             print(f'    {node(key, edge[0])} -> {node(key, edge[1])} [style=dashed, label="{edge[2]}"];')

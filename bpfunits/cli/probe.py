@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
 
 from bpfunits.cli import common
@@ -32,12 +34,14 @@ def _backends(args: argparse.Namespace, features: Features) -> tuple[dict[str, s
     config = load_config(args.config)
     chosen: dict[str, str] = {}
     errors: list[str] = []
-    for hook, choose, choice in (
-        ("xdp", probe.choose_xdp_backend, XdpBackend(config.xdp_backend)),
-        ("tc", probe.choose_tc_backend, TcBackend(config.tc_backend)),
-    ):
+    xdp, tc = XdpBackend(config.xdp_backend), TcBackend(config.tc_backend)
+    choices: tuple[tuple[str, Callable[[], Enum]], ...] = (
+        ("xdp", lambda: probe.choose_xdp_backend(xdp, features)),
+        ("tc", lambda: probe.choose_tc_backend(tc, features)),
+    )
+    for hook, choose in choices:
         try:
-            chosen[hook] = choose(choice, features).value
+            chosen[hook] = choose().value
         except BpfUnitsError as e:
             errors.append(str(e))
     return chosen, errors

@@ -73,7 +73,8 @@ def to_json(result: Result) -> dict:
 def _chain_json(chain: ChainState | None) -> list[dict] | None:
     if chain is None:
         return None
-    return [{"unit": c.unit, "sha256": c.sha256, "tag": c.tag, "proceed_on": list(c.proceed_on)} for c in chain.components]
+    return [{"unit": c.unit, "sha256": c.sha256, "tag": c.tag, "proceed_on": list(c.proceed_on)}
+            for c in chain.components]
 
 
 def _hook_json(h: HookResult) -> dict:

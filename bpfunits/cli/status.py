@@ -45,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
         retries = {}
     hooks = status_of(result, retries)
     if args.json:
-        common.print_json({"hooks": [_json(h) for h in hooks], "diagnostics": [d.to_json() for d in result.diagnostics]})
+        diagnostics = [d.to_json() for d in result.diagnostics]
+        common.print_json({"hooks": [_json(h) for h in hooks], "diagnostics": diagnostics})
     else:
         common.print_diagnostics(result.diagnostics)
         for h in hooks:

@@ -39,7 +39,7 @@ _RECV_SIZE = 1 << 16
 POLL_INTERVAL = 2.0
 
 
-class LinkMonitorError(BpfUnitsError):
+class InterfaceMonitorError(BpfUnitsError):
     pass
 
 
@@ -62,11 +62,11 @@ def interface_state(link: nlread.Link) -> InterfaceState:
 
 def change(old: InterfaceState | None, new: InterfaceState | None) -> Trigger | None:
     """The trigger for one interface going from `old` to `new` (None: absent), if any."""
-    if old is None and new is not None:
+    if old is None:
+        if new is None:
+            return None
         return Trigger("interfaces", f"{new.name} appeared", dirty=Changes(interfaces=frozenset({new.name})))
     if new is None:
-        if old is None:
-            return None
         return Trigger("interfaces", f"{old.name} disappeared", dirty=Changes(interfaces=frozenset({old.name})))
     if new.name != old.name:
         return Trigger("interfaces", f"{old.name} renamed {new.name}",
@@ -136,9 +136,14 @@ class InterfaceMonitor:
             self._sock.close()
             self._sock = None
 
+    def _socket(self) -> socket.socket:
+        if self._sock is None:
+            raise InterfaceMonitorError("the interface monitor is not started")
+        return self._sock
+
     def _request_dump(self) -> int:
         self._seq += 1
-        self._sock.send(_dump_request(self._seq))
+        self._socket().send(_dump_request(self._seq))
         return self._seq
 
     def _snapshot(self) -> None:
@@ -147,7 +152,7 @@ class InterfaceMonitor:
         while True:
             for msg in self._receive():
                 if msg.kind == NLMSG_ERROR and nlread.error_of(msg):
-                    raise LinkMonitorError(f"netlink: listing interfaces: {os.strerror(nlread.error_of(msg))}")
+                    raise InterfaceMonitorError(f"netlink: listing interfaces: {os.strerror(nlread.error_of(msg))}")
                 if msg.kind == NLMSG_DONE and msg.seq == seq:
                     return
                 link = nlread.link_of(msg)
@@ -157,7 +162,7 @@ class InterfaceMonitor:
                     self._links.pop(link.index, None)
 
     def _receive(self) -> list[nlread.Message]:
-        return list(nlread.messages(self._sock.recv(_RECV_SIZE)))
+        return list(nlread.messages(self._socket().recv(_RECV_SIZE)))
 
     def _listen(self) -> None:
         poll_at = time.monotonic() + self._poll_interval
@@ -165,7 +170,8 @@ class InterfaceMonitor:
         try:
             while True:
                 timeout = max(0.0, poll_at - time.monotonic())
-                ready, _, _ = select.select([self._sock, self._wake_r], [], [], timeout)
+                watched: list[socket.socket | int] = [self._socket(), self._wake_r]
+                ready, _, _ = select.select(watched, [], [], timeout)
                 if self._wake_r in ready:
                     return
                 if time.monotonic() >= poll_at:

@@ -15,6 +15,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Generic, TypeVar
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -41,7 +42,10 @@ class Settings:
     resync_period: float
 
 
-class Daemon:
+Result = TypeVar("Result")  # what a reconcile returns
+
+
+class Daemon(Generic[Result]):
     """Reconciles at start, on file, interface and foreign XDP changes, every `resync_period`
     seconds and on SIGHUP, until SIGTERM/SIGINT or stop().
 
@@ -56,17 +60,17 @@ class Daemon:
     def __init__(
         self,
         *,
-        reconcile: Callable[[Trigger], object],
+        reconcile: Callable[[Trigger], Result],
         folders: Sequence[Path],
         resync_period: float,
         debounce: float = DEFAULT_DEBOUNCE,
         netns: str | None = None,
         notify: Notifier | None = None,
-        status: Callable[[object], str] | None = None,
+        status: Callable[[Result], str] | None = None,
         log: logging.Logger | None = None,
         reload: Callable[[], Settings] | None = None,
-        own_xdp: Callable[[object], Mapping[str, frozenset[int]]] | None = None,
-        retry_at: Callable[[object], float | None] | None = None,
+        own_xdp: Callable[[Result], Mapping[str, frozenset[int]]] | None = None,
+        retry_at: Callable[[Result], float | None] | None = None,
     ) -> None:
         if not math.isfinite(resync_period) or resync_period <= 0 or not math.isfinite(debounce) or debounce < 0:
             raise BpfUnitsError(
@@ -80,7 +84,7 @@ class Daemon:
         self._debounce = debounce
         self._netns = netns
         self._notifier = notify if notify is not None else Notifier.from_environment()
-        self._status = status or (lambda result: "reconciled")
+        self._status: Callable[[Result], str] = status or (lambda result: "reconciled")
         self._log = log or logging.getLogger("bpfunits.daemon")
         # SimpleQueue.put is reentrant, so signal handlers may call it while the loop waits.
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
@@ -119,7 +123,7 @@ class Daemon:
         ping_at = now if interval else None
         while True:
             now = time.monotonic()
-            if ping_at is not None and now >= ping_at:
+            if ping_at is not None and interval and now >= ping_at:
                 self._notify("WATCHDOG=1")
                 ping_at = now + interval
             due = [resync_at] + [t for t in (batch.deadline, ping_at, self._retry_at) if t is not None]
@@ -166,9 +170,9 @@ class Daemon:
             watch.close()
         self._watches = []
 
-    def _reread_configuration(self) -> None:
+    def _reread_configuration(self, reload: Callable[[], Settings]) -> None:
         try:
-            settings = self._reload()
+            settings = reload()
         except BpfUnitsError as e:
             self._log.error("configuration not reloaded, the running one stays in force: %s", e)
             self._notify(f"STATUS=configuration not reloaded: {e}")
@@ -182,7 +186,7 @@ class Daemon:
 
     def _run_reconcile(self, trigger: Trigger) -> None:
         if trigger.reason == "sighup" and self._reload is not None:
-            self._reread_configuration()
+            self._reread_configuration(self._reload)
         # Watches follow their folders before the reconcile reads them: a folder that appeared,
         # vanished or (as a symlink) now points elsewhere. The reconcile reads what the watch
         # missed meanwhile; what changes later, the watch sees.

@@ -46,7 +46,7 @@ class Notifier:
         try:
             self._sock.sendto(message, target)
         except OSError as e:
-            raise NotifyError(f"sd_notify to {self.address}: {e.strerror or e}") from None
+            raise NotifyError(f"sd_notify to {self.address}: {e.strerror or e}") from e
 
 
 def _watchdog_interval(environ: Mapping[str, str]) -> float | None:

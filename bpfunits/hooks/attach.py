@@ -144,7 +144,8 @@ def attach(
     except BaseException as e:
         _prune(root.hook_path(ifindex, hook))  # no empty folder left behind a failed attach
         if isinstance(e, OSError):  # the kernel's (BpfError, RtnlError) or bpffs' (a pin's rename)
-            raise _raced(ifindex, hook, root, e) or AttachError(f"{_where(ifindex, hook)}: attaching failed: {e}") from e
+            failed = AttachError(f"{_where(ifindex, hook)}: attaching failed: {e}")
+            raise _raced(ifindex, hook, root, e) or failed from e
         raise
     return _ours(ifindex, hook, root)
 

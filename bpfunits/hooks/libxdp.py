@@ -112,7 +112,7 @@ def dispatcher_of(prog_id: int, ifindex: int, pin_root: Path = PIN_ROOT) -> Disp
         return None
     pins = pin_root / f"dispatch-{ifindex}-{prog_id}"
     slots = []
-    for n, (prio, actions) in enumerate(zip(config.run_prios, config.chain_call_actions)):
+    for n, (prio, actions) in enumerate(zip(config.run_prios, config.chain_call_actions, strict=False)):
         component_id, name = _pinned_component(pins / f"prog{n}-prog")
         slots.append(Slot(component_id, name, prio, action_names(actions)))
     return Dispatcher(config.version, tuple(slots))

@@ -212,7 +212,7 @@ class Observer:
         query = tcx.query(ifindex, hook) if probe.features().has(probe.TCX_QUERY) else bpf.Query((), (), 0)
         programs = [
             self._attached(prog_id, link_id or None, Backend.TCX, None, claim)
-            for prog_id, link_id in zip(query.prog_ids, query.link_ids)
+            for prog_id, link_id in zip(query.prog_ids, query.link_ids, strict=True)
         ]
         # Legacy clsact filters run after tcx, when tcx lets the packet go on.
         if self._may_hold_filters(ifindex):

@@ -75,7 +75,9 @@ XDP_REPLACE = Feature(
 TCX = Feature("tcx", "tcx links on tc hooks", "6.6", "tc_backend tcx (auto prefers it)")
 TCX_QUERY = Feature("tcx_query", "BPF_PROG_QUERY on tcx hooks", "6.6", "observing tc hooks' tcx programs")
 CLS_BPF = Feature("cls_bpf", "clsact qdisc with direct-action cls_bpf", "4.5", "tc_backend cls_bpf")
-BPF_STATS = Feature("bpf_stats", "run-time statistics (kernel.bpf_stats_enabled)", "5.1", "run_time_ns in `bpftool prog`")
+BPF_STATS = Feature(
+    "bpf_stats", "run-time statistics (kernel.bpf_stats_enabled)", "5.1", "run_time_ns in `bpftool prog`"
+)
 FREPLACE = Feature(
     "freplace", "BPF_PROG_TYPE_EXT (freplace) permitted", "5.6", "libxdp's dispatcher (xdp-loader) beside bpfunits"
 )
@@ -185,7 +187,7 @@ def _reason(e: bpf.BpfError) -> str:
     """The kernel's error, with the verifier's last complaint when there is a log."""
     log = getattr(e, "log", "")
     lines = [line for line in log.strip().splitlines() if not line.startswith(_STATS_LINES)]
-    return f"{e.strerror}: {lines[-1]}" if lines else e.strerror
+    return f"{e.message}: {lines[-1]}" if lines else e.message
 
 
 def _loads(insns: list[asm.Insn], prog_type: int = bpf.ProgType.XDP, **kind) -> str | None:
@@ -238,6 +240,8 @@ def _func_info() -> str | None:
 
 _MARK = 0x5EED
 _SUB = 10  # where the subprogram of `_calling_a_tail_call` starts
+# What main returns when the tail-called program's 3 came back to it: 3 plus main's 10.
+_RETURNED_TO_MAIN = 13
 
 
 def _calling_a_tail_call(jump_table: int) -> list[asm.Insn]:
@@ -281,10 +285,10 @@ def _subprog_tail_call_returns() -> str | None:
             os.close(fd)
     # 13: the target's 3 came back to main, its stack intact; 3: the tail call ended the whole
     # program; 100: main's stack was overwritten.
-    if got == 13:
+    if got == _RETURNED_TO_MAIN:
         return None
     what = {3: "the tail call ended the whole program", 100: "the caller's stack was overwritten"}
-    return f"test run returned {got}, not 13: {what.get(got, 'unexpected')}"
+    return f"test run returned {got}, not {_RETURNED_TO_MAIN}: {what.get(got, 'unexpected')}"
 
 
 _HELPER_BPF_LOOP = 181

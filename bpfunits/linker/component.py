@@ -99,7 +99,7 @@ def tail_call_prefix(shape: Shape, depths: tuple[int, ...]) -> int | None:
     ends = (*shape.subprog_starts, len(shape.insns))
     calls_tail = [
         any(i.is_helper_call and i.imm == asm.HELPER_TAIL_CALL for i in shape.insns[start:end])
-        for start, end in zip(starts, ends)
+        for start, end in zip(starts, ends, strict=True)
     ]
 
     def prefix(n: int, below: int, seen: frozenset[int]) -> int | None:
@@ -122,7 +122,7 @@ def _callees(shape: Shape) -> list[set[int]]:
     ends = (*shape.subprog_starts, len(shape.insns))
     index = {start: n for n, start in enumerate(starts)}
     callees: list[set[int]] = [set() for _ in starts]
-    for n, (start, end) in enumerate(zip(starts, ends)):
+    for n, (start, end) in enumerate(zip(starts, ends, strict=True)):
         for pc in range(start, end):
             rel = shape.insns[pc].pc_relative_target
             if rel is not None:  # (the second half of an ld_imm64 has code 0: never a match)

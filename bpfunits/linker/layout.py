@@ -180,6 +180,7 @@ def assemble(
         else:
             e.emit_to(asm.call_pseudo(0), ("part", i), field="imm")
             if part.shape.tail_calls:
+                assert verdict_slot is not None  # reserved above for every called part that tail-calls
                 _emit_launder(e, verdict_slot)
         if counters:
             _emit_count(e, counters, i, counter_slot)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import partial
 
 from bpfunits.hooks import Hook
 from bpfunits.hooks.progtype import expected_attach_type_of, prog_type_of
@@ -69,15 +70,13 @@ class LinkedChain:
     def load(self, *, name: str = PROG_NAME) -> int:
         """Load the chain as one program of the hook's type; returns its fd (caller closes it).
         The components' maps must still be open."""
-        kind = {"name": name, "expected_attach_type": expected_attach_type_of(self.hook)}
+        load = partial(bpf.prog_load, prog_type_of(self.hook), self.insns, name=name,
+                       expected_attach_type=expected_attach_type_of(self.hook))
         if self.btf is None:
-            return bpf.prog_load(prog_type_of(self.hook), self.insns, **kind)
+            return load()
         btf_fd = bpf.btf_load(self.btf.blob)
         try:
-            return bpf.prog_load(
-                prog_type_of(self.hook),
-                self.insns,
-                **kind,
+            return load(
                 prog_btf_fd=btf_fd,
                 func_info=self.btf.func_info,
                 func_info_rec_size=FUNC_INFO_REC_SIZE,
@@ -177,7 +176,7 @@ def component_depths(hook: Hook, c: Component) -> tuple[int, ...]:
             expected_attach_type=expected_attach_type_of(hook),
         )
     except BpfError as e:
-        raise LinkError(f"unit {c.name}: the verifier refuses it alone: {e}") from None
+        raise LinkError(f"unit {c.name}: the verifier refuses it alone: {e}") from e
 
 
 def _place(hook: Hook, c: Component, shape: Shape, force: Mode | None) -> tuple[Part, str]:
@@ -233,6 +232,6 @@ def _manifest(
 ) -> Manifest:
     entries = tuple(
         ManifestEntry(c.name, c.sha256, c.tag, tuple(sorted(c.proceed_on)), p.mode.value, c.maps)
-        for c, (p, _) in zip(components, parts)
+        for c, (p, _) in zip(components, parts, strict=True)
     )
     return Manifest(version, hook.value, entries, owner)

@@ -56,9 +56,9 @@ def load_source_program(
     try:
         compiled = compile_source(source_file.data, cflags, name)
     except CompileFailed as e:
-        raise LoadError(f"{label}: bcc cannot compile {source}: {e}\n{e.output.strip()}".rstrip()) from None
+        raise LoadError(f"{label}: bcc cannot compile {source}: {e}\n{e.output.strip()}".rstrip()) from e
     except WorkerFailed as e:
-        raise LoadError(f"{label}: bcc cannot compile {source}: {e.detail}") from None
+        raise LoadError(f"{label}: bcc cannot compile {source}: {e.detail}") from e
     owned = list(compiled.tables.values())  # every fd the result holds, closed by release()
 
     def release() -> None:
@@ -115,9 +115,9 @@ def _load(insns: bytes, prog_type: int, license: str, name: str, source: Path, l
     try:
         return bpf.prog_load(prog_type, insns, license=license, name=name)
     except bpf.VerifierError as e:
-        raise ProgramRejected(label, name, source, e.errno, e.log) from None
+        raise ProgramRejected(label, name, source, e.errno or 0, e.log) from e
     except bpf.BpfError as e:
-        raise LoadError(f"{label}: loading {name!r} from {source} failed: {e}") from None
+        raise LoadError(f"{label}: loading {name!r} from {source} failed: {e}") from e
 
 
 def _adopt_pinned_maps(tables: dict[str, int], pin_root: Path, owned: list[int]) -> dict[str, str]:

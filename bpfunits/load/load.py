@@ -142,7 +142,7 @@ def read_object(path: Path, label: str, sha256: str | None, policy: FilePolicy) 
     except FileMissing:
         raise ObjectNotFound(f"{label}: BPF file {path} does not exist") from None
     except UntrustedFileError as e:
-        raise LoadError(f"{label}: BPF file {e}") from None
+        raise LoadError(f"{label}: BPF file {e}") from e
     actual = hashlib.sha256(data).hexdigest()
     if sha256 is not None and sha256.lower() != actual:
         raise ChecksumMismatch(
@@ -177,7 +177,9 @@ def select_program(
             )
     program = chosen[0]
     if reason := misfit(program, hook):
-        raise WrongProgramType(f"{label}: program {program.name!r} in {path} {reason}, which cannot run on the {hook.value} hook")
+        raise WrongProgramType(
+            f"{label}: program {program.name!r} in {path} {reason}, which cannot run on the {hook.value} hook"
+        )
     return program
 
 
@@ -210,10 +212,11 @@ def _malformed_as_load_error(path: Path, label: str) -> Iterator[None]:
     try:
         yield
     except WorkerFailed as e:
-        raise ObjectMalformed(f"{label}: object {path} is malformed ({e.detail})") from None
+        raise ObjectMalformed(f"{label}: object {path} is malformed ({e.detail})") from e
     except OpenRefused as e:
         output = e.output.strip()
-        raise ObjectMalformed(f"{label}: object {path} is malformed (libbpf: {libbpf_strerror(e.errno)})\n{output}".rstrip()) from None
+        reason = f"libbpf: {libbpf_strerror(e.errno)}"
+        raise ObjectMalformed(f"{label}: object {path} is malformed ({reason})\n{output}".rstrip()) from e
 
 
 def _load_in_worker(
@@ -232,8 +235,8 @@ def _load_in_worker(
         except LibbpfError as e:
             log = "".join(iter_log_sections(e.output, "-- BEGIN PROG LOAD LOG --", "-- END PROG LOAD LOG --"))
             if log:
-                raise ProgramRejected(label, program.name, path, e.errno, log) from None
-            raise LoadError(f"{label}: loading {path} failed: {e}\n{e.output.strip()}".rstrip()) from None
+                raise ProgramRejected(label, program.name, path, e.errno, log) from e
+            raise LoadError(f"{label}: loading {path} failed: {e}\n{e.output.strip()}".rstrip()) from e
 
 
 def _loaded_program(program: ProgramFacts, loaded: LoadedObject, hook: Hook, sha256: str) -> LoadedProgram:

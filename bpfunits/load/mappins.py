@@ -42,7 +42,7 @@ def pinned(path: Path) -> bpf.MapInfo | None:
     except bpf.BpfError as e:
         if e.errno == errno.ENOENT:
             return None
-        raise MapPinError(f"map pin {path}: {e}") from None
+        raise MapPinError(f"map pin {path}: {e}") from e
     try:
         return bpf.map_info(fd)
     finally:
@@ -110,7 +110,7 @@ def commit(root: StateRoot, unit: str, maps: Iterable[MapRef]) -> None:
         try:
             pins.pin(ref.fd, root.make(path.parent) / path.name)
         except (bpf.BpfError, OSError) as e:
-            raise MapPinError(f"pinning map {ref.name} at {path}: {e}") from None
+            raise MapPinError(f"pinning map {ref.name} at {path}: {e}") from e
 
 
 def restore(root: StateRoot, unit: str, map_name: str, map_id: int) -> None:
@@ -127,13 +127,13 @@ def restore(root: StateRoot, unit: str, map_name: str, map_id: int) -> None:
     except bpf.BpfError as e:
         if e.errno == errno.ENOENT:
             return
-        raise MapPinError(f"unit {unit}: map {map_name} (id {map_id}): {e}") from None
+        raise MapPinError(f"unit {unit}: map {map_name} (id {map_id}): {e}") from e
     try:
         running = bpf.map_info(fd)
         if old is not None and all(getattr(old, f) == getattr(running, f) for f in _SHAPE):
             return
         pins.pin(fd, root.make(path.parent) / path.name)
     except (bpf.BpfError, OSError) as e:
-        raise MapPinError(f"unit {unit}: pinning map {map_name} at {path}: {e}") from None
+        raise MapPinError(f"unit {unit}: pinning map {map_name} at {path}: {e}") from e
     finally:
         os.close(fd)

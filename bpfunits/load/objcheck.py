@@ -76,6 +76,7 @@ def _trial(unit: Unit, policy: FilePolicy, at: Callable[[str, LoadError], list[D
             load_source_program(program.source, unit.hook, name=program.name, defines=program.defines,
                                 sha256=program.sha256, label=label, policy=policy).close()
         else:
+            assert program.object is not None  # units.build refuses a unit naming neither
             load_object_program(program.object, unit.hook, None, name=program.name, sha256=program.sha256,
                                 label=label, policy=policy).close()
     except LoadError as exc:

@@ -80,7 +80,7 @@ class OpenedObject:
         try:
             self.facts = _facts(_answer(worker.receive(OPEN_TIMEOUT)))
         except LibbpfError as exc:
-            raise OpenRefused(str(exc), exc.errno, exc.output) from None
+            raise OpenRefused(str(exc), exc.errno, exc.output) from exc
 
     def load(self, request: LoadRequest) -> LoadedObject:
         """Load `request.program`; LibbpfError with libbpf's output if the load fails."""
@@ -121,14 +121,19 @@ def _answer(message: Message) -> dict:
     return body["ok"]
 
 
+def _shape(values: list) -> tuple[int, int, int, int, int]:
+    kind, key_size, value_size, max_entries, flags = (int(x) for x in values)
+    return kind, key_size, value_size, max_entries, flags
+
+
 def _facts(body: dict) -> ObjectFacts:
     try:
         return ObjectFacts(
             tuple(ProgramFacts(str(n), str(s), int(t), c if c is None else str(c)) for n, s, t, c in body["programs"]),
-            tuple(MapFacts(str(n), tuple(int(x) for x in shape), p if p is None else str(p)) for n, shape, p in body["maps"]),
+            tuple(MapFacts(str(n), _shape(shape), p if p is None else str(p)) for n, shape, p in body["maps"]),
         )
     except (KeyError, TypeError, ValueError) as exc:
-        raise WorkerFailed(f"the worker sent facts that do not parse ({exc})") from None
+        raise WorkerFailed(f"the worker sent facts that do not parse ({exc})") from exc
 
 
 # --- in the worker ---------------------------------------------------------------------------

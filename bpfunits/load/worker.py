@@ -67,7 +67,7 @@ def parsing(message: Message) -> Iterator[None]:
         yield
     except (KeyError, TypeError, ValueError) as exc:
         message.close_fds()
-        raise WorkerFailed(f"the worker sent an answer that does not parse ({exc})") from None
+        raise WorkerFailed(f"the worker sent an answer that does not parse ({exc})") from exc
     except BaseException:
         message.close_fds()
         raise

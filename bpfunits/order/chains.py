@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Iterable
+from collections.abc import Iterable
 
 from bpfunits.hooks import Hook
 from bpfunits.order import interfaces as ifsel

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from collections.abc import Iterable
 
 import networkx as nx
 
@@ -82,8 +82,8 @@ def _check_positions(key: HookKey, units: dict[str, Unit]) -> None:
         holders = sorted(n for n, u in units.items() if u.position is position)
         if len(holders) > 1:
             where = [units[n].where("position") for n in holders]
-            listed = ", ".join(f"{n} ({w})" for n, w in zip(holders, where))
-            both = "both" if len(holders) == 2 else "all"
+            listed = ", ".join(f"{n} ({w})" for n, w in zip(holders, where, strict=True))
+            both = "both" if len(holders) == 2 else "all"  # noqa: PLR2004 (English has a word for two)
             raise OrderError(key, holders, f"{key}: {listed} {both} want Position={position.value}", where)
 
 
@@ -110,7 +110,7 @@ def _cycle_error(key: HookKey, graph: nx.DiGraph, edges: list[Edge]) -> OrderErr
     cycle = [u for u, _ in nx.find_cycle(graph)]
     start = cycle.index(min(cycle))
     cycle = cycle[start:] + cycle[:start]
-    steps = list(zip(cycle, cycle[1:] + cycle[:1]))
+    steps = list(zip(cycle, cycle[1:] + cycle[:1], strict=True))
     declared = [e for step in steps for e in edges if (e.first, e.then) == step]
     lines = [f"{key}: ordering cycle {' -> '.join(cycle + cycle[:1])}"]
     lines += [f"  {e}" for e in declared]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fnmatch import fnmatchcase
-from typing import Iterable
+from collections.abc import Iterable
 
 
 def select(patterns: Iterable[str], available: Iterable[str]) -> list[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from difflib import SequenceMatcher
-from typing import Iterable
+from collections.abc import Iterable
 
 from bpfunits.hooks import Hook
 from bpfunits.order.graph import HookKey
@@ -21,6 +21,7 @@ def plan_hook(key: HookKey, desired: Desired | None, observed: Observed | None) 
         if have is None:
             return HookPlan(key, Action.UNCHANGED, None, None)
         return HookPlan(key, Action.REMOVE, None, have, removed=have.units, reasons=("no units left on this hook",))
+    assert desired is not None  # it has a chain
     if key.hook is Hook.XDP and observed is not None and observed.foreign and not desired.takeover:
         # One XDP program per interface: ours would have to replace theirs.
         reason = (f"foreign XDP program {', '.join(observed.foreign)} is attached; bpfunits leaves it alone "
@@ -38,7 +39,9 @@ def plan_hook(key: HookKey, desired: Desired | None, observed: Observed | None) 
     removed = tuple(u for u in have.units if u not in new)
     changed = tuple(u for u in want.units if u in old and (old[u] != new[u] or u in other_maps))
     moved = _moved([u for u in have.units if u in new], [u for u in want.units if u in old])
-    reasons = () if want.build == have.build else (f"chain build changed: {have.build} -> {want.build}",)
+    reasons: tuple[str, ...] = ()
+    if want.build != have.build:
+        reasons = (f"chain build changed: {have.build} -> {want.build}",)
     reasons += tuple(f"unit {u}: the chain runs other maps than those pinned for the unit (an apply was "
                      "interrupted): rebuilt with the pinned ones" for u in other_maps)
     reasons += desired.notes

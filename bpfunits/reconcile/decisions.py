@@ -34,7 +34,8 @@ def log_result(log: logging.Logger, result: Result, trigger: str) -> None:
         retry = result.retries.get(hook.key)
         if retry is not None:
             wait = max(0.0, retry.at - time.monotonic())
-            text += f" (failed {retry.failures} time{'s' if retry.failures > 1 else ''} in a row; next try in {wait:.0f} s)"
+            times = f"{retry.failures} time{'s' if retry.failures > 1 else ''}"
+            text += f" (failed {times} in a row; next try in {wait:.0f} s)"
             fields.update(failures=retry.failures, retry_in=round(wait, 1))
         log.log(level, text, extra={"fields": fields})
     unchanged = sum(h.outcome is Outcome.UNCHANGED for h in result.hooks)

@@ -89,7 +89,7 @@ def desired_chain(chain: Chain, programs: Programs, counters: bool, takeover: tu
     if errors:
         return Desired(chain.key, None, errors)
     components = tuple(ChainMember(u.name, p.sha256, p.tag, tuple(sorted(u.proceed_codes)), programs.pinned(u.name))
-                       for u, p in loaded)
+                       for u, p in loaded if p is not None)
     may_take_over = any(fnmatchcase(chain.key.interface, g) for g in takeover)
     try:
         notes = tuple(str(change) for u in chain.units for change in programs.map_resets(u.name))

@@ -193,9 +193,9 @@ class _Run:
 
         result = Result(diagnostics=list(loaded.diagnostics))
         for plan in plan_all(self.desired.values(), [s.observed for s in self.states.values()]):
-            state = self.states.get(plan.key)
+            before = self.states.get(plan.key)
             hook = self.carry_out(plan)
-            hook.running, hook.foreign = (state.ours, state.observation.foreign) if state else (None, ())
+            hook.running, hook.foreign = (before.ours, before.observation.foreign) if before else (None, ())
             hook.ordered = self.chains[plan.key].names if plan.key in self.chains else ()
             result.hooks.append(hook)
         result.unit_errors = {**broken, **self.programs.errors}
@@ -271,10 +271,10 @@ class _Run:
             programs = _programs_after(key, hook, state)
             chain = _chain_after(hook) if hook else None
             failed = hook is not None and (hook.outcome in (Outcome.BLOCKED, Outcome.FAILED) or bool(hook.errors))
-            error = "; ".join(hook.errors or hook.plan.reasons) if failed else None
+            error = "; ".join(hook.errors or hook.plan.reasons) if failed and hook is not None else None
             self.memory.record(key, Left(inputs.get(key), programs, chain.units if chain else ()), error, now)
             self.node.links.hold(key, self.our_link(key, hook, state))
-        for key in self.node.links.keys():
+        for key in list(self.node.links.keys()):
             if key.interface not in self.live:
                 self.node.links.release(key)
 

@@ -25,7 +25,7 @@ def exclusive(path: Path, *, wait: bool = True) -> Iterator[None]:
         # Not through a symlink, and never waiting on a FIFO: the lock is only ever a plain file.
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600)
     except OSError as exc:
-        raise LockError(f"cannot open the lock file {path}: {exc.strerror}") from None
+        raise LockError(f"cannot open the lock file {path}: {exc.strerror}") from exc
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise LockError(f"the lock file {path} is not a regular file")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import suppress
 from dataclasses import dataclass, field
 
 from bpfunits.sys import bpf
@@ -29,10 +30,8 @@ class HeldLinks:
         self.release(key)
         if link_id is None:
             return
-        try:
+        with suppress(bpf.BpfError):  # gone meanwhile: the next look at the hook finds out
             self._fds[key] = (link_id, bpf.link_get_fd_by_id(link_id))
-        except bpf.BpfError:
-            pass  # gone meanwhile: the next look at the hook finds out
 
     def release(self, key: HookKey) -> None:
         held = self._fds.pop(key, None)

@@ -126,6 +126,7 @@ def load_unit_program(
             pin_root=root.unit_path(unit.name),
             data=data,
         )
+    assert unit.program.object is not None  # unit_program_file refused a unit naming neither
     return load_object_program(
         unit.program.object,
         unit.hook,

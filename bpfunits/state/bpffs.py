@@ -83,7 +83,7 @@ def opened_folder(path: Path, *, create_below: Path | None = None) -> Iterator[i
                 child = os.open(part, _DIR_FLAGS, dir_fd=fd)
             except OSError as e:
                 raise BpffsError(f"{Path(*path.parts[:depth])}: not a folder bpfunits may use "
-                                 f"(a symlink or a pinned object?): {e.strerror}") from None
+                                 f"(a symlink or a pinned object?): {e.strerror}") from e
             os.close(fd)
             fd = child
         yield fd

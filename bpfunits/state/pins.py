@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from bpfunits.sys import bpf
@@ -55,10 +55,8 @@ def unpinned(fd: int, path: Path) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        try:
+        with suppress(OSError):  # the block's error is the one to report
             pin(fd, path)
-        except OSError:
-            pass  # the block's error is the one to report
         raise
 
 

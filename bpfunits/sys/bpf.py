@@ -12,7 +12,7 @@ import os
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 
 from bpfunits.errors import BpfUnitsError
@@ -138,9 +138,10 @@ class BpfError(BpfUnitsError, OSError):
         message = f"{command}: {os.strerror(err)}" + (f" ({detail})" if detail else "")
         OSError.__init__(self, err, message)
         self.command = command
+        self.message = message  # strerror, typed
 
     def __str__(self) -> str:
-        return self.strerror
+        return self.message
 
 
 class VerifierError(BpfError):
@@ -154,7 +155,7 @@ class VerifierError(BpfError):
 
     def __str__(self) -> str:
         tail = "\n".join(self.log.rstrip("\n").splitlines()[-self.TAIL_LINES :])
-        return f"{self.strerror}\nverifier log (last lines):\n{tail}" if tail else self.strerror
+        return f"{self.message}\nverifier log (last lines):\n{tail}" if tail else self.message
 
 
 class _Attr:
@@ -177,6 +178,9 @@ class _Attr:
             data = ctypes.create_string_buffer(data, len(data))
         self._keep.append(data)
         self.u64(off, ctypes.addressof(data))
+
+    def put(self, off: int, data: bytes) -> None:
+        ctypes.memmove(ctypes.addressof(self.buf) + off, data, len(data))
 
     def get_u32(self, off: int) -> int:
         return struct.unpack_from("<I", self.buf, off)[0]
@@ -238,7 +242,7 @@ def _prog_load_attr(
         attr.u32(24, log_level)
         attr.u32(28, len(log))
         attr.ptr(32, log)
-    attr.buf[48 : 48 + len(_name16(name))] = _name16(name)
+    attr.put(48, _name16(name))
     attr.u32(68, expected_attach_type)
     attr.u32(72, prog_btf_fd)
     if func_info:
@@ -274,14 +278,15 @@ def prog_load(
 ) -> int:
     """Load a program; on failure, load it again with a verifier log and raise VerifierError
     with the first load's errno (the second may fail otherwise: ENOSPC for a full log)."""
-    kind = dict(license=license, name=name, expected_attach_type=expected_attach_type, prog_btf_fd=prog_btf_fd,
-                func_info=func_info, func_info_rec_size=func_info_rec_size)
-    fd, first_err = _prog_load_retrying(_prog_load_attr(prog_type, insns, **kind))
+    attr_of = partial(_prog_load_attr, prog_type, insns, license=license, name=name,
+                      expected_attach_type=expected_attach_type, prog_btf_fd=prog_btf_fd, func_info=func_info,
+                      func_info_rec_size=func_info_rec_size)
+    fd, first_err = _prog_load_retrying(attr_of())
     if fd >= 0:
         return fd
     # The log costs time and memory, so it is only asked for once the load has failed.
     log = ctypes.create_string_buffer(log_size)
-    fd, _ = _prog_load_retrying(_prog_load_attr(prog_type, insns, **kind, log_level=log_level, log=log))
+    fd, _ = _prog_load_retrying(attr_of(log_level=log_level, log=log))
     if fd >= 0:  # did not fail the second time (e.g. a transient ENOMEM); keep it
         return fd
     text = _cstr(log.raw)
@@ -549,7 +554,7 @@ def map_create(
     attr.u32(8, value_size)
     attr.u32(12, max_entries)
     attr.u32(16, flags)
-    attr.buf[28 : 28 + len(_name16(name))] = _name16(name)
+    attr.put(28, _name16(name))
     return _call(Cmd.MAP_CREATE, attr, f"map {name!r}" if name else "")
 
 

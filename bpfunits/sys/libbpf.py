@@ -20,6 +20,7 @@ from pathlib import Path
 
 from bpfunits.errors import BpfUnitsError
 from bpfunits.sys.libc import libc as _libc
+from bpfunits.sys.libc import va_list_size
 
 _lib = ctypes.CDLL("libbpf.so.1", use_errno=True)
 
@@ -76,26 +77,31 @@ _OPEN_OPTS_SIZE = 80  # sizeof(struct bpf_object_open_opts) in libbpf 1.1
 _OPEN_OPTS_OBJECT_NAME = 8
 _OPEN_OPTS_PIN_ROOT_PATH = 24
 
-_VA_LIST_SIZE = 24  # x86-64: va_copy is a copy of this struct
 PRINT_KEEP = 1 << 20  # of one long print (a verifier log), its first line and last bytes
 
 _print_lock = threading.Lock()
-_captured: list[str] | None = None
+
+
+class _Printed:
+    """Where the print function collects while a `_capture` block runs (no lines outside one)."""
+
+    lines: list[str] | None = None
+    va_list_size = 0  # va_copy is a copy of this struct
 
 
 @_PRINT_FN
 def _print(level: int, fmt: bytes, ap: int) -> int:
-    if _captured is None or level > LIBBPF_INFO:
+    if _Printed.lines is None or level > LIBBPF_INFO:
         return 0
     # Measured on a copy of the arguments (a va_list is consumed), then printed whole.
-    measure = ctypes.create_string_buffer(_VA_LIST_SIZE)
-    ctypes.memmove(measure, ap, _VA_LIST_SIZE)
+    measure = ctypes.create_string_buffer(_Printed.va_list_size)
+    ctypes.memmove(measure, ap, _Printed.va_list_size)
     n = _libc.vsnprintf(None, 0, fmt, measure)
     if n < 0:
         return n
     buf = ctypes.create_string_buffer(n + 1)
     _libc.vsnprintf(buf, n + 1, fmt, ap)
-    _captured.append(keep_ends(buf.value.decode(errors="replace"), PRINT_KEEP))
+    _Printed.lines.append(keep_ends(buf.value.decode(errors="replace"), PRINT_KEEP))
     return n
 
 
@@ -284,7 +290,9 @@ class BpfObject:
         # The parameters (name_off, type) follow the proto's 12 bytes.
         first = _btf_type(btf, ctypes.c_uint32.from_address(proto[3] + 16).value)
         pointer = _strip_modifiers(btf, first)
-        pointee = _strip_modifiers(btf, _btf_type(btf, pointer[2])) if pointer and _kind(pointer) == _BTF_KIND_PTR else None
+        pointee = None
+        if pointer and _kind(pointer) == _BTF_KIND_PTR:
+            pointee = _strip_modifiers(btf, _btf_type(btf, pointer[2]))
         if not pointee or _kind(pointee) not in (_BTF_KIND_STRUCT, _BTF_KIND_FWD):
             return None
         name = _lib.btf__name_by_offset(btf, pointee[0])
@@ -321,16 +329,15 @@ class _capture:
     is set for the block only, since other users of libbpf.so.1 in the process (bcc) set theirs."""
 
     def __enter__(self) -> list[str]:
-        global _captured
+        size = va_list_size()  # here, where an unknown architecture can raise
         _print_lock.acquire()
-        _captured = []
+        _Printed.lines, _Printed.va_list_size = [], size
         self._previous = _lib.libbpf_set_print(ctypes.cast(_print, ctypes.c_void_p))
-        return _captured
+        return _Printed.lines
 
     def __exit__(self, *exc: object) -> None:
-        global _captured
         _lib.libbpf_set_print(self._previous)
-        _captured = None
+        _Printed.lines = None
         _print_lock.release()
 
 

@@ -16,19 +16,28 @@ SYSCALLS: dict[str, dict[str, int]] = {
     "x86_64": {"bpf": 321},
     "aarch64": {"bpf": 280},
 }
+# sizeof(va_list): a struct on both, which a variadic callback receives as a pointer to it.
+VA_LIST_SIZES = {"x86_64": 24, "aarch64": 32}
 
 
 class UnknownArchitecture(BpfUnitsError):
     pass
 
 
+def _unknown(what: str, machine: str, known: dict) -> UnknownArchitecture:
+    return UnknownArchitecture(f"bpfunits does not know {what} on {machine} (it knows {', '.join(sorted(known))})")
+
+
+def va_list_size(machine: str | None = None) -> int:
+    machine = machine or platform.machine()
+    if machine not in VA_LIST_SIZES:
+        raise _unknown("the size of a va_list", machine, VA_LIST_SIZES)
+    return VA_LIST_SIZES[machine]
+
+
 def syscall_number(name: str, machine: str | None = None) -> int:
     """The number of system call `name` on `machine` (this one's by default)."""
     machine = machine or platform.machine()
-    try:
-        return SYSCALLS[machine][name]
-    except KeyError:
-        known = ", ".join(sorted(SYSCALLS))
-        raise UnknownArchitecture(
-            f"bpfunits does not know the number of the {name}() system call on {machine} (it knows {known})"
-        ) from None
+    if name not in SYSCALLS.get(machine, {}):
+        raise _unknown(f"the number of the {name}() system call", machine, SYSCALLS)
+    return SYSCALLS[machine][name]

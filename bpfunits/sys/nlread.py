@@ -43,6 +43,7 @@ _IFINFOMSG = struct.Struct("=BxHiII")
 _TCMSG = struct.Struct("=BxxxiIII")
 _RTA = struct.Struct("=HH")
 _U32 = struct.Struct("=I")
+_ERRNO = struct.Struct("=i")  # struct nlmsgerr's error, negative
 _NLA_TYPE_MASK = 0x3FFF  # without NLA_F_NESTED / NLA_F_NET_BYTEORDER
 _RECV_SIZE = 1 << 16
 
@@ -53,9 +54,9 @@ def attributes(data: bytes | memoryview, start: int = 0, end: int | None = None)
     end = len(view) if end is None else end
     found: dict[int, memoryview] = {}
     pos = start
-    while pos + 4 <= end:
+    while pos + _RTA.size <= end:
         length, kind = _RTA.unpack_from(view, pos)
-        if length < 4 or pos + length > end:
+        if length < _RTA.size or pos + length > end:
             break
         found[kind & _NLA_TYPE_MASK] = view[pos + 4 : pos + length]
         pos += (length + 3) & ~3
@@ -63,7 +64,7 @@ def attributes(data: bytes | memoryview, start: int = 0, end: int | None = None)
 
 
 def u32(value: memoryview | None) -> int:
-    return _U32.unpack_from(value)[0] if value is not None and len(value) >= 4 else 0
+    return _U32.unpack_from(value)[0] if value is not None and len(value) >= _U32.size else 0
 
 
 def string(value: memoryview | None) -> str:
@@ -91,7 +92,7 @@ def messages(data: bytes) -> Iterator[Message]:
 
 def error_of(message: Message) -> int:
     """The (positive) errno an NLMSG_ERROR carries; 0 for an acknowledgement."""
-    return -struct.unpack_from("=i", message.body)[0] if len(message.body) >= 4 else errno.EIO
+    return -_ERRNO.unpack_from(message.body)[0] if len(message.body) >= _ERRNO.size else errno.EIO
 
 
 def request(kind: int, header: bytes, what: str, *, dump: bool) -> list[Message]:

@@ -17,10 +17,11 @@ class RtnlError(BpfUnitsError, OSError):
     """A netlink request failed; `.errno` holds the kernel's error."""
 
     def __init__(self, what: str, err: int) -> None:
-        OSError.__init__(self, err, f"{what}: {os.strerror(err)}")
+        self.message = f"{what}: {os.strerror(err)}"
+        OSError.__init__(self, err, self.message)
 
     def __str__(self) -> str:
-        return self.strerror
+        return self.message
 
 
 @contextmanager
@@ -31,6 +32,6 @@ def route(what: str) -> Iterator[IPRoute]:
     try:
         yield ipr
     except NetlinkError as e:
-        raise RtnlError(what, e.code) from None
+        raise RtnlError(what, e.code) from e
     finally:
         ipr.close()

@@ -92,7 +92,9 @@ def _define(item: str) -> tuple[str, str]:
     return (name, value) if sep else (name, "1")  # as the compiler's -DNAME
 
 
-def _describe(e: jsonschema.ValidationError, unit: str, path: Path, doc: dict, locations: dict[str, Location]) -> Diagnostic:
+def _describe(
+    e: jsonschema.ValidationError, unit: str, path: Path, doc: dict, locations: dict[str, Location]
+) -> Diagnostic:
     parts = list(e.absolute_path)
     section = parts[0] if parts and parts[0] in ("program", "attach") else ""
     field = parts[1] if section and len(parts) > 1 else (parts[0] if parts and not section else None)
@@ -108,7 +110,7 @@ def _describe(e: jsonschema.ValidationError, unit: str, path: Path, doc: dict, l
         if e.schema.get("x-error"):  # the Define= rule
             return error(f"Define= {e.schema['x-error']}", locations.get("define", where), unit, "Define=")
         names = [BY_FIELD.get((section, m)) for m in missing]
-        shown = ", ".join(f"{k.name}=" if k else f"[{m.capitalize()}]" for k, m in zip(names, missing))
+        shown = ", ".join(f"{k.name}=" if k else f"[{m.capitalize()}]" for k, m in zip(names, missing, strict=True))
         in_section = f" in [{section.capitalize()}]" if section else ""
         return error(f"missing {shown}{in_section}", where, unit)
     if e.validator == "enum":

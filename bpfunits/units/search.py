@@ -69,7 +69,9 @@ def load_units(
         dropins = tuple(entry.dropins[f] for f in sorted(entry.dropins))
         if entry.main is None:
             for path in dropins:
-                result.diagnostics.append(warning(f"drop-in for unit {name}, which exists nowhere on the path", Location(path), name))
+                result.diagnostics.append(
+                    warning(f"drop-in for unit {name}, which exists nowhere on the path", Location(path), name)
+                )
             continue
         unit = _load_one(name, entry.main, dropins, result.diagnostics, policy)
         if unit is not None:
@@ -99,11 +101,13 @@ def _scan(folder: Path, found: dict[str, _Found], problems: list[Diagnostic], po
             problems.append(error("invalid unit name: use letters, digits and _ . @ -", Location(path)))
             continue
         if (size := len(folder_name(stem))) > NAME_MAX:
-            problems.append(error(f"unit name too long: its pin folder name would be {size} bytes, bpffs allows {NAME_MAX}",
+            problems.append(error(f"unit name too long: its pin folder name would be {size} bytes, "
+                                  f"bpffs allows {NAME_MAX}",
                                   Location(path), stem))
             continue
         if stem in seen_here:
-            problems.append(error(f"unit {stem} is defined twice in one folder (also {seen_here[stem].name})", Location(path), stem))
+            twice = f"unit {stem} is defined twice in one folder (also {seen_here[stem].name})"
+            problems.append(error(twice, Location(path), stem))
             continue
         seen_here[stem] = path
         entry_found = found.setdefault(stem, _Found())
@@ -118,7 +122,9 @@ def _scan(folder: Path, found: dict[str, _Found], problems: list[Diagnostic], po
 
 def _scan_dropins(name: str, folder: Path, found: dict[str, _Found], problems: list[Diagnostic]) -> None:
     try:
-        files = sorted(e.name for e in os.scandir(folder) if e.name.endswith(DROPIN_SUFFIX) and not e.name.startswith("."))
+        files = sorted(
+            e.name for e in os.scandir(folder) if e.name.endswith(DROPIN_SUFFIX) and not e.name.startswith(".")
+        )
     except OSError as exc:
         problems.append(error(f"cannot list drop-in folder: {exc.strerror}", Location(folder), name))
         return

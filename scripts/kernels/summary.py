@@ -46,7 +46,7 @@ def read(path: Path) -> str | None:
 
 
 def first_line(text: str | None, limit: int = 200) -> str:
-    line = next((l.strip() for l in (text or "").splitlines() if l.strip()), "")
+    line = next((s.strip() for s in (text or "").splitlines() if s.strip()), "")
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
@@ -153,15 +153,16 @@ def vm_row(name: str, folder: Path) -> Row:
         log = (read(folder / "demo.log") or "").splitlines()
         # The first error bpfunits printed ("  ! ..."), else the demo's verdict ("demo failed: ..."), else the
         # last error line, else the last line.
-        why = next((l.strip() for l in log if l.lstrip().startswith("! ")), None) or next(
-            (l for l in log if l.startswith("demo failed")), None) or next(
-            (l.strip() for l in reversed(log) if "Error" in l or "error:" in l or "did not" in l), log[-1] if log else "")
+        why = next((s.strip() for s in log if s.lstrip().startswith("! ")), None) or next(
+            (s for s in log if s.startswith("demo failed")), None) or next(
+            (s.strip() for s in reversed(log) if "Error" in s or "error:" in s or "did not" in s),
+            log[-1] if log else "")
         row.problems.append(f"demo: {first_line(why)}" if demo_rc != "124" else "demo timed out")
     return row
 
 
 def main(results: Path, kernels_list: Path) -> int:
-    names = [l.split()[0] for l in kernels_list.read_text().splitlines() if l.strip() and not l.startswith("#")]
+    names = [s.split()[0] for s in kernels_list.read_text().splitlines() if s.strip() and not s.startswith("#")]
     rows = ([host_row(results / "host")] if (results / "host").is_dir() else []) + [
         vm_row(n, results / n) for n in names]
     head = ("kernel", "package", "backends", "passed", "failed", "skipped", "demo", "boot", "tests", "demo", "wall", "")
@@ -171,9 +172,10 @@ def main(results: Path, kernels_list: Path) -> int:
         for r in rows
     ]
     widths = [max(len(t[i]) for t in table) for i in range(len(head))]
-    print("\nkernel matrix (results in %s)" % results)
+    print(f"\nkernel matrix (results in {results})")
     for i, t in enumerate(table):
-        print("  ".join(c.ljust(w) if j < 3 or j == 6 else c.rjust(w) for j, (c, w) in enumerate(zip(t, widths))))
+        cells = enumerate(zip(t, widths, strict=True))
+        print("  ".join(c.ljust(w) if j < 3 or j == 6 else c.rjust(w) for j, (c, w) in cells))
         if i == 0:
             print("  ".join("-" * w for w in widths))
     for r in rows:

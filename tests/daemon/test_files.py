@@ -44,7 +44,7 @@ def test_editor_temp_files_alone_do_not_reconcile(tmp_path):
 
 def test_reading_units_does_not_reconcile(tmp_path):
     (tmp_path / "foo.unit").write_text("[Unit]\n")
-    recorder = Recorder(observe=lambda: (tmp_path / "foo.unit").read_text())
+    recorder = Recorder(observe=(tmp_path / "foo.unit").read_text)
     with running(recorder, [tmp_path]):
         (tmp_path / "foo.unit").read_text()
         assert len(recorder.quiet(SETTLE)) == 1
@@ -52,7 +52,7 @@ def test_reading_units_does_not_reconcile(tmp_path):
 
 def test_atomic_rename_is_one_reconcile(tmp_path):
     (tmp_path / "foo.unit").write_text("old")
-    recorder = Recorder(observe=lambda: (tmp_path / "foo.unit").read_text())
+    recorder = Recorder(observe=(tmp_path / "foo.unit").read_text)
     with running(recorder, [tmp_path]):
         tmp = tmp_path / ".foo.unit.tmp1234"
         tmp.write_text("new")
@@ -64,7 +64,7 @@ def test_atomic_rename_is_one_reconcile(tmp_path):
 
 def test_configmap_data_swap_reconciles_with_new_content(tmp_path):
     configmap_volume(tmp_path, "04_00_00.1", {"foo.unit": "version 1"})
-    recorder = Recorder(observe=lambda: (tmp_path / "foo.unit").read_text())
+    recorder = Recorder(observe=(tmp_path / "foo.unit").read_text)
     with running(recorder, [tmp_path]):
         assert recorder.calls[0][1] == "version 1"
         configmap_volume(tmp_path, "04_00_00.2", {"foo.unit": "version 2"})

@@ -43,7 +43,7 @@ def test_another_namespace_or_a_daemon_that_is_gone_shows_nothing(tmp_path):
 
 def test_a_garbled_or_untrusted_file_is_an_error_not_a_crash(tmp_path):
     path = tmp_path / "state.json"
-    path.write_text('{"version": 1, "netns": 42, "pid": %d, "retries": [{"interface": 1}]}' % os.getpid())
+    path.write_text(f'{{"version": 1, "netns": 42, "pid": {os.getpid()}, "retries": [{{"interface": 1}}]}}')
     with pytest.raises(BpfUnitsError, match="not a bpfunits daemon state file"):
         statefile.read(path, 42, strict=False)
     path.write_text("[]")

@@ -140,9 +140,8 @@ def daemon(tmp_path, demo_netns, bpffs_root, bpf_objects):
     processes: list[subprocess.Popen] = []
 
     def start() -> None:
-        log = open(tmp_path / "daemon.log", "w")
-        processes.append(subprocess.Popen([BPFUNITS, "daemon", *common], stdout=log, stderr=subprocess.STDOUT))
-        log.close()
+        with open(tmp_path / "daemon.log", "w") as log:
+            processes.append(subprocess.Popen([BPFUNITS, "daemon", *common], stdout=log, stderr=subprocess.STDOUT))
 
     def chains() -> dict[tuple[str, str], list[str]]:
         """(interface, hook) -> the active units in order, per `bpfunits status --json`."""

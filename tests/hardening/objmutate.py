@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import struct
+from contextlib import suppress
 from dataclasses import dataclass
 
 _SHDR = struct.Struct("<IIQQQQIIQQ")  # Elf64_Shdr: name type flags addr offset size link info align entsize
@@ -106,10 +107,9 @@ Mutation = Flip | CutSection | BadRelocation | Truncate
 def mutate(data: bytes, mutations: list[Mutation]) -> bytes:
     out = bytearray(data)
     for m in mutations:
-        try:
+        # An earlier mutation may have broken the headers this one reads: then it stays as it is.
+        with suppress(struct.error, ValueError, IndexError):
             out = m.apply(out)
-        except (struct.error, ValueError, IndexError):
-            pass  # an earlier mutation broke the headers this one reads: it stays as it is
     return bytes(out)
 
 

@@ -14,7 +14,7 @@ from tests.unitfiles import write
 # The 472-byte bomb of the issue: nine levels of nine aliases, 387 million strings once expanded.
 BOMB = "".join(
     f"{name}: &{name} [{', '.join(['*' + prev] * 9 if prev else ['lol'] * 9)}]\n"
-    for prev, name in zip([""] + list("abcdefgh"), "abcdefghi")
+    for prev, name in zip(["", *"abcdefgh"], "abcdefghi", strict=True)
 )
 
 
@@ -57,9 +57,8 @@ def test_config_yaml_lock_file_is_a_folder(tmp_path):
 
 
 def test_config_yaml_lock_file_turned_folder_later_is_a_lock_error(tmp_path):
-    with pytest.raises(LockError, match=f"cannot open the lock file {tmp_path}: Is a directory"):
-        with exclusive(tmp_path):
-            pass
+    with pytest.raises(LockError, match=f"cannot open the lock file {tmp_path}: Is a directory"), exclusive(tmp_path):
+        pass
 
 
 def test_config_yaml_nul_in_a_path(tmp_path):

@@ -602,7 +602,7 @@ def killed_apply(rig: Rig, fault: Fault, log: Path) -> int:
     if pid == 0:  # the child never returns into pytest
         code = 70
         try:
-            sys.stdout = sys.stderr = open(log, "w")
+            sys.stdout = sys.stderr = open(log, "w")  # noqa: SIM115 (the forked child's output until it exits)
             with injected(rig.root.path, fault):
                 code = main(argv)
         except BaseException:

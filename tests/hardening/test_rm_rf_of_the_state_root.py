@@ -21,7 +21,9 @@ pytestmark = pytest.mark.kernel
 
 
 @pytest.mark.parametrize("tc_backend", [tcx_param("tcx"), "cls_bpf"])
-def test_rm_rf_of_the_state_root_detaches_nothing_and_the_pins_come_back(daemon, veth_pair, bpffs_root, tc_backend):
+def test_rm_rf_of_the_state_root_detaches_nothing_and_the_pins_come_back(
+    daemon, veth_pair, bpffs_root, tc_backend  # noqa: F811 (the fixture imported above)
+):
     d = daemon(f"tc_backend: {tc_backend}\n")
     drop(d.units, "a.unit", unit_text("counter.bpf.o"))
     drop(d.units, "t.unit", unit_text("tc_actions.bpf.o", hook="tc-ingress"))

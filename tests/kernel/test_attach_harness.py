@@ -27,8 +27,7 @@ def test_inside_moves_only_this_thread_and_keeps_bpffs(veth_pair):
 
 
 def test_missing_namespace_and_interface_are_clear_errors(veth_pair):
-    with pytest.raises(netns.NetnsError, match="does not exist"):
-        with netns.inside("bu-no-such-ns"):
-            pass
+    with pytest.raises(netns.NetnsError, match="does not exist"), netns.inside("bu-no-such-ns"):
+        pass
     with pytest.raises(netns.NetnsError, match="no interface"):
         netns.ifindex("bu-nothing", veth_pair.ns_a)

@@ -141,7 +141,6 @@ def test_close_releases_the_program_and_every_fd(bpffs_root, bpf_objects):
     unit = source_unit(bpf_objects / "bcc_counter.c")
     fds_before = set(os.listdir("/proc/self/fd"))
     prog = load_unit_program(unit, bpffs_root)
-    prog_id = prog.id
     prog.close()
     assert set(os.listdir("/proc/self/fd")) == fds_before, "the program's and its maps' fds are closed"
 

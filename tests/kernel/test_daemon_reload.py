@@ -21,7 +21,7 @@ def _xdp(pair, root):
         return observe(pair.ifindex_a, Hook.XDP, root).programs
 
 
-def test_sighup_rereads_the_configuration(daemon, veth_pair, bpffs_root):
+def test_sighup_rereads_the_configuration(daemon, veth_pair, bpffs_root):  # noqa: F811 (the fixture imported above)
     subprocess.run(["ip", "-n", veth_pair.ns_a, "link", "set", "dev", veth_pair.if_a, "xdpgeneric", "obj",
                     str(BPF / "attach_foreign.bpf.o"), "sec", "xdp"], check=True)
     d = daemon()

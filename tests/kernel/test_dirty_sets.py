@@ -57,7 +57,7 @@ class Rig:
 def rig(tmp_path, veth_pair, bpffs_root, bpf_objects) -> Iterator[Rig]:
     tag = veth_pair.if_a[2:-1]
     more = (f"bu{tag}m", f"bu{tag}n")
-    for name, peer in zip(more, (f"bq{tag}m", f"bq{tag}n")):
+    for name, peer in zip(more, (f"bq{tag}m", f"bq{tag}n"), strict=True):
         subprocess.run(["ip", "-n", veth_pair.ns_a, "link", "add", name, "type", "veth", "peer", "name", peer],
                        check=True)
     units = tmp_path / "units"

@@ -70,7 +70,7 @@ def percpu_sum(prog: LoadedProgram, map_name: str, key: int, fmt: str) -> tuple[
     """A per-CPU map's value under `key`, summed field by field over the CPUs."""
     size = struct.calcsize(fmt)
     values = bpf.map_lookup_percpu(prog.maps[map_name].fd, struct.pack("<I", key), size)
-    return tuple(sum(col) for col in zip(*(struct.unpack(fmt, v) for v in values)))
+    return tuple(sum(col) for col in zip(*(struct.unpack(fmt, v) for v in values), strict=True))
 
 
 def addr(text: str) -> bytes:
@@ -314,7 +314,7 @@ def udp_exchange(veth_pair, count: int, port: int) -> int:
             while received < count:
                 rx.recv(64)
                 received += 1
-        except socket.timeout:
+        except TimeoutError:
             pass
         return received
 

@@ -86,7 +86,7 @@ class Outcome:
 def standalone(hook: Hook, fds: list[int], proceed: list[frozenset[int]], frame: bytes) -> Outcome:
     """The reference: each component alone, in order, stopping where ProceedOn says so."""
     data, seen = frame, [0] * len(fds)
-    for i, (fd, codes) in enumerate(zip(fds, proceed)):
+    for i, (fd, codes) in enumerate(zip(fds, proceed, strict=True)):
         run = bpf.prog_test_run(fd, data)
         seen[i] = 1
         data = run.data_out
@@ -106,7 +106,7 @@ def run_linked(fd: int, frame: bytes) -> tuple[int, bytes]:
 
 
 def check_chain(hook, programs, names, proceed, frames, *, force=None, counters=False):
-    components = [component_of(f"{n}.{i}", programs[n], p) for i, (n, p) in enumerate(zip(names, proceed))]
+    components = [component_of(f"{n}.{i}", programs[n], p) for i, (n, p) in enumerate(zip(names, proceed, strict=True))]
     fds = [programs[n].fd for n in names]
     with link_chain(hook, components, counters=counters, force=force) as chain:
         fd = chain.load()
@@ -115,7 +115,7 @@ def check_chain(hook, programs, names, proceed, frames, *, force=None, counters=
             for frame in frames:
                 want = standalone(hook, fds, proceed, frame)
                 assert run_linked(fd, frame) == (want.verdict, want.data), (names, proceed, frame.hex())
-                seen = [a + b for a, b in zip(seen, want.seen)]
+                seen = [a + b for a, b in zip(seen, want.seen, strict=True)]
             if counters:
                 assert [c.entered for c in chain.counters.read()] == seen
         finally:
@@ -149,7 +149,7 @@ proceed_tc = st.frozensets(st.sampled_from(TC_CODES), max_size=4)
 def test_xdp_chain_matches_components_run_one_after_another(programs, data, frames, force, counters):
     loaded = [n for n in XDP_OBJECTS if n in programs]
     chain = data.draw(st.lists(st.tuples(st.sampled_from(loaded), proceed_xdp), min_size=1, max_size=8), "chain")
-    names, proceed = zip(*chain)
+    names, proceed = zip(*chain, strict=True)
     check_chain(Hook.XDP, programs, list(names), list(proceed), frames, force=force, counters=counters)
 
 
@@ -162,7 +162,7 @@ def test_xdp_chain_matches_components_run_one_after_another(programs, data, fram
 )
 @pytest.mark.matrix
 def test_tc_chain_matches_components_run_one_after_another(programs, chain, frames, force, counters):
-    names, proceed = zip(*chain)
+    names, proceed = zip(*chain, strict=True)
     check_chain(Hook.TC_INGRESS, programs, list(names), list(proceed), frames, force=force, counters=counters)
 
 
@@ -185,7 +185,7 @@ def test_counters_count_what_each_component_saw(programs):
     # verdict_byte returns byte 15 % 6 and increments it: 0 aborted, 1 drop, 2 pass, 3 tx, 4 redirect, 5 unknown
     names = ["link_verdict_byte"] * 3
     proceed = [frozenset({0, 2, 3, 4})] * 3  # aborted, pass, tx, redirect go on
-    components = [component_of(f"v{i}", programs[n], p) for i, (n, p) in enumerate(zip(names, proceed))]
+    components = [component_of(f"v{i}", programs[n], p) for i, (n, p) in enumerate(zip(names, proceed, strict=True))]
     with link_chain(Hook.XDP, components, counters=True) as chain:
         fd = chain.load()
         try:
@@ -239,9 +239,8 @@ def test_counters_are_read_back_from_the_program_id(programs):
 
 def test_manifest_map_is_frozen(programs):
     components = [component_of("a", programs["counter"], frozenset({2}))]
-    with link_chain(Hook.XDP, components, manifest="1") as chain:
-        with pytest.raises(bpf.BpfError):
-            bpf.map_update(chain.manifest_fd, bytes(4), b"x" * bpf.map_info(chain.manifest_fd).value_size)
+    with link_chain(Hook.XDP, components, manifest="1") as chain, pytest.raises(bpf.BpfError):
+        bpf.map_update(chain.manifest_fd, bytes(4), b"x" * bpf.map_info(chain.manifest_fd).value_size)
 
 
 def test_program_without_manifest_reads_as_none(programs):

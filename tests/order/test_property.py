@@ -26,7 +26,7 @@ def dags(draw):
 def units_for(names, edges, as_before, order):
     before = {n: [] for n in names}
     after = {n: [] for n in names}
-    for (a, b), declared_by_a in zip(edges, as_before):
+    for (a, b), declared_by_a in zip(edges, as_before, strict=True):
         (before[a].append(b) if declared_by_a else after[b].append(a))
     return [
         Unit(name=n, path=Path(f"/u/{n}.unit"), hook=Hook.XDP, program=Program(object=Path("/p.o")),

@@ -13,8 +13,8 @@ SERVICE = SYSTEMD_DIR / "bpfunits.service"
 def settings(path: Path = SERVICE) -> dict[str, list[str]]:
     """Every `Key=value` of the unit, values in order (systemd keys may repeat)."""
     found: dict[str, list[str]] = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
         if not line or line[0] in "#;[":
             continue
         key, _, value = line.partition("=")

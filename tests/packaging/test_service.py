@@ -143,12 +143,12 @@ def test_daemon_runs_with_exactly_the_service_capabilities(demo_netns, bpffs_roo
         assert effective_capabilities(pid) == set(servicefile.capabilities())
         # The daemon attached every example chain: a full-privileged apply finds nothing to do.
         assert nothing_to_apply(demo_netns, bpffs_root, config)
-        assert re.fullmatch(r"STATUS=.*4 hooks.*", notify.wait_for(lambda l: l.startswith("STATUS=")))
+        assert re.fullmatch(r"STATUS=.*4 hooks.*", notify.wait_for(lambda text: text.startswith("STATUS=")))
         notify.wait_for(lambda line: line == "WATCHDOG=1")
         # ExecReload: SIGHUP reconciles again, and finds the chains as it left them.
         before = len(notify.texts)
         os.kill(pid, signal.SIGHUP)
-        notify.wait_for(lambda l: l.startswith("STATUS=") and l in notify.texts[before:])
+        notify.wait_for(lambda text: text.startswith("STATUS=") and text in notify.texts[before:])
     print(f"READY=1 after {ready:.2f} s under {servicefile.capabilities()}")
 
 
@@ -192,7 +192,7 @@ def test_daemon_stays_inside_the_syscall_filter_and_address_families(demo_netns,
         assert nothing_to_apply(demo_netns, bpffs_root, config, (EXAMPLES, bcc_units))
         before = len(notify.texts)
         os.kill(pid, signal.SIGHUP)
-        notify.wait_for(lambda l: l.startswith("STATUS=") and l in notify.texts[before:])
+        notify.wait_for(lambda text: text.startswith("STATUS=") and text in notify.texts[before:])
     text = trace.read_text()
     lines = [line for line in text.splitlines() if not line.split(None, 1)[1].startswith(("+++", "---"))]
     called = {m.group(1) for line in lines if (m := re.match(r"\d+\s+(?:<\.\.\. )?([a-z0-9_]+)[( ]", line))}

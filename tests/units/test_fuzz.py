@@ -14,8 +14,8 @@ ALPHABET = string.printable + "[]=\\#;!*é\x00"
 
 
 def mutate(text: str, edits: list[tuple[int, int, str]]) -> str:
-    for kind, pos, chunk in edits:
-        pos = pos % (len(text) + 1)
+    for kind, offset, chunk in edits:
+        pos = offset % (len(text) + 1)
         if kind == 0:
             text = text[:pos] + chunk + text[pos:]
         elif kind == 1:
