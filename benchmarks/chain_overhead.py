@@ -31,7 +31,7 @@ from bpfunits.linker import asm  # noqa: E402
 from bpfunits.linker.asm import R0, R1, R2, R3, R6  # noqa: E402
 from bpfunits.linker.component import Component  # noqa: E402
 from bpfunits.linker.layout import Mode  # noqa: E402
-from bpfunits.hooks.progtype import expected_attach_type_of
+from bpfunits.linker.progtype import expected_attach_type_of
 from bpfunits.linker.linker import link_chain  # noqa: E402
 
 SIZES = (1, 2, 8, 32, 64, 100)

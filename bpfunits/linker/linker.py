@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from bpfunits.hooks import Hook
-from bpfunits.hooks.progtype import expected_attach_type_of, prog_type_of
+from bpfunits.linker.progtype import expected_attach_type_of, prog_type_of
 from bpfunits.sys import bpf
 from bpfunits.sys.bpf import BpfError
 from bpfunits.linker import asm

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from bpfunits.hooks import Hook
-from bpfunits.hooks.progtype import prog_type_of
+from bpfunits.linker.progtype import prog_type_of
 from bpfunits.load import mappins
 from bpfunits.sys import bpf
 from bpfunits.load.bcccompile import CompileFailed, compile_source

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bpfunits.errors import BpfUnitsError
 from bpfunits.hooks import Hook
-from bpfunits.hooks.progtype import expected_attach_type_of, prog_type_of
+from bpfunits.linker.progtype import expected_attach_type_of, prog_type_of
 from bpfunits.load import mappins
 from bpfunits.sys import bpf
 from bpfunits.state.bpffs import remove_tree

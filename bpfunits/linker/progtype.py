@@ -1,4 +1,6 @@
-"""What a program on a hook is loaded as: one table for the loader, bcc and the linker."""
+"""What a program on a hook is loaded as, one table for the chains the linker builds and the unit
+programs the loader and bcc load under them (a program array takes tail calls only from programs of
+its first user's type and expected attach type)."""
 
 from __future__ import annotations
 
