@@ -70,7 +70,7 @@ def edit_text(number: int) -> tuple[tuple[str, ...], str]:
 def attached(box: Sandbox, names: list[str]) -> bool:
     """Whether every interface of `names` runs an XDP and a tc-ingress program."""
     with netns.inside(box.ns):
-        links = {link.name: link for link in nlread.links().values()}
+        links = {link.name: link for link in nlread.interfaces().values()}
         for name in names:
             link = links.get(name)
             if link is None or not link.xdp_prog_id or not tcx.query(link.index, Hook.TC_INGRESS).prog_ids:

@@ -56,7 +56,7 @@ class InterfaceState:
         return frozenset(prog_id for _, prog_id in self.xdp[1]) if self.xdp else frozenset()
 
 
-def interface_state(link: nlread.Link) -> InterfaceState:
+def interface_state(link: nlread.Interface) -> InterfaceState:
     return InterfaceState(link.name, (link.xdp_attached, link.xdp_prog_ids) if link.xdp_attached else ())
 
 
@@ -78,7 +78,7 @@ def change(old: InterfaceState | None, new: InterfaceState | None) -> Trigger | 
 
 
 def _dump_request(seq: int) -> bytes:
-    body = nlread.link_request()
+    body = nlread.interface_request()
     return struct.pack("=IHHII", 16 + len(body), RTM_GETLINK, nlread.NLM_F_REQUEST | nlread.NLM_F_DUMP, seq, 0) + body
 
 
@@ -98,15 +98,15 @@ class InterfaceMonitor:
         self._poll_interval = poll_interval
         self._log = log
         self._netns = netns
-        self._links: dict[int, InterfaceState] = {}
+        self._interfaces: dict[int, InterfaceState] = {}
         self._sock: socket.socket | None = None
         self._wake_r, self._wake_w = -1, -1
         self._thread: threading.Thread | None = None
         self._seq = 0
 
     @property
-    def links(self) -> dict[int, InterfaceState]:
-        return dict(self._links)
+    def interfaces(self) -> dict[int, InterfaceState]:
+        return dict(self._interfaces)
 
     def start(self) -> None:
         # The socket belongs to the namespace it was opened in, whatever the thread does later.
@@ -155,11 +155,11 @@ class InterfaceMonitor:
                     raise InterfaceMonitorError(f"netlink: listing interfaces: {os.strerror(nlread.error_of(msg))}")
                 if msg.kind == NLMSG_DONE and msg.seq == seq:
                     return
-                link = nlread.link_of(msg)
+                link = nlread.interface_of(msg)
                 if link is not None and msg.kind == RTM_NEWLINK:
-                    self._links[link.index] = interface_state(link)
+                    self._interfaces[link.index] = interface_state(link)
                 elif link is not None:
-                    self._links.pop(link.index, None)
+                    self._interfaces.pop(link.index, None)
 
     def _receive(self) -> list[nlread.Message]:
         return list(nlread.messages(self._socket().recv(_RECV_SIZE)))
@@ -202,15 +202,15 @@ class InterfaceMonitor:
             self._log.exception("netlink listener stopped; only timer resyncs will notice interface changes")
 
     def _handle(self, msg: nlread.Message) -> None:
-        link = nlread.link_of(msg)
+        link = nlread.interface_of(msg)
         if link is None:
             return  # not about a device itself (e.g. AF_BRIDGE port messages)
         new = interface_state(link) if msg.kind == RTM_NEWLINK else None
-        old = self._links.get(link.index)
+        old = self._interfaces.get(link.index)
         if new is None:
-            self._links.pop(link.index, None)
+            self._interfaces.pop(link.index, None)
         else:
-            self._links[link.index] = new
+            self._interfaces[link.index] = new
         trigger = change(old, new)
         if trigger is not None:
             self._emit(trigger)

@@ -139,7 +139,7 @@ class Observer:
         self.root = root
         self.facts = facts if facts is not None else ProgramFacts()
         self.whole_namespace = whole_namespace
-        self._links: dict[int, nlread.Link] | None = None
+        self._interfaces: dict[int, nlread.Interface] | None = None
         self._with_filters: frozenset[int] | None = None
         self._xdp_links: dict[tuple[int, int], int] | None = None
 
@@ -150,14 +150,14 @@ class Observer:
             return self._observe_xdp(ifindex, claim)
         return self._observe_tc(ifindex, hook, claim)
 
-    def interface(self, ifindex: int) -> nlread.Link:
+    def interface(self, ifindex: int) -> nlread.Interface:
         if not self.whole_namespace:
-            return nlread.link(ifindex)
-        if self._links is None:
-            self._links = nlread.links()
-        if ifindex not in self._links:
+            return nlread.interface(ifindex)
+        if self._interfaces is None:
+            self._interfaces = nlread.interfaces()
+        if ifindex not in self._interfaces:
             raise rtnl.RtnlError(f"reading interface ifindex {ifindex}", errno.ENODEV)
-        return self._links[ifindex]
+        return self._interfaces[ifindex]
 
     def program_ids(self, ifindex: int, hook: Hook) -> frozenset[int]:
         """The ids of the programs on one hook, and nothing else: the cheapest look at it."""

@@ -48,7 +48,7 @@ class XdpState:
     mode_flags: int  # the XDP_FLAGS_*_MODE that address the attached program
 
 
-def state_of(link: nlread.Link) -> XdpState:
+def state_of(link: nlread.Interface) -> XdpState:
     if not link.xdp_attached or link.xdp_attached not in _ATTACHED:
         return XdpState(0, None, 0)
     mode, flags = _ATTACHED[link.xdp_attached]
@@ -56,7 +56,7 @@ def state_of(link: nlread.Link) -> XdpState:
 
 
 def state(ifindex: int) -> XdpState:
-    return state_of(nlread.link(ifindex))
+    return state_of(nlread.interface(ifindex))
 
 
 def attach_link(ifindex: int, prog_fd: int, hook_dir: Path, mode: XdpMode) -> int:

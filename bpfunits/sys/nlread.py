@@ -129,7 +129,7 @@ _XDP_ID_ATTRS = (IFLA_XDP_PROG_ID, IFLA_XDP_DRV_PROG_ID, IFLA_XDP_SKB_PROG_ID, I
 
 
 @dataclass(frozen=True)
-class Link:
+class Interface:
     """One interface as RTM_NEWLINK reports it, as far as bpfunits cares."""
 
     index: int
@@ -144,7 +144,7 @@ class Link:
         return self.xdp_prog_ids[0][1] if self.xdp_prog_ids else 0
 
 
-def link_of(message: Message) -> Link | None:
+def interface_of(message: Message) -> Interface | None:
     """An interface message (RTM_NEWLINK/RTM_DELLINK of the whole device), else None."""
     if message.kind not in (RTM_NEWLINK, RTM_DELLINK) or len(message.body) < _IFINFOMSG.size:
         return None
@@ -155,23 +155,23 @@ def link_of(message: Message) -> Link | None:
     xdp = attributes(attrs[IFLA_XDP]) if IFLA_XDP in attrs else {}
     attached = xdp[IFLA_XDP_ATTACHED][0] if len(xdp.get(IFLA_XDP_ATTACHED, b"")) >= 1 else 0
     ids = tuple((a, u32(xdp[a])) for a in _XDP_ID_ATTRS if u32(xdp.get(a)))
-    return Link(index, string(attrs.get(IFLA_IFNAME)) or f"ifindex {index}", attached, ids)
+    return Interface(index, string(attrs.get(IFLA_IFNAME)) or f"ifindex {index}", attached, ids)
 
 
-def link_request(ifindex: int = 0) -> bytes:
+def interface_request(ifindex: int = 0) -> bytes:
     return _IFINFOMSG.pack(socket.AF_UNSPEC, 0, ifindex, 0, 0)
 
 
-def links() -> dict[int, Link]:
+def interfaces() -> dict[int, Interface]:
     """Every interface of this network namespace, by ifindex."""
-    found = (link_of(m) for m in request(RTM_GETLINK, link_request(), "listing interfaces", dump=True))
+    found = (interface_of(m) for m in request(RTM_GETLINK, interface_request(), "listing interfaces", dump=True))
     return {link.index: link for link in found if link is not None}
 
 
-def link(ifindex: int) -> Link:
+def interface(ifindex: int) -> Interface:
     """One interface (ENODEV as RtnlError when it does not exist)."""
-    for message in request(RTM_GETLINK, link_request(ifindex), f"reading interface ifindex {ifindex}", dump=False):
-        found = link_of(message)
+    for message in request(RTM_GETLINK, interface_request(ifindex), f"reading interface ifindex {ifindex}", dump=False):
+        found = interface_of(message)
         if found is not None and found.index == ifindex:
             return found
     raise RtnlError(f"reading interface ifindex {ifindex}", errno.ENODEV)

@@ -110,9 +110,9 @@ def test_monitor_knows_the_interfaces_present_at_start(veth_pair):
     monitor = InterfaceMonitor(lambda trigger: None, logging.getLogger("bpfunits.daemon"), veth_pair.ns_a)
     monitor.start()
     try:
-        names = {state.name for state in monitor.links.values()}
+        names = {state.name for state in monitor.interfaces.values()}
         assert names == {"lo", veth_pair.if_a}
-        assert monitor.links[veth_pair.ifindex_a].xdp == ()
+        assert monitor.interfaces[veth_pair.ifindex_a].xdp == ()
     finally:
         monitor.close()
 
