@@ -18,16 +18,20 @@ pytest_plugins = [
 # shrinking there would take longer than the whole run may.
 settings.register_profile("matrix", max_examples=8, phases=[Phase.explicit, Phase.reuse, Phase.generate])
 
-NOT_ROOT = (
-    "needs root (a BPF-capable kernel, bpffs and network namespaces): run the suite as root, "
-    "or leave these out with `pytest -m \"not kernel\"`"
-)
+NOT_ROOT = {
+    "kernel": "needs root (a BPF-capable kernel, bpffs and network namespaces): run the suite as root, "
+    "or leave these out with `pytest -m \"not kernel and not root\"`",
+    "root": "needs root (installing the package, chown, switching users): run the suite as root, "
+    "or leave these out with `pytest -m \"not kernel and not root\"`",
+}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Without root, the tests marked `kernel` are skipped, each saying why, instead of failing."""
+    """Without root, the tests marked `kernel` or `root` are skipped, each saying why, instead of failing."""
     if os.geteuid() == 0:
         return
     for item in items:
-        if item.get_closest_marker("kernel") is not None:
-            item.add_marker(pytest.mark.skip(reason=NOT_ROOT))
+        for marker, reason in NOT_ROOT.items():
+            if item.get_closest_marker(marker) is not None:
+                item.add_marker(pytest.mark.skip(reason=reason))
+                break

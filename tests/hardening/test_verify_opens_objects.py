@@ -82,6 +82,7 @@ def public_tmp() -> Iterator[Path]:
         shutil.rmtree(folder)
 
 
+@pytest.mark.root  # to become nobody
 def test_verify_opens_objects_without_root_and_without_the_kernel(public_tmp, tmp_path, bpf_objects):
     units = public_tmp / "units"
     write(units, "good.unit", unit(bpf_objects / "counter.bpf.o"))
@@ -107,6 +108,7 @@ def test_verify_load_runs_the_kernels_verifier_and_pins_nothing(tmp_path, capsys
     assert not Path("/sys/fs/bpf/invalid_state").exists()
 
 
+@pytest.mark.root  # to become nobody
 def test_verify_load_needs_root(public_tmp, bpf_objects):
     units = public_tmp / "units"
     write(units, "good.unit", unit(bpf_objects / "counter.bpf.o"))

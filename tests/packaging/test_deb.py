@@ -78,6 +78,7 @@ def test_this_machine_satisfies_the_dependencies(built_package):
             assert subprocess.run(["dpkg", "--compare-versions", installed, op, version]).returncode == 0, (dependency, installed)
 
 
+@pytest.mark.root
 def test_installs_and_removes_cleanly_in_a_throwaway_root(built_package, tmp_path):
     # A real dpkg with its own database in tmp_path; maintainer scripts run outside the root
     # (there is no shell inside it) with DPKG_ROOT set, and so leave systemd alone.

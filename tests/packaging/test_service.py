@@ -66,6 +66,7 @@ def test_service_exposure_is_low():
     assert run.returncode == 0, run.stdout[-300:]
 
 
+@pytest.mark.root
 def test_tmpfiles_makes_the_lock_file_and_runtime_folder(tmp_path):
     subprocess.run(["systemd-tmpfiles", f"--root={tmp_path}", "--create", str(SYSTEMD_DIR / "bpfunits.tmpfiles")], check=True)
     lock = tmp_path / "run" / "bpfunits.lock"
