@@ -15,7 +15,7 @@ from bpfunits.errors import BpfUnitsError
 from bpfunits.hooks import Hook
 from bpfunits.kernel import attach as attaching
 from bpfunits.kernel import bpf, mappins, pins, probe
-from bpfunits.kernel.bpffs import StateRoot, children, ensure_mounted, remove_tree
+from bpfunits.kernel.bpffs import StateRoot, children, ensure_mounted, names, remove_tree
 from bpfunits.kernel.observe import Attached, Observer
 from bpfunits.units.model import Location, Unit
 from bpfunits.kernel.probe import TcBackend, XdpBackend
@@ -257,7 +257,7 @@ class _Run:
         units want or that run a chain of ours are looked at: a program someone puts on a hook
         bpfunits has nothing to do with asks for nothing."""
         found = set()
-        pinned = {folder.name for folder in children(self.root.netns_path())}
+        pinned = set(names(self.root.netns_path()))
         for key in self.chains.keys() | self.memory.hooks.keys():
             ifindex = self.live.get(key.interface)
             if ifindex is None:
@@ -390,13 +390,14 @@ class _Run:
         for other namespaces whose interface is gone. While a hook could not be read, what it runs
         is unknown: no unit's maps go then. A pin that cannot be removed is an error of its own."""
         live = {f"if{index}" for index in self.live.values()}
-        for folder in children(self.root.netns_path()):
-            if folder.name not in live:
-                remove_tree(folder)
+        netns_path = self.root.netns_path()
+        for name in names(netns_path):
+            if name not in live:
+                remove_tree(netns_path / name)
         for key in scope if scope is not None else {HookKey(i, h) for i in self.live for h in Hook}:
-            folder = self.root.hook_path(self.live[key.interface], key.hook)
+            folder = netns_path / f"if{self.live[key.interface]}" / key.hook.value
             for empty in (folder, folder.parent):
-                if empty.is_dir() and not children(empty):
+                if empty.is_dir() and not names(empty):
                     remove_tree(empty)
         elsewhere = observing.pinned_elsewhere(self.root)
         for folder in elsewhere.defunct:
