@@ -35,8 +35,11 @@ _RECV_SIZE = 1 << 16
 
 # The kernel announces an XDP change only when it is made through netlink on an interface that
 # is up (do_setlink -> netdev_state_change); one made through a bpf_link, or on a down
-# interface, says nothing. So the interfaces are also listed every few seconds and compared.
+# interface, says nothing. So the interfaces are also listed every few seconds and compared:
+# every POLL_INTERVAL seconds, or less often on a node where a listing takes long, so that the
+# listing costs at most POLL_SHARE of a core.
 POLL_INTERVAL = 2.0
+POLL_SHARE = 0.005
 
 
 class InterfaceMonitorError(BpfUnitsError):
@@ -103,6 +106,8 @@ class InterfaceMonitor:
         self._wake_r, self._wake_w = -1, -1
         self._thread: threading.Thread | None = None
         self._seq = 0
+        self._dump_started = 0.0
+        self._dump_cost = 0.0
 
     @property
     def interfaces(self) -> dict[int, InterfaceState]:
@@ -144,7 +149,12 @@ class InterfaceMonitor:
     def _request_dump(self) -> int:
         self._seq += 1
         self._socket().send(_dump_request(self._seq))
+        self._dump_started = time.thread_time()
         return self._seq
+
+    def _next_poll(self) -> float:
+        """When to list again: the listing just done cost `_dump_cost` s of this thread's CPU."""
+        return time.monotonic() + max(self._poll_interval, self._dump_cost / POLL_SHARE)
 
     def _snapshot(self) -> None:
         """Learn the present interfaces from a dump, silently."""
@@ -178,7 +188,7 @@ class InterfaceMonitor:
                     # One dump at a time: netlink refuses a second one on the socket (EBUSY).
                     if pending is None:
                         pending = self._request_dump()
-                    poll_at = time.monotonic() + self._poll_interval
+                    poll_at = self._next_poll()
                 if self._sock not in ready:
                     continue
                 try:
@@ -197,6 +207,8 @@ class InterfaceMonitor:
                         if msg.kind == NLMSG_ERROR and nlread.error_of(msg):
                             self._log.warning("netlink: polling interfaces: %s", os.strerror(nlread.error_of(msg)))
                         pending = None
+                        self._dump_cost = time.thread_time() - self._dump_started
+                        poll_at = self._next_poll()
                     self._handle(msg)
         except Exception:
             self._log.exception("netlink listener stopped; only timer resyncs will notice interface changes")

@@ -142,6 +142,8 @@ class Observer:
         self._interfaces: dict[int, nlread.Interface] | None = None
         self._with_filters: frozenset[int] | None = None
         self._xdp_links: dict[tuple[int, int], int] | None = None
+        # Kernels without tcx (before 6.6) refuse the query itself (EINVAL): nothing runs there.
+        self._tcx = probe.features().has(probe.TCX_QUERY)
 
     def observe(self, ifindex: int, hook: Hook) -> Observation:
         """Everything on one hook of one interface (RtnlError ENODEV when it is gone)."""
@@ -163,7 +165,7 @@ class Observer:
         """The ids of the programs on one hook, and nothing else: the cheapest look at it."""
         if hook is Hook.XDP:
             return frozenset({xdp.state_of(self.interface(ifindex)).prog_id} - {0})
-        ids = set(tcx.query(ifindex, hook).prog_ids) if probe.features().has(probe.TCX_QUERY) else set()
+        ids = set(tcx.query(ifindex, hook).prog_ids) if self._tcx else set()
         if self._may_hold_filters(ifindex):
             ids.update(f.prog_id for f in clsbpf.filters(ifindex, hook))
         return frozenset(ids)
@@ -208,8 +210,7 @@ class Observer:
         return ifindex in self._with_filters
 
     def _observe_tc(self, ifindex: int, hook: Hook, claim: _Claim) -> Observation:
-        # Kernels without tcx (before 6.6) refuse the query itself (EINVAL): nothing runs there.
-        query = tcx.query(ifindex, hook) if probe.features().has(probe.TCX_QUERY) else bpf.Query((), (), 0)
+        query = tcx.query(ifindex, hook) if self._tcx else bpf.Query((), (), 0)
         programs = [
             self._attached(prog_id, link_id or None, Backend.TCX, None, claim)
             for prog_id, link_id in zip(query.prog_ids, query.link_ids, strict=True)

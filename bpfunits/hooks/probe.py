@@ -118,7 +118,10 @@ class Features:
         return cls(kernel, tuple(Probed(f, available.get(f.key, True), "") for f in FEATURES))
 
     def _get(self, feature: Feature) -> Probed:
-        return next(p for p in self.probed if p.feature == feature)
+        for probed in self.probed:
+            if probed.feature is feature or probed.feature == feature:
+                return probed
+        raise KeyError(feature.key)
 
     def has(self, feature: Feature) -> bool:
         return self._get(feature).available

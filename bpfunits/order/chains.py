@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from bpfunits.hooks import Hook
 from bpfunits.order import interfaces as ifsel
@@ -34,11 +34,11 @@ def order_all(units: Iterable[Unit], available: Iterable[str]) -> Ordering:
     placed = expand(units, available)
     # Interfaces that a glob gives the same units order alike: sort each set once.
     ordered: dict[tuple[Hook, tuple[Unit, ...]], Chain] = {}
-    for key in sorted(placed):
+    for key in sorted(placed, key=lambda k: (k.interface, k.hook.value)):
         same = (key.hook, tuple(placed[key]))
         try:
             if same in ordered:
-                result.chains[key] = replace(ordered[same], key=key)
+                result.chains[key] = Chain(key, ordered[same].units, ordered[same].edges)
             else:
                 result.chains[key] = ordered[same] = order_hook(key, placed[key])
         except OrderError as exc:

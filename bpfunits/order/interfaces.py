@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fnmatch import fnmatchcase
+import fnmatch
 from collections.abc import Iterable
 
 
@@ -12,13 +12,17 @@ def select(patterns: Iterable[str], available: Iterable[str]) -> list[str]:
     patterns = list(patterns)
     include = [p for p in patterns if not p.startswith("!")] or ["*"]
     exclude = [p[1:] for p in patterns if p.startswith("!")]
-    return sorted(
-        name
-        for name in set(available)
-        if any(fnmatchcase(name, p) for p in include) and not any(fnmatchcase(name, p) for p in exclude)
-    )
+    names = set(available)
+    chosen = {n for p in include for n in (fnmatch.filter(names, p) if _glob(p) else [p] if p in names else [])}
+    for p in exclude:
+        chosen -= set(fnmatch.filter(chosen, p))
+    return sorted(chosen)
+
+
+def _glob(pattern: str) -> bool:
+    return any(c in pattern for c in "*?[")
 
 
 def literal_names(patterns: Iterable[str]) -> set[str]:
     """The plain (non-glob, non-excluded) names among patterns: interfaces a unit names outright."""
-    return {p for p in patterns if not p.startswith("!") and not any(c in p for c in "*?[")}
+    return {p for p in patterns if not p.startswith("!") and not _glob(p)}

@@ -18,7 +18,7 @@ from bpfunits.hooks import probe
 from bpfunits.load import mappins
 from bpfunits.state import pins
 from bpfunits.sys import bpf
-from bpfunits.state.bpffs import StateRoot, children, ensure_mounted, remove_tree
+from bpfunits.state.bpffs import StateRoot, children, ensure_mounted, names, remove_tree
 from bpfunits.hooks.observe import Attached, Observer
 from bpfunits.units.model import Location, Unit
 from bpfunits.hooks.probe import TcBackend, XdpBackend
@@ -89,6 +89,11 @@ class Result:
         return any(h.outcome in (Outcome.BLOCKED, Outcome.FAILED) or h.errors for h in self.hooks) or any(
             d.severity is Severity.ERROR for d in self.diagnostics
         )
+
+
+# Up to this many hooks, a reconcile reads each with its own requests rather than one listing of
+# the whole namespace (whose cost grows with every interface there).
+FEW_HOOKS = 16
 
 
 def attach_options(config: Config) -> attaching.AttachOptions:
@@ -172,6 +177,9 @@ class _Run:
         inputs = self.inputs(ordering.errors, broken)
         observer = Observer(self.root, self.node.facts, whole_namespace=True)
         scope = None if self.changes.everything else self.scope(inputs, observer, now)
+        if scope is not None and len(scope) <= FEW_HOOKS and not self.changes.kernel:
+            # A few hooks: a request each costs less than listing every interface.
+            observer = Observer(self.root, self.node.facts)
         self.states = observing.read_all(self.live, observer, only=scope)
         if self.apply:
             self.adopt()
@@ -214,14 +222,20 @@ class _Run:
         anything: its ordered units (their settings and their files' identity), its ordering
         error, and the units with broken files that its chain runs."""
         files: dict[str, Hashable] = {}
+        earlier = self.memory.unit_inputs
 
         def unit_inputs(unit: Unit) -> Hashable:
             if unit.name not in files:
-                files[unit.name] = (unit, _file_identity(unit.program.source or unit.program.object))
+                found = (unit, _file_identity(unit.program.source or unit.program.object))
+                # The same object as last time when equal: comparing each hook's inputs with the
+                # remembered ones is then an identity check per unit, not a deep one.
+                files[unit.name] = earlier[unit.name] if earlier.get(unit.name) == found else found
             return files[unit.name]
 
         found: dict[HookKey, Hashable] = {k: tuple(unit_inputs(u) for u in c.units) for k, c in self.chains.items()}
         found.update({e.key: ("error", str(e)) for e in errors})
+        if self.apply:
+            self.memory.unit_inputs = files
         for key, left in self.memory.hooks.items():
             hit = tuple((u, broken[u]) for u in left.units if u in broken)
             if hit:
@@ -242,23 +256,26 @@ class _Run:
 
     def drifted(self, observer: Observer) -> set[HookKey]:
         """The hooks whose programs are not the ones the last reconcile left there, and those
-        running a chain of ours whose pins are gone (the state root removed)."""
+        running a chain of ours whose pins are gone (the state root removed). Only hooks that
+        units want or that run a chain of ours are looked at: a program someone puts on a hook
+        bpfunits has nothing to do with asks for nothing."""
         found = set()
-        pinned = {folder.name for folder in children(self.root.netns_path())}
-        for name, ifindex in self.live.items():
-            for hook in Hook:
-                key = HookKey(name, hook)
-                left = self.memory.hooks.get(key)
-                if left is not None and left.units and f"if{ifindex}" not in pinned:
-                    found.add(key)
-                    continue
-                try:
-                    now = observer.program_ids(ifindex, hook)
-                except (BpfUnitsError, OSError):
-                    found.add(key)  # looking at it shows why
-                    continue
-                if now != (left.programs if left else frozenset()):
-                    found.add(key)
+        pinned = set(names(self.root.netns_path()))
+        for key in self.chains.keys() | self.memory.hooks.keys():
+            ifindex = self.live.get(key.interface)
+            if ifindex is None:
+                continue
+            left = self.memory.hooks.get(key)
+            if left is not None and left.units and f"if{ifindex}" not in pinned:
+                found.add(key)
+                continue
+            try:
+                now = observer.program_ids(ifindex, key.hook)
+            except (BpfUnitsError, OSError):
+                found.add(key)  # looking at it shows why
+                continue
+            if now != (left.programs if left else frozenset()):
+                found.add(key)
         return found
 
     def remember(self, result: Result, inputs: dict[HookKey, Hashable], scope: set[HookKey] | None,
@@ -376,13 +393,14 @@ class _Run:
         for other namespaces whose interface is gone. While a hook could not be read, what it runs
         is unknown: no unit's maps go then. A pin that cannot be removed is an error of its own."""
         live = {f"if{index}" for index in self.live.values()}
-        for folder in children(self.root.netns_path()):
-            if folder.name not in live:
-                remove_tree(folder)
+        netns_path = self.root.netns_path()
+        for name in names(netns_path):
+            if name not in live:
+                remove_tree(netns_path / name)
         for key in scope if scope is not None else {HookKey(i, h) for i in self.live for h in Hook}:
-            folder = self.root.hook_path(self.live[key.interface], key.hook)
+            folder = netns_path / f"if{self.live[key.interface]}" / key.hook.value
             for empty in (folder, folder.parent):
-                if empty.is_dir() and not children(empty):
+                if empty.is_dir() and not names(empty):
                     remove_tree(empty)
         elsewhere = observing.pinned_elsewhere(self.root)
         for folder in elsewhere.defunct:

@@ -56,6 +56,7 @@ class Memory:
     hooks: dict[HookKey, Left] = field(default_factory=dict)
     retries: dict[HookKey, Retry] = field(default_factory=dict)
     complete: bool = False  # an apply looked at every hook: from then on, only dirty ones
+    unit_inputs: dict[str, Hashable] = field(default_factory=dict)  # per unit, from the last reconcile
 
     def record(self, key: HookKey, left: Left, error: str | None, now: float) -> None:
         """What a reconcile left on `key`; `error` when it failed there (the hook is retried

@@ -112,8 +112,14 @@ def remove_tree(path: Path) -> None:
 
 def children(path: Path) -> list[Path]:
     """The entries of folder `path` (none if it is missing), read without following symlinks."""
+    return [path / name for name in sorted(names(path))]
+
+
+def names(path: Path) -> list[str]:
+    """The names in folder `path` (none if it is missing), unsorted, read without following
+    symlinks."""
     with opened_folder(path) as fd:
-        return sorted(path / name for name in os.listdir(fd)) if fd is not None else []
+        return os.listdir(fd) if fd is not None else []
 
 
 @dataclass(frozen=True)

@@ -48,17 +48,22 @@ _NLA_TYPE_MASK = 0x3FFF  # without NLA_F_NESTED / NLA_F_NET_BYTEORDER
 _RECV_SIZE = 1 << 16
 
 
-def attributes(data: bytes | memoryview, start: int = 0, end: int | None = None) -> dict[int, memoryview]:
-    """The attributes (rtattr/nlattr) in data[start:end], by type; a malformed tail ends the walk."""
+def attributes(data: bytes | memoryview, start: int = 0, end: int | None = None,
+               wanted: frozenset[int] | None = None) -> dict[int, memoryview]:
+    """The attributes (rtattr/nlattr) in data[start:end], by type (only those of `wanted`, when
+    given: an interface message holds dozens); a malformed tail ends the walk."""
     view = memoryview(data)
     end = len(view) if end is None else end
     found: dict[int, memoryview] = {}
+    unpack = _RTA.unpack_from
     pos = start
     while pos + _RTA.size <= end:
-        length, kind = _RTA.unpack_from(view, pos)
+        length, kind = unpack(view, pos)
         if length < _RTA.size or pos + length > end:
             break
-        found[kind & _NLA_TYPE_MASK] = view[pos + 4 : pos + length]
+        kind &= _NLA_TYPE_MASK
+        if wanted is None or kind in wanted:
+            found[kind] = view[pos + 4 : pos + length]
         pos += (length + 3) & ~3
     return found
 
@@ -126,6 +131,8 @@ def request(kind: int, header: bytes, what: str, *, dump: bool) -> list[Message]
 # IFLA_XDP_ATTACHED values, and the attribute holding the program's id in that mode.
 XDP_ATTACHED_DRV, XDP_ATTACHED_SKB, XDP_ATTACHED_HW, XDP_ATTACHED_MULTI = 1, 2, 3, 4
 _XDP_ID_ATTRS = (IFLA_XDP_PROG_ID, IFLA_XDP_DRV_PROG_ID, IFLA_XDP_SKB_PROG_ID, IFLA_XDP_HW_PROG_ID)
+_LINK_ATTRS = frozenset({IFLA_IFNAME, IFLA_XDP})
+_TC_ATTRS = frozenset({TCA_KIND, TCA_OPTIONS})
 
 
 @dataclass(frozen=True)
@@ -151,7 +158,7 @@ def interface_of(message: Message) -> Interface | None:
     family, _type, index, _flags, _change = _IFINFOMSG.unpack_from(message.body)
     if family != socket.AF_UNSPEC:
         return None  # e.g. AF_BRIDGE port messages, which say nothing about the device itself
-    attrs = attributes(message.body, _IFINFOMSG.size)
+    attrs = attributes(message.body, _IFINFOMSG.size, wanted=_LINK_ATTRS)
     xdp = attributes(attrs[IFLA_XDP]) if IFLA_XDP in attrs else {}
     attached = xdp[IFLA_XDP_ATTACHED][0] if len(xdp.get(IFLA_XDP_ATTACHED, b"")) >= 1 else 0
     ids = tuple((a, u32(xdp[a])) for a in _XDP_ID_ATTRS if u32(xdp.get(a)))
@@ -192,19 +199,19 @@ class TcObject:
     options: dict[int, memoryview]
 
 
-def _tc_object(message: Message) -> TcObject | None:
+def _tc_object(message: Message, *, with_options: bool = True) -> TcObject | None:
     if len(message.body) < _TCMSG.size:
         return None
     _family, ifindex, handle, parent, info = _TCMSG.unpack_from(message.body)
-    attrs = attributes(message.body, _TCMSG.size)
-    options = attributes(attrs[TCA_OPTIONS]) if TCA_OPTIONS in attrs else {}
+    attrs = attributes(message.body, _TCMSG.size, wanted=_TC_ATTRS)
+    options = attributes(attrs[TCA_OPTIONS]) if with_options and TCA_OPTIONS in attrs else {}
     return TcObject(ifindex, handle, parent, info, string(attrs.get(TCA_KIND)), options)
 
 
 def qdiscs() -> list[TcObject]:
-    """Every qdisc of this network namespace."""
+    """Every qdisc of this network namespace (without their options)."""
     header = _TCMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
-    found = (_tc_object(m) for m in request(RTM_GETQDISC, header, "listing qdiscs", dump=True)
+    found = (_tc_object(m, with_options=False) for m in request(RTM_GETQDISC, header, "listing qdiscs", dump=True)
              if m.kind == RTM_NEWQDISC)
     return [q for q in found if q is not None]
 

@@ -142,7 +142,7 @@ def test_a_resync_compares_programs_and_repairs_only_what_drifted(rig, bpffs_roo
     assert result.hooks[0].outcome is Outcome.APPLIED
 
 
-def test_someone_elses_program_on_a_hook_is_looked_at_once(rig):
+def test_someone_elses_program_counts_only_where_units_are(rig):
     write(rig.units, "a.unit", unit("counter.bpf.o", rig.names[0]))
     rig.run()
     fd = bpf.prog_load(bpf.ProgType.XDP, XDP_PASS)
@@ -151,10 +151,12 @@ def test_someone_elses_program_on_a_hook_is_looked_at_once(rig):
             xdp.netlink_set(rig.ifindex(rig.names[1]), fd, xdp.XDP_FLAGS_SKB_MODE)
     finally:
         os.close(fd)
+    assert rig.run(Changes(kernel=True)).hooks == [], "a hook no unit wants: nothing to do there"
+    write(rig.units, "b.unit", unit("counter.bpf.o", rig.names[1]))
     result = rig.run(Changes(kernel=True))
     assert rig.looked_at(result) == {(rig.names[1], "xdp")}
-    assert result.hooks[0].outcome is Outcome.UNCHANGED and result.hooks[0].foreign
-    assert rig.run(Changes(kernel=True)).hooks == [], "remembered: not looked at again"
+    assert result.hooks[0].outcome is Outcome.BLOCKED and result.hooks[0].foreign
+    assert rig.run(Changes(kernel=True)).hooks == [], "remembered, and waiting for its retry"
 
 
 def test_a_failing_hook_is_retried_with_backoff_and_never_holds_up_the_others(rig):
