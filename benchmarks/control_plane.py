@@ -585,14 +585,24 @@ def main() -> int:
     latencies = edit_section(args.edits)
     colds, idle = cold_section([int(n) for n in args.sizes.split(",")], args.idle, args.profile)
     print_summary(latencies, colds, idle)
-    print(f"load average before {load_before:.1f}, after {os.getloadavg()[0]:.1f} (1 min; 2 cores); "
-          f"total {time.monotonic() - started:.0f} s")
+    print(busy_line(load_before, started))
     return 0
 
 
-if __name__ == "__main__":
+def busy_line(load_before: float, started: float) -> str:
+    """How busy the machine was around a run (its figures depend on it), and how long it took."""
+    return (f"load average before {load_before:.1f}, after {os.getloadavg()[0]:.1f} (1 min; 2 cores); "
+            f"total {time.monotonic() - started:.0f} s")
+
+
+def exit_with(main: Callable[[], int]) -> None:
+    """Run a benchmark's main; Ctrl-C and SIGTERM unwind it, so everything it made is removed."""
     try:
         sys.exit(main())
     except KeyboardInterrupt:
         print("interrupted; everything it created is removed", file=sys.stderr)
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    exit_with(main)

@@ -38,8 +38,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from control_plane import (  # noqa: E402
-    TC_OBJECT, XDP_OBJECT, ChainWatch, DaemonProcess, Sandbox, cpu_seconds, ms, percentile, rss_mb, sandbox,
-    timed_apply, unit_text, write_atomic,
+    TC_OBJECT, XDP_OBJECT, ChainWatch, DaemonProcess, Sandbox, busy_line, cpu_seconds, exit_with, ms, percentile,
+    rss_mb, sandbox, timed_apply, unit_text, write_atomic,
 )
 from bpfunits.hooks import Hook  # noqa: E402
 from bpfunits.hooks import tcx  # noqa: E402
@@ -192,14 +192,9 @@ def main() -> int:
     own = sum(s.reasons.get("XDP program changed by someone else", 0) for s in sizes)
     print(f"reconciles triggered by the daemon's own XDP changes: {own}")
     print(f"edit -> live p50 over all sizes: {statistics.median(x for s in sizes for x in s.edit_ms):.0f} ms")
-    print(f"load average before {load_before:.1f}, after {os.getloadavg()[0]:.1f} (1 min; 2 cores); "
-          f"total {time.monotonic() - started:.0f} s")
+    print(busy_line(load_before, started))
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("interrupted; everything it created is removed", file=sys.stderr)
-        sys.exit(130)
+    exit_with(main)
