@@ -17,12 +17,14 @@ _PHRASES = {
     "retry": "retry of failed hooks",
 }
 
-# What each reason makes dirty when its trigger does not say more. Unit files need nothing
-# here: every reconcile compares each hook's inputs with those it last built from.
+# What each reason makes dirty when its trigger does not say more. Unit files (and, at a
+# resync, the objects they name) are read again and every hook's inputs compared with those it
+# last built from; an interface's or a hook's event reads only those.
 _CHANGES = {
     "start": EVERYTHING,
     "sighup": EVERYTHING,
-    "timer": Changes(kernel=True),
+    "timer": Changes(kernel=True, files=True),
+    "files": Changes(files=True),
 }
 
 

@@ -167,16 +167,26 @@ class _Run:
 
     def go(self) -> Result:
         now = time.monotonic()
-        loaded = load_units(self.config.units_dirs, policy=self.config.file_policy)
+        # An event about some interfaces or hooks costs what it touches: the unit files as last
+        # read, ordered and compared on those interfaces only (a resync reads everything again).
+        touched = None
+        if self.changes.narrow and self.node.units is not None:
+            loaded = self.node.units
+            touched = set(self.changes.interfaces) | {k.interface for k in self.changes.hooks}
+            touched |= {k.interface for k in self.memory.due(now)}
+        else:
+            loaded = load_units(self.config.units_dirs, policy=self.config.file_policy)
+        if self.apply:
+            self.node.units = loaded
         self.live = observing.interfaces()
-        ordering = order_all(loaded.units.values(), self.live)
+        ordering = order_all(loaded.units.values(), self.live if touched is None else touched & self.live.keys())
         self.chains = ordering.chains
         broken = {d.unit: d.message for d in loaded.errors if d.unit and d.unit not in loaded.units}
         if self.apply:
             self.memory.forget_interfaces(self.live)
-        inputs = self.inputs(ordering.errors, broken)
+        inputs = self.inputs(ordering.errors, broken, touched)
         observer = Observer(self.root, self.node.facts, whole_namespace=True)
-        scope = None if self.changes.everything else self.scope(inputs, observer, now)
+        scope = None if self.changes.everything else self.scope(inputs, observer, now, touched)
         if scope is not None and len(scope) <= FEW_HOOKS and not self.changes.kernel:
             # A few hooks: a request each costs less than listing every interface.
             observer = Observer(self.root, self.node.facts)
@@ -211,16 +221,18 @@ class _Run:
             self.remember(result, inputs, scope, now)
             result.diagnostics += self.clean_up(scope)
         # Programs stay cached while their unit is on some hook (looked at this time or not).
-        self.node.programs.sweep(keep={u.name for chain in self.chains.values() for u in chain.units})
+        if touched is None:
+            self.node.programs.sweep(keep={u.name for chain in self.chains.values() for u in chain.units})
         self.node.facts.sweep(keep=self.memory.programs())
         result.total = len(self.memory.hooks) if self.apply else len(result.hooks)
         result.retries = dict(self.memory.retries)
         return result
 
-    def inputs(self, errors: list, broken: dict[str, str]) -> dict[HookKey, Hashable]:
-        """Per hook, what its desired chain is built from, as far as that is known without loading
-        anything: its ordered units (their settings and their files' identity), its ordering
-        error, and the units with broken files that its chain runs."""
+    def inputs(self, errors: list, broken: dict[str, str], touched: set[str] | None) -> dict[HookKey, Hashable]:
+        """Per hook (of `touched` interfaces; None: all), what its desired chain is built from, as
+        far as that is known without loading anything: its ordered units (their settings and
+        their files' identity), its ordering error, and the units with broken files that its
+        chain runs."""
         files: dict[str, Hashable] = {}
         earlier = self.memory.unit_inputs
 
@@ -235,19 +247,23 @@ class _Run:
         found: dict[HookKey, Hashable] = {k: tuple(unit_inputs(u) for u in c.units) for k, c in self.chains.items()}
         found.update({e.key: ("error", str(e)) for e in errors})
         if self.apply:
-            self.memory.unit_inputs = files
+            self.memory.unit_inputs = files if touched is None else {**self.memory.unit_inputs, **files}
         for key, left in self.memory.hooks.items():
+            if touched is not None and key.interface not in touched:
+                continue
             hit = tuple((u, broken[u]) for u in left.units if u in broken)
             if hit:
                 found[key] = (found.get(key), hit)
         return found
 
-    def scope(self, inputs: dict[HookKey, Hashable], observer: Observer, now: float) -> set[HookKey]:
+    def scope(self, inputs: dict[HookKey, Hashable], observer: Observer, now: float,
+              touched: set[str] | None) -> set[HookKey]:
         """The dirty hooks: whose inputs changed, that an event names, whose retry is due, and
         (at a resync) whose programs differ from what was left there, unless it waits to be
-        retried."""
+        retried. `touched`: the only interfaces whose inputs were computed (None: all)."""
         memory = self.memory
-        changed = {k for k in inputs.keys() | memory.hooks.keys()
+        remembered = memory.hooks.keys() if touched is None else {k for k in memory.hooks if k.interface in touched}
+        changed = {k for k in inputs.keys() | remembered
                    if inputs.get(k) != (memory.hooks[k].inputs if k in memory.hooks else None)}
         named = {HookKey(i, h) for i in self.changes.interfaces for h in Hook} | set(self.changes.hooks)
         drifted = self.drifted(observer) if self.changes.kernel else set()

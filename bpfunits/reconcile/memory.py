@@ -26,10 +26,16 @@ class Changes:
     interfaces: frozenset[str] = frozenset()  # appeared, vanished or renamed: all their hooks
     hooks: frozenset[HookKey] = frozenset()  # someone else changed what runs there
     kernel: bool = False  # the resync: compare every hook's programs with what was left there
+    files: bool = False  # unit files may have changed: read them all, compare every hook's inputs
 
     def __or__(self, other: Changes) -> Changes:
         return Changes(self.everything or other.everything, self.interfaces | other.interfaces,
-                       self.hooks | other.hooks, self.kernel or other.kernel)
+                       self.hooks | other.hooks, self.kernel or other.kernel, self.files or other.files)
+
+    @property
+    def narrow(self) -> bool:
+        """Only the named interfaces and hooks (and retries) changed: nothing else need be read."""
+        return not (self.everything or self.kernel or self.files)
 
 
 EVERYTHING = Changes(everything=True)

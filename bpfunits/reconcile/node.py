@@ -11,6 +11,7 @@ from bpfunits.hooks.observe import ProgramFacts
 from bpfunits.order.graph import HookKey
 from bpfunits.reconcile.memory import Memory
 from bpfunits.reconcile.progcache import ProgramCache
+from bpfunits.units.search import LoadResult
 
 
 @dataclass
@@ -55,6 +56,7 @@ class Node:
     facts: ProgramFacts = field(default_factory=ProgramFacts)
     memory: Memory = field(default_factory=Memory)
     links: HeldLinks = field(default_factory=HeldLinks)
+    units: LoadResult | None = None  # the unit files as last read: an interface's event reads them not
 
     def close(self) -> None:
         self.programs.close()

@@ -28,8 +28,9 @@ def test_a_retry_trigger_comes_when_the_reconciler_says(tmp_path):
 
 def test_reasons_make_dirty_what_they_touch():
     assert Trigger("start").changes == EVERYTHING and Trigger("sighup").changes == EVERYTHING
-    assert Trigger("timer").changes == Changes(kernel=True)
-    assert Trigger("files").changes == Changes()
+    assert Trigger("timer").changes == Changes(kernel=True, files=True)
+    assert Trigger("files").changes == Changes(files=True)
+    assert Trigger("retry").changes == Changes() and Changes().narrow
     appeared = change(None, InterfaceState("eth9", ()))
     assert appeared.changes == Changes(interfaces=frozenset({"eth9"}))
     renamed = change(InterfaceState("a", ()), InterfaceState("b", ()))
@@ -44,4 +45,5 @@ def test_a_batch_makes_dirty_what_its_triggers_do():
     batch.add(Trigger("files", "x.unit"), 0.01)
     batch.add(change(InterfaceState("b", ()), InterfaceState("b", (1, ((4, 7),)))), 0.02)
     taken = batch.take()
-    assert taken.changes == Changes(interfaces=frozenset({"a"}), hooks=frozenset({HookKey("b", Hook.XDP)}))
+    assert taken.changes == Changes(interfaces=frozenset({"a"}), hooks=frozenset({HookKey("b", Hook.XDP)}),
+                                    files=True)

@@ -28,6 +28,7 @@ from tests.unitfiles import write
 pytestmark = pytest.mark.kernel
 BPF = Path(__file__).resolve().parents[2] / "bpf"
 XDP_PASS = bytes.fromhex("b700000002000000" "9500000000000000")
+FILES = Changes(files=True)  # what a unit file event says: read them all, compare every hook
 
 
 def unit(obj: str, interfaces: str, hook: str = "xdp", extra: str = "") -> str:
@@ -42,7 +43,7 @@ class Rig:
     config: Config
     node: Node
 
-    def run(self, changes: Changes = Changes()) -> Result:
+    def run(self, changes: Changes = FILES) -> Result:
         with netns.inside(self.ns):
             return reconcile(self.config, apply=True, node=self.node, changes=changes)
 
@@ -73,10 +74,10 @@ def rig(tmp_path, veth_pair, bpffs_root, bpf_objects) -> Iterator[Rig]:
 
 def test_a_full_reconcile_comes_first_then_nothing_to_do_looks_at_nothing(rig):
     write(rig.units, "a.unit", unit("counter.bpf.o", "bu*"))
-    first = rig.run(Changes())  # no memory yet: every hook
+    first = rig.run(FILES)  # no memory yet: every hook
     assert {(i, "xdp") for i in rig.names} <= rig.looked_at(first)
     assert all(h.outcome is Outcome.APPLIED for h in first.hooks if h.key.hook is Hook.XDP)
-    again = rig.run(Changes())
+    again = rig.run(FILES)
     assert again.hooks == [] and again.total == 3
 
 
@@ -96,7 +97,7 @@ def test_a_new_interface_gets_its_chain_without_looking_at_the_others(rig):
     subprocess.run(["ip", "-n", rig.ns, "link", "add", f"bu{tag}o", "type", "veth", "peer", "name", f"bq{tag}o"],
                    check=True)
     # Even without naming it (a lost event), its new inputs make it dirty.
-    result = rig.run(Changes())
+    result = rig.run(FILES)
     assert rig.looked_at(result) == {(f"bu{tag}o", "xdp")}
     assert result.hooks[0].outcome is Outcome.APPLIED
 
@@ -108,12 +109,12 @@ def test_a_unit_edit_looks_at_the_hooks_of_that_unit_only(rig):
     write(rig.units, "t.unit", unit("tc_actions.bpf.o", "bu*", hook="tc-ingress"))
     rig.run()
     write(rig.units, "a.unit", unit("counter.bpf.o", first, extra="After=b"))
-    result = rig.run(Changes())
+    result = rig.run(FILES)
     assert rig.looked_at(result) == {(first, "xdp")}
     assert result.hooks[0].outcome is Outcome.APPLIED and result.hooks[0].plan.moved
     # A unit that moves to another interface: where it was and where it goes.
     write(rig.units, "a.unit", unit("counter.bpf.o", rig.names[2]))
-    result = rig.run(Changes())
+    result = rig.run(FILES)
     assert rig.looked_at(result) == {(first, "xdp"), (rig.names[2], "xdp")}
 
 
@@ -124,7 +125,7 @@ def test_an_object_rewritten_in_place_makes_its_hooks_dirty(rig, tmp_path):
     write(rig.units, "t.unit", unit("tc_actions.bpf.o", "bu*", hook="tc-ingress"))
     rig.run()
     obj.write_bytes((BPF / "dropper.bpf.o").read_bytes())  # no unit file changed
-    result = rig.run(Changes())
+    result = rig.run(FILES)
     assert rig.looked_at(result) == {(rig.names[0], "xdp")}
     assert result.hooks[0].outcome is Outcome.APPLIED and result.hooks[0].plan.changed == ("a",)
 
@@ -201,9 +202,22 @@ def test_a_broken_unit_file_makes_the_hooks_it_runs_on_dirty_and_keeps_them(rig)
     write(rig.units, "t.unit", unit("tc_actions.bpf.o", "bu*", hook="tc-ingress"))
     rig.run()
     write(rig.units, "a.unit", unit("counter.bpf.o", rig.names[0]).replace("Hook=xdp", "Hook=xpd"))
-    result = rig.run(Changes())
+    result = rig.run(FILES)
     assert rig.looked_at(result) == {(rig.names[0], "xdp")}
     assert result.hooks[0].outcome is Outcome.BLOCKED, "the hook keeps its chain"
     write(rig.units, "a.unit", unit("counter.bpf.o", rig.names[0]))
-    fixed = rig.run(Changes())
+    fixed = rig.run(FILES)
     assert rig.looked_at(fixed) == {(rig.names[0], "xdp")} and fixed.hooks[0].outcome is Outcome.UNCHANGED
+
+
+def test_an_interface_event_reads_no_unit_file_and_orders_only_its_hooks(rig):
+    """What one event costs is what it touches: the unit files as last read, ordered on the
+    named interface only. An edit meanwhile waits for its own event (or the resync)."""
+    write(rig.units, "a.unit", unit("counter.bpf.o", "bu*"))
+    rig.run()
+    write(rig.units, "b.unit", unit("counter.bpf.o", rig.names[0]))  # its file event comes later
+    result = rig.run(Changes(interfaces=frozenset({rig.names[1]})))
+    assert rig.looked_at(result) == {(rig.names[1], "xdp")} and result.hooks[0].outcome is Outcome.UNCHANGED
+    edited = rig.run(FILES)
+    assert rig.looked_at(edited) == {(rig.names[0], "xdp")} and edited.hooks[0].plan.added == ("b",)
+    assert rig.run(Changes(kernel=True, files=True)).hooks == []
