@@ -93,9 +93,6 @@ class Memory:
     def due(self, now: float) -> set[HookKey]:
         return {k for k, r in self.retries.items() if r.at <= now}
 
-    def next_retry(self) -> float | None:
-        return min((r.at for r in self.retries.values()), default=None)
-
     def running_units(self) -> set[str]:
         return {u for left in self.hooks.values() for u in left.units}
 
