@@ -79,12 +79,12 @@ def with_filters(qdiscs: list[nlread.TcObject]) -> frozenset[int]:
 def put(ifindex: int, hook: Hook, prog_fd: int, slot: Slot, name: str) -> None:
     """Put `prog_fd` in the filter slot, replacing whatever filter is there in one step (the
     clsact qdisc is added if missing)."""
-    with rtnl.route(f"adding clsact to ifindex {ifindex}") as ipr:
-        try:
+    try:
+        with rtnl.route(f"adding clsact to ifindex {ifindex}") as ipr:
             ipr.tc("add", "clsact", ifindex)
-        except rtnl.NetlinkError as e:
-            if e.code != errno.EEXIST:
-                raise
+    except rtnl.RtnlError as e:
+        if e.errno != errno.EEXIST:
+            raise
     with rtnl.route(f"replacing the tc filter prio {slot.prio} handle {slot.handle:#x} on ifindex {ifindex}") as ipr:
         ipr.tc(
             "replace-filter", "bpf", ifindex, slot.handle,

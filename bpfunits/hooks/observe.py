@@ -12,12 +12,13 @@ import errno
 import os
 from dataclasses import dataclass, replace
 from enum import Enum
+from pathlib import Path
 
 from bpfunits.hooks import Hook
 from bpfunits.hooks import clsbpf, libxdp, probe, tcx, xdp
 from bpfunits.state import pins
 from bpfunits.sys import bpf, nlread, rtnl
-from bpfunits.state.bpffs import StateRoot
+from bpfunits.state.bpffs import StateRoot, names
 from bpfunits.linker.manifest import Manifest, read_manifest
 
 
@@ -89,7 +90,8 @@ class ProgramFacts:
         failure to read it)."""
         if prog_id not in self._manifests:
             try:
-                self._manifests[prog_id] = read_manifest(prog_id)
+                info = self.info(prog_id)
+                self._manifests[prog_id] = read_manifest(prog_id, info.map_ids) if info else None
             except bpf.BpfError as e:
                 if e.errno == errno.ENOENT:
                     return None
@@ -108,12 +110,13 @@ class _Claim:
     Reading the hook's pins fails (and so does observing the hook) when they are not what
     bpfunits pins there."""
 
-    def __init__(self, root: StateRoot, ifindex: int, hook: Hook, facts: ProgramFacts) -> None:
-        self.owner = str(root.path)
+    def __init__(self, owner: str, folders: list[tuple[bool, Path]], facts: ProgramFacts) -> None:
+        """`folders`: where the hook's pins may be (its own folder or not, the folder)."""
+        self.owner = owner
         self.facts = facts
         self.links: dict[int, bool] = {}  # pinned link id -> pinned in its own hook folder
         self.progs: dict[int, bool] = {}
-        for home, folder in ((True, root.hook_path(ifindex, hook)), (False, root.legacy_hook_path(ifindex, hook))):
+        for home, folder in folders:
             if (link := pins.link_info(folder)) is not None:
                 self.links.setdefault(link.id, home)
             if (prog := pins.prog_id(folder)) is not None:
@@ -127,13 +130,34 @@ class _Claim:
         return (True, True) if manifest is not None and manifest.owner == self.owner else (False, False)
 
 
+@dataclass(frozen=True)
+class _PinFolders:
+    """Where the root pins the hooks of this network namespace."""
+
+    root: StateRoot
+    netns: Path
+    interfaces: frozenset[str] | None  # the `if<N>` folders there; None: not listed, look in each
+    legacy: frozenset[str] | None  # the same, in the layout before namespaced folders
+
+    def of(self, ifindex: int, hook: Hook) -> list[tuple[bool, Path]]:
+        """The folders that may pin what runs on a hook: its own, and where versions before
+        namespaced folders put it."""
+        name = f"if{ifindex}"
+        found = []
+        if self.interfaces is None or name in self.interfaces:
+            found.append((True, self.netns / name / hook.value))
+        if self.legacy is None or name in self.legacy:
+            found.append((False, self.root.legacy_hook_path(ifindex, hook)))
+        return found
+
+
 class Observer:
     """Reads hooks of the calling thread's network namespace. With `whole_namespace`, what one
     request answers for every interface is asked once, when first needed: the XDP programs (one
-    interface dump), which interfaces can hold tc filters (one qdisc dump), the XDP links; so
-    reading a thousand hooks costs what they hold, not a thousand requests each. Without, each
-    observe() reads its hook afresh (right before changing it). Programs' names, tags and
-    manifests come from `facts`."""
+    interface dump), which interfaces can hold tc filters (one qdisc dump), the XDP links, which
+    interfaces have pin folders; so reading a thousand hooks costs what they hold, not a
+    thousand requests each. Without, each observe() reads its hook afresh (right before changing
+    it). Programs' names, tags and manifests come from `facts`."""
 
     def __init__(self, root: StateRoot, facts: ProgramFacts | None = None, *, whole_namespace: bool = False):
         self.root = root
@@ -142,15 +166,25 @@ class Observer:
         self._interfaces: dict[int, nlread.Interface] | None = None
         self._with_filters: frozenset[int] | None = None
         self._xdp_links: dict[tuple[int, int], int] | None = None
+        self._pin_folders: _PinFolders | None = None
         # Kernels without tcx (before 6.6) refuse the query itself (EINVAL): nothing runs there.
         self._tcx = probe.features().has(probe.TCX_QUERY)
 
     def observe(self, ifindex: int, hook: Hook) -> Observation:
         """Everything on one hook of one interface (RtnlError ENODEV when it is gone)."""
-        claim = _Claim(self.root, ifindex, hook, self.facts)
+        claim = _Claim(str(self.root.path), self._folders().of(ifindex, hook), self.facts)
         if hook is Hook.XDP:
             return self._observe_xdp(ifindex, claim)
         return self._observe_tc(ifindex, hook, claim)
+
+    def _folders(self) -> _PinFolders:
+        if not self.whole_namespace:
+            return _PinFolders(self.root, self.root.netns_path(), None, None)
+        if self._pin_folders is None:
+            netns = self.root.netns_path()
+            listed = (frozenset(names(netns)), frozenset(names(self.root.hooks_path)))
+            self._pin_folders = _PinFolders(self.root, netns, *listed)
+        return self._pin_folders
 
     def interface(self, ifindex: int) -> nlread.Interface:
         if not self.whole_namespace:

@@ -13,7 +13,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from functools import cache
+from functools import cache, partial
 
 from bpfunits.errors import BpfUnitsError
 from bpfunits.hooks import Hook
@@ -104,10 +104,14 @@ class Probed:
     reason: str  # why not (the kernel's error), empty when available
 
 
-@dataclass(frozen=True)
+@dataclass
 class Features:
+    """What this kernel has. A feature is probed when first asked about: a command that needs
+    only some (an apply with nothing to change needs no XDP swap) does not pay for every probe."""
+
     kernel: str  # the release, as uname reports it
-    probed: tuple[Probed, ...]
+    known: dict[Feature, Probed]
+    probe: Callable[[Feature], Probed] | None = None  # None: `known` is all there is
 
     @classmethod
     def assume(cls, kernel: str = "assumed", **available: bool) -> Features:
@@ -115,13 +119,19 @@ class Features:
         unknown = set(available) - {f.key for f in FEATURES}
         if unknown:
             raise ValueError(f"unknown features: {sorted(unknown)}")
-        return cls(kernel, tuple(Probed(f, available.get(f.key, True), "") for f in FEATURES))
+        return cls(kernel, {f: Probed(f, available.get(f.key, True), "") for f in FEATURES})
+
+    @property
+    def probed(self) -> tuple[Probed, ...]:
+        """Every feature, probed now if not yet."""
+        return tuple(self._get(f) for f in FEATURES)
 
     def _get(self, feature: Feature) -> Probed:
-        for probed in self.probed:
-            if probed.feature is feature or probed.feature == feature:
-                return probed
-        raise KeyError(feature.key)
+        if feature not in self.known:
+            if self.probe is None or feature not in FEATURES:
+                raise KeyError(feature.key)
+            self.known[feature] = self.probe(feature)
+        return self.known[feature]
 
     def has(self, feature: Feature) -> bool:
         return self._get(feature).available
@@ -357,7 +367,10 @@ def _link_swap(first: int, second: int) -> None:
 
 def _netlink_swap(first: int, second: int) -> None:
     xdp.netlink_set(1, first, _XDP_GENERIC)
-    xdp.netlink_set(1, second, _XDP_GENERIC, expected_fd=first)
+    try:
+        xdp.netlink_set(1, second, _XDP_GENERIC, expected_fd=first)
+    finally:
+        xdp.netlink_set(1, -1, _XDP_GENERIC)  # lo free again for the next probe
 
 
 def _tcx() -> str | None:
@@ -421,9 +434,10 @@ _PROBES: dict[Feature, Callable[[], str | None]] = {
 }
 
 
-def _run(feature: Feature) -> Probed:
-    # A fresh private namespace per probe, so that what one attached cannot disturb the next.
-    with netns.private():
+def _run(feature: Feature, scratch: netns.Scratch) -> Probed:
+    # In a private namespace (one for all probes: each leaves its lo as it found its XDP hook),
+    # so that no probe touches an interface of the host.
+    with scratch.entered():
         try:
             reason = _PROBES[feature]()
         except BpfUnitsError as e:  # the probe's own set-up failed: the feature is unusable
@@ -433,13 +447,15 @@ def _run(feature: Feature) -> Probed:
 
 @cache
 def features() -> Features:
-    """Probe the kernel (once per process; the answer does not change while it runs). Where BPF
+    """The kernel's features, each probed once per process when first asked about (the answer
+    does not change while it runs). Where BPF
     memory counts against RLIMIT_MEMLOCK, the limit is raised first: it is charged per user, so
     what runs already (chains, pinned maps) may leave too little for even the probes."""
-    memcg = _run(MEMCG_ACCOUNTING)
+    scratch = netns.Scratch()
+    memcg = _run(MEMCG_ACCOUNTING, scratch)
     if not memcg.available:
         _lift_memlock_limit()
-    return Features(os.uname().release, (memcg, *(_run(f) for f in FEATURES if f is not MEMCG_ACCOUNTING)))
+    return Features(os.uname().release, {MEMCG_ACCOUNTING: memcg}, partial(_run, scratch=scratch))
 
 
 def _lift_memlock_limit() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 from bpfunits.sys import bpf
@@ -65,29 +66,45 @@ def create_manifest_map(manifest: Manifest) -> int:
     return fd
 
 
-def read_manifest(prog_id: int) -> Manifest | None:
-    """The manifest of the program with this id, or None when it carries none."""
-    fds = bpf.prog_map_fds(prog_id)
-    try:
-        return manifest_of(fds)
-    finally:
-        for fd in fds.values():
+def read_manifest(prog_id: int, map_ids: Iterable[int] | None = None) -> Manifest | None:
+    """The manifest of the program with this id, or None when it carries none. `map_ids`: the
+    program's, when already known. Only the manifest map is read: this runs for every chain a
+    reconcile looks at."""
+    if map_ids is None:
+        prog_fd = bpf.prog_get_fd_by_id(prog_id)
+        try:
+            map_ids = bpf.prog_info(prog_fd).map_ids
+        finally:
+            os.close(prog_fd)
+    for map_id in map_ids:
+        fd = bpf.map_get_fd_by_id(map_id)
+        try:
+            info = bpf.map_info(fd)
+            if info.name == MAP_NAME:  # the first of that name, as in manifest_of()
+                return _read(fd, info)
+        finally:
             os.close(fd)
+    return None
 
 
 def manifest_of(map_fds: dict[str, int]) -> Manifest | None:
-    """The manifest among a program's maps (by name), if any: only a map nobody can have written
-    since it was made (frozen, read-only for programs) counts."""
+    """The manifest among a program's maps (by name), if any."""
     fd = map_fds.get(MAP_NAME)
-    if fd is None or not _sealed(fd):
+    return None if fd is None else _read(fd, bpf.map_info(fd))
+
+
+def _read(fd: int, info: bpf.MapInfo) -> Manifest | None:
+    """The manifest in map `fd`: only a map nobody can have written since it was made (frozen,
+    read-only for programs) counts."""
+    if not _sealed(fd, info):
         return None
-    raw = bpf.map_lookup(fd, _KEY, bpf.map_info(fd).value_size)
+    raw = bpf.map_lookup(fd, _KEY, info.value_size)
     return Manifest.from_bytes(raw) if raw else None
 
 
-def _sealed(fd: int) -> bool:
-    if not bpf.map_info(fd).flags & bpf.BPF_F_RDONLY_PROG:
+def _sealed(fd: int, info: bpf.MapInfo) -> bool:
+    if not info.flags & bpf.BPF_F_RDONLY_PROG:
         return False
     # The kernel reports a map's frozen state only in its fdinfo (since 5.2, with BPF_MAP_FREEZE).
-    with open(f"/proc/self/fdinfo/{fd}") as info:
-        return any(line.split() == ["frozen:", "1"] for line in info)
+    with open(f"/proc/self/fdinfo/{fd}") as fdinfo:
+        return any(line.split() == ["frozen:", "1"] for line in fdinfo)

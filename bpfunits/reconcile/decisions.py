@@ -39,8 +39,10 @@ def log_result(log: logging.Logger, result: Result, trigger: str) -> None:
             fields.update(failures=retry.failures, retry_in=round(wait, 1))
         log.log(level, text, extra={"fields": fields})
     unchanged = sum(h.outcome is Outcome.UNCHANGED for h in result.hooks)
-    log.info(f"reconcile ({trigger}): {len(result.hooks)} hooks, {unchanged} unchanged",
-             extra={"fields": {"trigger": trigger, "hooks": len(result.hooks), "unchanged": unchanged}})
+    log.info(f"reconcile ({trigger}): {len(result.hooks)} hooks, {unchanged} unchanged, "
+             f"{result.ordered} interfaces ordered",
+             extra={"fields": {"trigger": trigger, "hooks": len(result.hooks), "unchanged": unchanged,
+                               "ordered": result.ordered}})
 
 
 def summary(result: Result) -> str:

@@ -18,7 +18,7 @@ from bpfunits.hooks import probe
 from bpfunits.load import mappins
 from bpfunits.state import pins
 from bpfunits.sys import bpf
-from bpfunits.state.bpffs import StateRoot, children, ensure_mounted, names, remove_tree
+from bpfunits.state.bpffs import StateRoot, children, ensure_mounted, names, prune_empty, remove_tree
 from bpfunits.hooks.observe import Attached, Observer
 from bpfunits.units.model import Location, Unit
 from bpfunits.hooks.probe import TcBackend, XdpBackend
@@ -26,6 +26,7 @@ from bpfunits.hooks.tcx import TcPosition
 from bpfunits.hooks.xdp import XdpMode
 from bpfunits.linker.linker import link_chain
 from bpfunits.order.chains import order_all
+from bpfunits.order.interfaces import select
 from bpfunits.order.graph import Chain, HookKey
 from bpfunits.plan.diff import plan_all
 from bpfunits.plan.model import Action, Desired, HookPlan
@@ -35,7 +36,7 @@ from bpfunits.reconcile.lock import exclusive
 from bpfunits.reconcile.memory import EVERYTHING, Changes, Left, Memory, Retry
 from bpfunits.reconcile.node import Node
 from bpfunits.units.diagnostics import Diagnostic, Severity, error
-from bpfunits.units.search import load_units
+from bpfunits.units.search import LoadResult, load_units
 
 
 class Outcome(str, Enum):
@@ -68,6 +69,7 @@ class Result:
     unit_errors: dict[str, str] = field(default_factory=dict)  # units whose files or programs failed
     # The reconciler's view of the whole node (the hooks above may be only the dirty ones):
     total: int = 0  # hooks that run or want a chain of bpfunits, or run something else
+    ordered: int = 0  # the interfaces whose units were ordered (what the reconcile cost grows with)
     retries: dict[HookKey, Retry] = field(default_factory=dict)  # failing hooks, and when they are tried again
 
     @property
@@ -167,26 +169,41 @@ class _Run:
 
     def go(self) -> Result:
         now = time.monotonic()
-        # An event about some interfaces or hooks costs what it touches: the unit files as last
-        # read, ordered and compared on those interfaces only (a resync reads everything again).
+        self.live = observing.interfaces()
+        # An event costs what it touches: the units are ordered and compared only on the
+        # interfaces it names, those that appeared, went or were renamed since the last reconcile
+        # (an event lost), and those where units whose files changed are or were (the unit files
+        # as last read when none may have). Only a start or a reload orders everything.
+        # A resync also looks at what runs on every hook, with cheap reads, and the hooks whose
+        # programs are not what was left there are touched too.
+        previous = self.node.units
         touched = None
-        if self.changes.narrow and self.node.units is not None:
-            loaded = self.node.units
-            touched = set(self.changes.interfaces) | {k.interface for k in self.changes.hooks}
-            touched |= {k.interface for k in self.memory.due(now)}
+        drifted: set[HookKey] = set()
+        observer = Observer(self.root, self.node.facts, whole_namespace=True)
+        if self.changes.narrow and previous is not None:
+            loaded = previous
         else:
             loaded = load_units(self.config.units_dirs, policy=self.config.file_policy)
+        if previous is not None and not self.changes.everything:
+            touched = set(self.changes.interfaces) | {k.interface for k in self.changes.hooks}
+            touched |= {k.interface for k in self.memory.due(now)}
+            earlier = self.memory.interfaces
+            touched |= {n for n in earlier.keys() | self.live.keys() if earlier.get(n) != self.live.get(n)}
+            if loaded is not previous:
+                touched |= self.where_units_moved(previous, loaded)
+            if self.changes.kernel:
+                drifted = {k for k in self.drifted(observer) if not self.memory.waiting(k, now)}
+                touched |= {k.interface for k in drifted}
         if self.apply:
             self.node.units = loaded
-        self.live = observing.interfaces()
+            self.memory.interfaces = dict(self.live)
         ordering = order_all(loaded.units.values(), self.live if touched is None else touched & self.live.keys())
         self.chains = ordering.chains
-        broken = {d.unit: d.message for d in loaded.errors if d.unit and d.unit not in loaded.units}
+        broken = _broken(loaded)
         if self.apply:
             self.memory.forget_interfaces(self.live)
-        inputs = self.inputs(ordering.errors, broken, touched)
-        observer = Observer(self.root, self.node.facts, whole_namespace=True)
-        scope = None if self.changes.everything else self.scope(inputs, observer, now, touched)
+        inputs = self.inputs(loaded, ordering.errors, broken, touched)
+        scope = None if touched is None else self.scope(inputs, drifted, now, touched)
         if scope is not None and len(scope) <= FEW_HOOKS and not self.changes.kernel:
             # A few hooks: a request each costs less than listing every interface.
             observer = Observer(self.root, self.node.facts)
@@ -209,7 +226,7 @@ class _Run:
             if block is not None:
                 self.desired[key] = block
 
-        result = Result(diagnostics=list(loaded.diagnostics))
+        result = Result(diagnostics=list(loaded.diagnostics), ordered=len(self.live if touched is None else touched))
         for plan in plan_all(self.desired.values(), [s.observed for s in self.states.values()]):
             before = self.states.get(plan.key)
             hook = self.carry_out(plan)
@@ -220,15 +237,38 @@ class _Run:
         if self.apply:
             self.remember(result, inputs, scope, now)
             result.diagnostics += self.clean_up(scope)
-        # Programs stay cached while their unit is on some hook (looked at this time or not).
-        if touched is None:
-            self.node.programs.sweep(keep={u.name for chain in self.chains.values() for u in chain.units})
+        # Programs stay cached while their unit is on some hook: those ordered here, and where
+        # only some interfaces were looked at, those running on the others.
+        keep = {u.name for chain in self.chains.values() for u in chain.units}
+        self.node.programs.sweep(keep=keep if touched is None else keep | self.memory.running_units())
         self.node.facts.sweep(keep=self.memory.programs())
         result.total = len(self.memory.hooks) if self.apply else len(result.hooks)
         result.retries = dict(self.memory.retries)
         return result
 
-    def inputs(self, errors: list, broken: dict[str, str], touched: set[str] | None) -> dict[HookKey, Hashable]:
+    def where_units_moved(self, before: LoadResult, after: LoadResult) -> set[str]:
+        """The interfaces where a unit that changed (its file, a drop-in, its object, added,
+        removed, broken or mended) sat before or sits now. Which interfaces a unit is on depends
+        on its own Interfaces= alone, and its relations order only hooks it is on, so no other
+        hook can change."""
+        broken_before, broken_after = _broken(before), _broken(after)
+        earlier = self.memory.unit_inputs
+        moved = set()
+        for name in before.units.keys() | after.units.keys() | broken_before.keys() | broken_after.keys():
+            old, new = before.units.get(name), after.units.get(name)
+            same = old == new and broken_before.get(name) == broken_after.get(name)
+            if same and new is not None and name in earlier:
+                same = earlier[name] == (new, _file_identity(new.program.source or new.program.object))
+            if same:
+                continue
+            for unit in (old, new):
+                if unit is not None:
+                    moved.update(select(unit.interfaces, self.live))
+            moved.update(k.interface for k, left in self.memory.hooks.items() if name in left.units)
+        return moved
+
+    def inputs(self, loaded: LoadResult, errors: list, broken: dict[str, str],
+               touched: set[str] | None) -> dict[HookKey, Hashable]:
         """Per hook (of `touched` interfaces; None: all), what its desired chain is built from, as
         far as that is known without loading anything: its ordered units (their settings and
         their files' identity), its ordering error, and the units with broken files that its
@@ -247,7 +287,8 @@ class _Run:
         found: dict[HookKey, Hashable] = {k: tuple(unit_inputs(u) for u in c.units) for k, c in self.chains.items()}
         found.update({e.key: ("error", str(e)) for e in errors})
         if self.apply:
-            self.memory.unit_inputs = files if touched is None else {**self.memory.unit_inputs, **files}
+            kept = {n: v for n, v in self.memory.unit_inputs.items() if n in loaded.units}
+            self.memory.unit_inputs = files if touched is None else {**kept, **files}
         for key, left in self.memory.hooks.items():
             if touched is not None and key.interface not in touched:
                 continue
@@ -256,33 +297,31 @@ class _Run:
                 found[key] = (found.get(key), hit)
         return found
 
-    def scope(self, inputs: dict[HookKey, Hashable], observer: Observer, now: float,
-              touched: set[str] | None) -> set[HookKey]:
+    def scope(self, inputs: dict[HookKey, Hashable], drifted: set[HookKey], now: float,
+              touched: set[str]) -> set[HookKey]:
         """The dirty hooks: whose inputs changed, that an event names, whose retry is due, and
-        (at a resync) whose programs differ from what was left there, unless it waits to be
-        retried. `touched`: the only interfaces whose inputs were computed (None: all)."""
+        (at a resync) whose programs differ from what was left there. `touched`: the only
+        interfaces whose inputs were computed."""
         memory = self.memory
-        remembered = memory.hooks.keys() if touched is None else {k for k in memory.hooks if k.interface in touched}
+        remembered = {k for k in memory.hooks if k.interface in touched}
         changed = {k for k in inputs.keys() | remembered
                    if inputs.get(k) != (memory.hooks[k].inputs if k in memory.hooks else None)}
         named = {HookKey(i, h) for i in self.changes.interfaces for h in Hook} | set(self.changes.hooks)
-        drifted = self.drifted(observer) if self.changes.kernel else set()
-        dirty = changed | named | memory.due(now) | {k for k in drifted if not memory.waiting(k, now)}
+        dirty = changed | named | memory.due(now) | drifted
         return {k for k in dirty if k.interface in self.live}
 
     def drifted(self, observer: Observer) -> set[HookKey]:
         """The hooks whose programs are not the ones the last reconcile left there, and those
         running a chain of ours whose pins are gone (the state root removed). Only hooks that
-        units want or that run a chain of ours are looked at: a program someone puts on a hook
+        units wanted or that ran a chain of ours are looked at: a program someone puts on a hook
         bpfunits has nothing to do with asks for nothing."""
         found = set()
         pinned = set(names(self.root.netns_path()))
-        for key in self.chains.keys() | self.memory.hooks.keys():
+        for key, left in self.memory.hooks.items():
             ifindex = self.live.get(key.interface)
             if ifindex is None:
                 continue
-            left = self.memory.hooks.get(key)
-            if left is not None and left.units and f"if{ifindex}" not in pinned:
+            if left.units and f"if{ifindex}" not in pinned:
                 found.add(key)
                 continue
             try:
@@ -290,7 +329,7 @@ class _Run:
             except (BpfUnitsError, OSError):
                 found.add(key)  # looking at it shows why
                 continue
-            if now != (left.programs if left else frozenset()):
+            if now != left.programs:
                 found.add(key)
         return found
 
@@ -337,12 +376,15 @@ class _Run:
         removed, or an apply killed before it pinned the maps of the chain it had swapped in), so
         that loading the unit binds the maps the datapath uses. A hook where that fails is an
         error of its own."""
+        restored = set()  # a unit on a thousand hooks: its maps are looked at once
         for key, state in self.states.items():
             chain = state.observed.chain
             try:
                 for component in chain.components if chain else ():
                     for name, map_id in component.maps:
-                        mappins.restore(self.root, component.unit, name, map_id)
+                        if (component.unit, name) not in restored:
+                            mappins.restore(self.root, component.unit, name, map_id)
+                            restored.add((component.unit, name))
             except BpfUnitsError as exc:
                 observed = replace(state.observed, errors=(str(exc),))
                 self.states[key] = replace(state, observed=observed)
@@ -413,7 +455,9 @@ class _Run:
         for name in names(netns_path):
             if name not in live:
                 remove_tree(netns_path / name)
-        for key in scope if scope is not None else {HookKey(i, h) for i in self.live for h in Hook}:
+        if scope is None:
+            prune_empty(netns_path)
+        for key in scope or ():
             folder = netns_path / f"if{self.live[key.interface]}" / key.hook.value
             for empty in (folder, folder.parent):
                 if empty.is_dir() and not names(empty):
@@ -437,6 +481,11 @@ class _Run:
                     errors.append(error(f"unpinning the maps of a unit that runs nowhere any more failed: {e}",
                                         Location(folder), unit=folder.name))
         return errors
+
+
+def _broken(loaded: LoadResult) -> dict[str, str]:
+    """The units whose files are broken, with why."""
+    return {d.unit: d.message for d in loaded.errors if d.unit and d.unit not in loaded.units}
 
 
 def _file_identity(path: os.PathLike | None) -> Hashable:

@@ -26,7 +26,7 @@ class Changes:
     interfaces: frozenset[str] = frozenset()  # appeared, vanished or renamed: all their hooks
     hooks: frozenset[HookKey] = frozenset()  # someone else changed what runs there
     kernel: bool = False  # the resync: compare every hook's programs with what was left there
-    files: bool = False  # unit files may have changed: read them all, compare every hook's inputs
+    files: bool = False  # unit files may have changed: read them all, order where those that changed are
 
     def __or__(self, other: Changes) -> Changes:
         return Changes(self.everything or other.everything, self.interfaces | other.interfaces,
@@ -63,6 +63,7 @@ class Memory:
     retries: dict[HookKey, Retry] = field(default_factory=dict)
     complete: bool = False  # an apply looked at every hook: from then on, only dirty ones
     unit_inputs: dict[str, Hashable] = field(default_factory=dict)  # per unit, from the last reconcile
+    interfaces: dict[str, int] = field(default_factory=dict)  # name -> ifindex, at the last reconcile
 
     def record(self, key: HookKey, left: Left, error: str | None, now: float) -> None:
         """What a reconcile left on `key`; `error` when it failed there (the hook is retried

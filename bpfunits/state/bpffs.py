@@ -110,6 +110,38 @@ def remove_tree(path: Path) -> None:
             os.unlink(path.name, dir_fd=parent)
 
 
+def prune_empty(path: Path) -> None:
+    """Remove the empty folders below folder `path`, and those that leaves empty (`path` itself
+    stays), walking by fd without following symlinks: one walk, where checking each folder by
+    its path would walk from / again for every one."""
+    with opened_folder(path) as fd:
+        if fd is not None:
+            _prune(fd)
+
+
+def _prune(fd: int) -> bool:
+    """Prune below the folder open as `fd`; whether it is empty now."""
+    empty = True
+    for name in os.listdir(fd):
+        try:
+            child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+        except OSError:  # a pin, or a symlink: kept
+            empty = False
+            continue
+        try:
+            emptied = _prune(child)
+        finally:
+            os.close(child)
+        if not emptied:
+            empty = False
+            continue
+        try:
+            os.rmdir(name, dir_fd=fd)
+        except OSError:  # filled meanwhile
+            empty = False
+    return empty
+
+
 def children(path: Path) -> list[Path]:
     """The entries of folder `path` (none if it is missing), read without following symlinks."""
     return [path / name for name in sorted(names(path))]

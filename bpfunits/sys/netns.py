@@ -66,14 +66,30 @@ def inside(name: str | None) -> Iterator[None]:
         yield
 
 
-@contextmanager
-def private() -> Iterator[None]:
-    """Run the block with this thread in a fresh, empty network namespace (only `lo`, down),
-    which goes away once nothing uses it after the block."""
-    with _returning_home():
-        if _libc.unshare(CLONE_NEWNET) != 0:
-            raise NetnsError(f"unshare: {os.strerror(ctypes.get_errno())}")
-        yield
+class Scratch:
+    """One fresh, empty network namespace for a run of short experiments (the feature probes),
+    made at the first use and entered again at each: every namespace made costs the kernel a
+    teardown after its last use, serialized with every other namespace's. `close()` lets it go."""
+
+    def __init__(self) -> None:
+        self._fd: int | None = None
+
+    @contextmanager
+    def entered(self) -> Iterator[None]:
+        """Run the block with this thread in the namespace."""
+        with _returning_home():
+            if self._fd is None:
+                if _libc.unshare(CLONE_NEWNET) != 0:
+                    raise NetnsError(f"unshare: {os.strerror(ctypes.get_errno())}")
+                self._fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            else:
+                _setns(self._fd)
+            yield
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def ifindex(ifname: str, ns: str | None = None) -> int:

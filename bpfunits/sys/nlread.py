@@ -51,7 +51,8 @@ _RECV_SIZE = 1 << 16
 def attributes(data: bytes | memoryview, start: int = 0, end: int | None = None,
                wanted: frozenset[int] | None = None) -> dict[int, memoryview]:
     """The attributes (rtattr/nlattr) in data[start:end], by type (only those of `wanted`, when
-    given: an interface message holds dozens); a malformed tail ends the walk."""
+    given: an interface message holds dozens, and the walk ends once it has them all); a
+    malformed tail ends the walk."""
     view = memoryview(data)
     end = len(view) if end is None else end
     found: dict[int, memoryview] = {}
@@ -64,6 +65,8 @@ def attributes(data: bytes | memoryview, start: int = 0, end: int | None = None,
         kind &= _NLA_TYPE_MASK
         if wanted is None or kind in wanted:
             found[kind] = view[pos + 4 : pos + length]
+            if wanted is not None and len(found) == len(wanted):
+                break
         pos += (length + 3) & ~3
     return found
 

@@ -132,3 +132,19 @@ def test_probe_command_fails_when_a_configured_backend_is_missing(tmp_path, caps
     assert main(["probe", "--config", str(config)]) == expected
     if expected:
         assert "error: tc backend 'tcx' was asked for" in capsys.readouterr().out
+
+
+def test_a_feature_is_probed_only_when_asked_about():
+    """An apply that changes nothing needs no way to swap XDP programs by netlink (the slowest
+    probe, ~0.2 s) where XDP links work, nor cls_bpf where tcx does."""
+    asked = []
+
+    def probing(feature: probe.Feature) -> probe.Probed:
+        asked.append(feature)
+        return probe.Probed(feature, True, "")
+
+    found = Features("6.18", {}, probing)
+    found.require_supported()
+    assert probe.XDP_REPLACE not in asked and probe.CLS_BPF not in asked
+    assert set(asked) == {probe.JMP32, probe.BPF_CALLS, probe.MAP_FREEZE, probe.XDP_LINK, probe.TCX}
+    assert len(found.probed) == len(FEATURES) and len(asked) == len(FEATURES), "each probed once"

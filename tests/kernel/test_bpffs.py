@@ -9,7 +9,7 @@ import pytest
 
 from bpfunits.hooks import Hook
 from bpfunits.sys import bpf
-from bpfunits.state.bpffs import BPF_FS_MAGIC, BpffsError, ensure_mounted
+from bpfunits.state.bpffs import BPF_FS_MAGIC, BpffsError, ensure_mounted, prune_empty
 
 pytestmark = pytest.mark.kernel
 
@@ -60,3 +60,20 @@ def test_state_root_is_on_bpffs(bpffs_root):
     buf = ctypes.create_string_buffer(120)
     assert ctypes.CDLL(None).statfs(os.fsencode(bpffs_root.path), buf) == 0
     assert int.from_bytes(buf.raw[:8], "little") == BPF_FS_MAGIC
+
+
+def test_prune_empty_removes_empty_folders_only_and_follows_no_symlink(bpffs_root, tmp_path):
+    hooks = bpffs_root.path / "hooks"
+    (hooks / "a" / "b" / "c").mkdir(parents=True)  # empty all the way: a goes
+    (hooks / "d" / "e").mkdir(parents=True)
+    fd = bpf.map_create(bpf.MapType.ARRAY, 4, 4, 1)
+    try:
+        bpf.obj_pin(fd, str(hooks / "d" / "pin"))  # d holds a pin: only e goes
+    finally:
+        os.close(fd)
+    outside = tmp_path / "outside"
+    (outside / "empty").mkdir(parents=True)
+    (hooks / "link").symlink_to(outside)  # a symlink stays, and what it leads to is untouched
+    prune_empty(hooks)
+    assert sorted(os.listdir(hooks)) == ["d", "link"] and os.listdir(hooks / "d") == ["pin"]
+    assert (outside / "empty").is_dir()

@@ -94,12 +94,40 @@ def test_a_new_interface_gets_its_chain_without_looking_at_the_others(rig):
     write(rig.units, "a.unit", unit("counter.bpf.o", "bu*"))
     rig.run()
     tag = rig.names[0][2:-1]
-    subprocess.run(["ip", "-n", rig.ns, "link", "add", f"bu{tag}o", "type", "veth", "peer", "name", f"bq{tag}o"],
-                   check=True)
-    # Even without naming it (a lost event), its new inputs make it dirty.
-    result = rig.run(FILES)
-    assert rig.looked_at(result) == {(f"bu{tag}o", "xdp")}
+    new = f"bu{tag}o"
+    subprocess.run(["ip", "-n", rig.ns, "link", "add", new, "type", "veth", "peer", "name", f"bq{tag}o"], check=True)
+    result = rig.run(Changes(interfaces=frozenset({new})))
+    assert rig.looked_at(result) == {(new, "xdp")}
     assert result.hooks[0].outcome is Outcome.APPLIED
+
+
+def test_a_lost_interface_event_is_made_up_for_by_the_next_reconcile(rig):
+    write(rig.units, "a.unit", unit("counter.bpf.o", "bu*"))
+    write(rig.units, "b.unit", unit("counter.bpf.o", rig.names[0]))
+    rig.run()
+    tag = rig.names[0][2:-1]
+    new = f"bu{tag}o"
+    subprocess.run(["ip", "-n", rig.ns, "link", "add", new, "type", "veth", "peer", "name", f"bq{tag}o"], check=True)
+    # Every reconcile compares the interfaces with those of the last one: a unit file event too.
+    write(rig.units, "b.unit", unit("counter.bpf.o", rig.names[0], extra="After=a"))
+    edited = rig.run(FILES)
+    assert rig.looked_at(edited) == {(rig.names[0], "xdp"), (new, "xdp")}
+    assert {h.key.interface: h.outcome for h in edited.hooks}[new] is Outcome.APPLIED
+    assert edited.ordered == 3, "the edited unit's interface, the new one and its peer"
+
+
+def test_an_event_orders_only_the_interfaces_it_touches(rig):
+    """What an event costs grows with what it touches, not with the node: the units are ordered
+    on the interfaces of the units whose files changed, of the event, of due retries."""
+    write(rig.units, "a.unit", unit("counter.bpf.o", "bu*"))
+    write(rig.units, "b.unit", unit("counter.bpf.o", rig.names[0]))
+    assert rig.run().ordered >= 3  # the first reconcile: every interface
+    write(rig.units, "b.unit", unit("counter.bpf.o", rig.names[0], extra="After=a"))
+    assert rig.run(FILES).ordered == 1
+    assert rig.run(Changes(interfaces=frozenset({rig.names[1]}))).ordered == 1
+    assert rig.run(Changes(kernel=True, files=True)).ordered == 0, "a resync with nothing changed orders nothing"
+    write(rig.units, "a.unit", unit("counter.bpf.o", "bu*", extra="After=b"))
+    assert rig.run(FILES).ordered == 3, "a glob unit: all its interfaces"
 
 
 def test_a_unit_edit_looks_at_the_hooks_of_that_unit_only(rig):
