@@ -18,7 +18,8 @@ from bpfunits.errors import BpfUnitsError
 from bpfunits.load.program import MapRef
 from bpfunits.state import pins
 from bpfunits.sys import bpf
-from bpfunits.state.bpffs import StateRoot, folder_name
+from bpfunits.pinname import folder_name
+from bpfunits.state.bpffs import StateRoot
 
 _SHAPE = ("type", "key_size", "value_size", "max_entries", "flags")
 
