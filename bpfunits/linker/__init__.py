@@ -2,7 +2,7 @@
 
     chain = link_chain(hook, [component_of(unit.name, loaded, unit.proceed_codes), ...],
                        counters=True, manifest="<chain version>")
-    fd = chain.load()          # while the components' LoadedPrograms are still open
+    fd = chain.load()          # ProgramClosed once a component's LoadedProgram is closed
     chain.close()              # the loaded program keeps its maps
     read_manifest(prog_id), read_counters(prog_id)   # from a program id alone
 """

@@ -14,20 +14,41 @@ class LinkError(BpfUnitsError):
     pass
 
 
+class Instructions(Protocol):
+    """Where a component's instructions come from: a loaded program (bpfunits.load.program),
+    which holds the maps their fds name, and refuses to give them once it is closed."""
+
+    @property
+    def insns(self) -> bytes: ...
+
+    def require_open(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class Component:
     """One unit's loaded program, as the linker takes it.
 
-    `insns` are relocated (map fds in ld_imm64, subprograms after the main function); the map fds
-    must stay open until the linked program is loaded. `proceed_on` holds verdict codes."""
+    `code` gives the relocated instructions (map fds in ld_imm64, subprograms after the main
+    function): a loaded program, read each time, so that nothing is linked or loaded from one
+    closed, or bytes that hold no fd (or whose fds the caller keeps open). `proceed_on` holds
+    verdict codes."""
 
     name: str
-    insns: bytes
+    code: Instructions | bytes
     proceed_on: frozenset[int]
     sha256: str = ""
     tag: str = ""
     stack_depths: tuple[int, ...] | None = None  # the verifier's, per function, when known
     maps: tuple[tuple[str, int], ...] = ()  # the program's maps (name, id), which its insns embed
+
+    @property
+    def insns(self) -> bytes:
+        return self.code if isinstance(self.code, bytes) else self.code.insns
+
+    def require_open(self) -> None:
+        """Raise (ProgramClosed) if the program the instructions come from was closed."""
+        if not isinstance(self.code, bytes):
+            self.code.require_open()
 
 
 @dataclass(frozen=True)
@@ -136,15 +157,15 @@ def frame_size(stack_depth: int) -> int:
     return (stack_depth + 15) & ~15
 
 
-class Loaded(Protocol):
-    """What the linker reads of a bpfunits.load.load.LoadedProgram."""
+class Loaded(Instructions, Protocol):
+    """What the linker reads of a bpfunits.load.program.LoadedProgram."""
 
-    insns: bytes
     sha256: str
     tag: str
     maps: dict  # name -> a map reference with an `id`
 
 
 def component_of(name: str, loaded: Loaded, proceed_on: frozenset[int]) -> Component:
+    """The component of a loaded program, which must stay open until the chain is loaded."""
     maps = tuple(sorted((map_name, ref.id) for map_name, ref in loaded.maps.items()))
-    return Component(name, loaded.insns, frozenset(proceed_on), loaded.sha256, loaded.tag, maps=maps)
+    return Component(name, loaded, frozenset(proceed_on), loaded.sha256, loaded.tag, maps=maps)

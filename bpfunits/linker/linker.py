@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass
 from functools import partial
 
+from bpfunits.closing import Closing
 from bpfunits.hooks import Hook
 from bpfunits.linker.progtype import expected_attach_type_of, prog_type_of
 from bpfunits.sys import bpf
@@ -44,12 +45,14 @@ class Placement:
     reason: str  # why the component is called rather than inlined ("" when inlined)
 
 
-class LinkedChain:
-    """A linked chain, ready to load; owns its counter and manifest maps until close()."""
+class LinkedChain(Closing):
+    """A linked chain, ready to load; owns its counter and manifest maps until close(). Its
+    instructions hold its components' map fds: it loads only while their programs are open."""
 
     def __init__(
         self,
         hook: Hook,
+        components: tuple[Component, ...],
         assembly: Assembly,
         placements: tuple[Placement, ...],
         counters: ChainCounters | None,
@@ -57,6 +60,7 @@ class LinkedChain:
         btf: FuncBtf | None,
     ) -> None:
         self.hook = hook
+        self.components = components
         self.assembly = assembly
         self.placements = placements
         self.counters = counters
@@ -69,7 +73,9 @@ class LinkedChain:
 
     def load(self, *, name: str = PROG_NAME) -> int:
         """Load the chain as one program of the hook's type; returns its fd (caller closes it).
-        The components' maps must still be open."""
+        ProgramClosed if a component's program was closed since the chain was linked."""
+        for component in self.components:
+            component.require_open()
         load = partial(bpf.prog_load, prog_type_of(self.hook), self.insns, name=name,
                        expected_attach_type=expected_attach_type_of(self.hook))
         if self.btf is None:
@@ -91,12 +97,6 @@ class LinkedChain:
         if self.manifest_fd is not None:
             os.close(self.manifest_fd)
             self.manifest_fd = None
-
-    def __enter__(self) -> LinkedChain:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def link_chain(
@@ -150,6 +150,7 @@ def link_chain(
         raise
     return LinkedChain(
         hook,
+        tuple(components),
         assembly,
         tuple(Placement(p.name, p.mode, reason) for p, reason in parts),
         chain_counters,

@@ -1,14 +1,13 @@
 """Loading a `Source=` unit's program: C in bcc's dialect, compiled by bcc at load time.
 
-The result has the shape of an ELF load (`LoadedProgram`): bcc creates the maps as it compiles
-(in a worker, bcccompile.py), so the instructions it emits already hold the map fds (ld_imm64
-BPF_PSEUDO_MAP_FD). Those stay valid until close(), which closes the program and every map.
+The result is a LoadedProgram (program.py), as of an ELF load: bcc creates the maps as it
+compiles (in a worker, bcccompile.py), so the instructions it emits already hold the map fds
+(ld_imm64 BPF_PSEUDO_MAP_FD). close() closes the program and every map.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 from bpfunits.hooks import Hook
@@ -16,16 +15,9 @@ from bpfunits.linker.progtype import prog_type_of
 from bpfunits.load import mappins
 from bpfunits.sys import bpf
 from bpfunits.load.bcccompile import CompileFailed, compile_source
-from bpfunits.load.load import (
-    LoadedProgram,
-    LoadError,
-    ObjectFile,
-    ProgramNotFound,
-    ProgramRejected,
-    map_ref,
-    read_object,
-)
+from bpfunits.load.load import LoadError, ObjectFile, ProgramNotFound, ProgramRejected, read_object
 from bpfunits.load.mapfds import with_map_fds
+from bpfunits.load.program import LoadedProgram, close_all, loaded_program
 from bpfunits.load.worker import WorkerFailed
 from bpfunits.untrusted import FilePolicy
 
@@ -59,12 +51,7 @@ def load_source_program(
         raise LoadError(f"{label}: bcc cannot compile {source}: {e}\n{e.output.strip()}".rstrip()) from e
     except WorkerFailed as e:
         raise LoadError(f"{label}: bcc cannot compile {source}: {e.detail}") from e
-    owned = list(compiled.tables.values())  # every fd the result holds, closed by release()
-
-    def release() -> None:
-        for fd in owned:
-            os.close(fd)
-
+    owned = list(compiled.tables.values())  # every fd the result holds
     try:
         if compiled.function is None:
             wanted = (
@@ -82,23 +69,12 @@ def load_source_program(
             insns = with_map_fds(insns, {compiled.tables[n]: tables[n] for n in pins})
         fd = _load(insns, prog_type_of(hook), compiled.license, compiled.function, source, label)
         owned.append(fd)
-        info = bpf.prog_info(fd)
-        maps = {t: map_ref(t, fd_, pins.get(t)) for t, fd_ in tables.items()}
     except BaseException:
-        release()
+        close_all(owned)
         raise
-    return LoadedProgram(
-        fd=fd,
-        name=compiled.function,
-        hook=hook,
-        prog_type=info.type,
-        id=info.id,
-        tag=info.tag,
-        insns=insns,
-        maps=maps,
-        sha256=source_identity(source_file.sha256, defines),
-        _release=release,
-    )
+    maps = {table: (map_fd, pins.get(table)) for table, map_fd in tables.items()}
+    identity = source_identity(source_file.sha256, defines)
+    return loaded_program(fd, compiled.function, hook, insns, maps, identity, owned)
 
 
 def source_identity(sha256: str, defines: tuple[tuple[str, str], ...]) -> str:

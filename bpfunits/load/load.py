@@ -2,20 +2,17 @@
 
 A load picks the unit's program, types it from the hook whatever its section is called, loads
 only that program of the object, and reuses maps the unit pinned before (libbpf
-LIBBPF_PIN_BY_NAME under the unit's own bpffs folder), so a reload keeps state.
-
-The result's `insns` are the fully relocated instructions: map fds are embedded in them, so they
-stay meaningful only while the LoadedProgram is open. Whoever builds a new program from them
-(the linker) must load it before calling close().
+LIBBPF_PIN_BY_NAME under the unit's own bpffs folder), so a reload keeps state. The result is a
+LoadedProgram (program.py).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from bpfunits.errors import BpfUnitsError
@@ -27,7 +24,6 @@ from bpfunits.state.bpffs import remove_tree
 from bpfunits.sys.libbpf import LibbpfError, iter_log_sections
 from bpfunits.sys.libbpf import strerror as libbpf_strerror
 from bpfunits.load.objworker import (
-    LoadedObject,
     LoadRequest,
     MapFacts,
     ObjectFacts,
@@ -35,6 +31,7 @@ from bpfunits.load.objworker import (
     ProgramFacts,
     open_object,
 )
+from bpfunits.load.program import LoadedProgram, loaded_program
 from bpfunits.load.progkind import misfit
 from bpfunits.load.worker import WorkerFailed
 from bpfunits.untrusted import FileMissing, FilePolicy, UntrustedFileError, read_untrusted
@@ -76,54 +73,6 @@ class ProgramRejected(LoadError, bpf.VerifierError):
         bpf.VerifierError.__init__(
             self, "BPF_PROG_LOAD", err, log, f"{label}: program {program!r} from {path}"
         )
-
-
-@dataclass(frozen=True)
-class MapRef:
-    name: str
-    fd: int
-    id: int
-    type: int
-    key_size: int
-    value_size: int
-    max_entries: int
-    pinned_path: str | None
-
-
-@dataclass
-class LoadedProgram:
-    """A loaded program with the maps of its object. Every fd (and the map fds inside `insns`)
-    belongs to the loader and is valid until close()."""
-
-    fd: int
-    name: str
-    hook: Hook
-    prog_type: int
-    id: int
-    tag: str
-    insns: bytes
-    maps: dict[str, MapRef]
-    sha256: str
-    _release: Callable[[], None] = field(repr=False)
-    closed: bool = field(default=False, init=False)
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self._release()
-
-    def __enter__(self) -> LoadedProgram:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def map_ref(name: str, fd: int, pinned_path: str | None) -> MapRef:
-    info = bpf.map_info(fd)
-    return MapRef(
-        name, fd, info.id, info.type, info.key_size, info.value_size, info.max_entries, pinned_path
-    )
 
 
 @dataclass(frozen=True)
@@ -220,9 +169,9 @@ def _malformed_as_load_error(path: Path, label: str) -> Iterator[None]:
 
 
 def _load_in_worker(
-    data: bytes, path: Path, pin_root: Path | None, name: str | None, hook: Hook, persist_maps: bool, label: str
-) -> tuple[ProgramFacts, LoadedObject]:
-    with _malformed_as_load_error(path, label), open_object(data, path, pin_root) as opened:
+    data: ObjectFile, path: Path, pin_root: Path | None, name: str | None, hook: Hook, persist_maps: bool, label: str
+) -> LoadedProgram:
+    with _malformed_as_load_error(path, label), open_object(data.data, path, pin_root) as opened:
         program = select_program(opened.facts.programs, name, hook, path, label)
         if pin_root is None:  # nothing pinned anywhere, even what the object asks to pin
             pins: dict[str, str | None] = {m.name: None for m in opened.facts.maps}
@@ -231,37 +180,13 @@ def _load_in_worker(
         # On tc, the attach type the object's section gives (none for SEC("tc")).
         attach = expected_attach_type_of(hook) or None
         try:
-            return program, opened.load(LoadRequest(program.name, prog_type_of(hook), attach, pins))
+            loaded = opened.load(LoadRequest(program.name, prog_type_of(hook), attach, pins))
         except LibbpfError as e:
             log = "".join(iter_log_sections(e.output, "-- BEGIN PROG LOAD LOG --", "-- END PROG LOAD LOG --"))
             if log:
                 raise ProgramRejected(label, program.name, path, e.errno, log) from e
             raise LoadError(f"{label}: loading {path} failed: {e}\n{e.output.strip()}".rstrip()) from e
-
-
-def _loaded_program(program: ProgramFacts, loaded: LoadedObject, hook: Hook, sha256: str) -> LoadedProgram:
-    def release() -> None:
-        for fd in loaded.fds():
-            os.close(fd)
-
-    try:
-        info = bpf.prog_info(loaded.prog_fd)
-        maps = {n: map_ref(n, fd, pin) for n, (fd, pin) in loaded.maps.items()}
-    except BaseException:
-        release()
-        raise
-    return LoadedProgram(
-        fd=loaded.prog_fd,
-        name=program.name,
-        hook=hook,
-        prog_type=info.type,
-        id=info.id,
-        tag=info.tag,
-        insns=loaded.insns,
-        maps=maps,
-        sha256=sha256,
-        _release=release,
-    )
+        return loaded_program(loaded.prog_fd, program.name, hook, loaded.insns, loaded.maps, data.sha256, loaded.fds())
 
 
 def load_object_program(
@@ -290,16 +215,14 @@ def load_object_program(
         raise LoadError(f"{label}: refusing to pin maps into the bpffs mount point {pin_root}")
     object_file = data or read_object(path, label, sha256, policy)
     if pin_root is None:
-        program, loaded = _load_in_worker(object_file.data, path, None, name, hook, False, label)
-        return _loaded_program(program, loaded, hook, object_file.sha256)
+        return _load_in_worker(object_file, path, None, name, hook, False, label)
     pin_root = Path(pin_root)
     created_root = not pin_root.exists()
     if not persist_maps:  # libbpf pins the maps an object declares LIBBPF_PIN_BY_NAME there
         pin_root.mkdir(parents=True, exist_ok=True)
     pins_before = _pins_under(pin_root)
     try:
-        program, loaded = _load_in_worker(object_file.data, path, pin_root, name, hook, persist_maps, label)
-        result = _loaded_program(program, loaded, hook, object_file.sha256)
+        result = _load_in_worker(object_file, path, pin_root, name, hook, persist_maps, label)
     except BaseException:
         for pin in _pins_under(pin_root) - pins_before:
             pin.unlink(missing_ok=True)

@@ -13,15 +13,13 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from bpfunits.errors import BpfUnitsError
+from bpfunits.load.program import MapRef
 from bpfunits.state import pins
 from bpfunits.sys import bpf
-from bpfunits.state.bpffs import StateRoot, folder_name
-
-if TYPE_CHECKING:
-    from bpfunits.load.load import MapRef
+from bpfunits.pinname import folder_name
+from bpfunits.state.bpffs import StateRoot
 
 _SHAPE = ("type", "key_size", "value_size", "max_entries", "flags")
 

@@ -8,7 +8,7 @@ from fnmatch import fnmatchcase
 from bpfunits.errors import BpfUnitsError
 from bpfunits.load import mappins
 from bpfunits.state.bpffs import StateRoot
-from bpfunits.load.load import LoadedProgram
+from bpfunits.load.program import LoadedProgram
 from bpfunits.linker.component import Component, component_of
 from bpfunits.linker.linker import component_depths
 from bpfunits.order.graph import Chain, HookKey

@@ -16,7 +16,8 @@ from pathlib import Path
 from bpfunits.hooks import Hook
 from bpfunits.load import mappins
 from bpfunits.state.bpffs import StateRoot
-from bpfunits.load.load import LoadedProgram, LoadError, ObjectFile, load_object_program, read_object
+from bpfunits.load.load import LoadError, ObjectFile, load_object_program, read_object
+from bpfunits.load.program import LoadedProgram
 from bpfunits.units.model import Unit
 from bpfunits.untrusted import FilePolicy
 

@@ -2,7 +2,7 @@
 
 Layout under a state root (default /sys/fs/bpf/bpfunits, mode 0700):
   units/<unit-name>/                   maps a unit pins (the name with '.' written as %2e, see
-                                       folder_name), kept across reloads
+                                       pinname.folder_name), kept across reloads
   hooks/ns<inode>/if<ifindex>/<hook>/  links and programs attached to one hook of one interface
                                        of the network namespace with that inode
 
@@ -24,11 +24,11 @@ from pathlib import Path
 
 from bpfunits.errors import BpfUnitsError
 from bpfunits.hooks import Hook
+from bpfunits.pinname import PinNameError, folder_name
 from bpfunits.sys import netns
 from bpfunits.sys.libc import libc as _libc
 
 BPFFS = Path("/sys/fs/bpf")
-NAME_MAX = 255  # bytes in one path component, bpffs included
 BPF_FS_MAGIC = 0xCAFE4A11
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -46,14 +46,6 @@ def ensure_mounted(path: str | Path = BPFFS) -> None:
     if _libc.mount(b"bpf", os.fsencode(path), b"bpf", 0, None) != 0:
         err = ctypes.get_errno()
         raise BpffsError(f"cannot mount bpffs on {path}: {os.strerror(err)}")
-
-
-def folder_name(name: str) -> str:
-    """A unit name as a bpffs folder name: bpffs refuses '.' in names (EPERM), so '%' and '.'
-    are percent-encoded, which keeps the mapping reversible."""
-    if not name or "/" in name or "\0" in name:
-        raise BpffsError(f"unit name {name!r} cannot be used as a bpffs folder name")
-    return name.replace("%", "%25").replace(".", "%2e")
 
 
 def fs_magic(fd: int) -> int:
@@ -218,7 +210,10 @@ class StateRoot:
 
     def unit_path(self, unit_name: str) -> Path:
         """A unit's pin folder, without creating it."""
-        return self.units_path / folder_name(unit_name)
+        try:
+            return self.units_path / folder_name(unit_name)
+        except PinNameError as e:
+            raise BpffsError(str(e)) from e
 
     def unit_dir(self, unit_name: str) -> Path:
         """A unit's pin folder, created if missing."""

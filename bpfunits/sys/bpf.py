@@ -1,7 +1,7 @@
 """Typed wrappers over the raw bpf(2) syscall.
 
-Each call builds a zero-filled `union bpf_attr` buffer and fills the fields at the offsets of
-include/uapi/linux/bpf.h. File descriptors are plain ints; callers close them with os.close.
+Each call fills its command's structure of `union bpf_attr` (bpfattr.py). File descriptors are
+plain ints; callers close them with os.close.
 """
 
 from __future__ import annotations
@@ -9,19 +9,35 @@ from __future__ import annotations
 import ctypes
 import errno as errno_mod
 import os
-import struct
 from dataclasses import dataclass
 from enum import IntEnum
 from functools import cache, partial
 from pathlib import Path
+from typing import TypeVar
 
 from bpfunits.errors import BpfUnitsError
+from bpfunits.sys.bpfattr import (
+    ATTR_SIZE,
+    Attr,
+    BpfLinkInfo,
+    BpfMapInfo,
+    BpfProgInfo,
+    BtfLoadAttr,
+    GetIdAttr,
+    InfoAttr,
+    LinkCreateAttr,
+    LinkDetachAttr,
+    LinkUpdateAttr,
+    MapCreateAttr,
+    MapElemAttr,
+    ObjAttr,
+    ProgLoadAttr,
+    ProgQueryAttr,
+    ProgTestRunAttr,
+    TcxLinkCreate,
+)
 from bpfunits.sys.libc import libc as _libc
 from bpfunits.sys.libc import syscall_number
-
-# Larger than any union bpf_attr field we use; the kernel accepts a bigger buffer when the
-# bytes past its own union size are zero.
-_ATTR_SIZE = 160
 
 
 @cache
@@ -158,44 +174,19 @@ class VerifierError(BpfError):
         return f"{self.message}\nverifier log (last lines):\n{tail}" if tail else self.message
 
 
-class _Attr:
-    """A zero-filled union bpf_attr with typed setters; keeps referenced buffers alive."""
-
-    def __init__(self, size: int = _ATTR_SIZE) -> None:
-        self.buf = ctypes.create_string_buffer(size)
-        self._keep: list[object] = []
-
-    def u32(self, off: int, value: int) -> None:
-        struct.pack_into("<I", self.buf, off, value & 0xFFFFFFFF)
-
-    def u64(self, off: int, value: int) -> None:
-        struct.pack_into("<Q", self.buf, off, value)
-
-    def ptr(self, off: int, data: ctypes.Array | bytes | None) -> None:
-        if data is None:
-            return
-        if isinstance(data, bytes):
-            data = ctypes.create_string_buffer(data, len(data))
-        self._keep.append(data)
-        self.u64(off, ctypes.addressof(data))
-
-    def put(self, off: int, data: bytes) -> None:
-        ctypes.memmove(ctypes.addressof(self.buf) + off, data, len(data))
-
-    def get_u32(self, off: int) -> int:
-        return struct.unpack_from("<I", self.buf, off)[0]
-
-    def get_u64(self, off: int) -> int:
-        return struct.unpack_from("<Q", self.buf, off)[0]
+def _raw(cmd: Cmd, attr: Attr) -> tuple[int, int]:
+    """Run bpf(cmd, attr); returns (result, errno) without raising. The kernel is given
+    ATTR_SIZE bytes, attr and zeros after it; what it writes back lands in attr."""
+    size = ctypes.sizeof(attr)
+    buf = ctypes.create_string_buffer(ATTR_SIZE)
+    ctypes.memmove(buf, ctypes.addressof(attr), size)
+    ret = _libc.syscall(_sys_bpf(), ctypes.c_int(cmd), buf, ctypes.c_uint(ATTR_SIZE))
+    err = ctypes.get_errno() if ret < 0 else 0
+    ctypes.memmove(ctypes.addressof(attr), buf, size)
+    return ret, err
 
 
-def _raw(cmd: Cmd, attr: _Attr) -> tuple[int, int]:
-    """Run bpf(cmd, attr); returns (result, errno) without raising."""
-    ret = _libc.syscall(_sys_bpf(), ctypes.c_int(cmd), attr.buf, ctypes.c_uint(len(attr.buf)))
-    return ret, (ctypes.get_errno() if ret < 0 else 0)
-
-
-def _call(cmd: Cmd, attr: _Attr, detail: str = "") -> int:
+def _call(cmd: Cmd, attr: Attr, detail: str = "") -> int:
     ret, err = _raw(cmd, attr)
     if ret < 0:
         raise BpfError(f"BPF_{cmd.name}", err, detail)
@@ -230,32 +221,30 @@ def _prog_load_attr(
     func_info_rec_size: int,
     log_level: int = 0,
     log: ctypes.Array | None = None,
-) -> _Attr:
+) -> ProgLoadAttr:
     if len(insns) % 8:
         raise BpfUnitsError(f"instructions are {len(insns)} bytes, not a multiple of 8")
-    attr = _Attr()
-    attr.u32(0, prog_type)
-    attr.u32(4, len(insns) // 8)
-    attr.ptr(8, insns)
-    attr.ptr(16, license.encode() + b"\0")
-    if log is not None:
-        attr.u32(24, log_level)
-        attr.u32(28, len(log))
-        attr.ptr(32, log)
-    attr.put(48, _name16(name))
-    attr.u32(68, expected_attach_type)
-    attr.u32(72, prog_btf_fd)
-    if func_info:
-        attr.u32(76, func_info_rec_size)
-        attr.ptr(80, func_info)
-        attr.u32(88, len(func_info) // func_info_rec_size)
-    return attr
+    return ProgLoadAttr(
+        prog_type=prog_type,
+        insn_cnt=len(insns) // 8,
+        insns=insns,
+        license=license.encode() + b"\0",
+        log_level=log_level if log is not None else 0,
+        log_size=len(log) if log is not None else 0,
+        log_buf=log,
+        prog_name=_name16(name),
+        expected_attach_type=expected_attach_type,
+        prog_btf_fd=prog_btf_fd,
+        func_info_rec_size=func_info_rec_size if func_info else 0,
+        func_info=func_info or None,
+        func_info_cnt=len(func_info) // func_info_rec_size if func_info else 0,
+    )
 
 
 PROG_LOAD_ATTEMPTS = 5  # as libbpf: EAGAIN means interrupted (a signal during verification), not refused
 
 
-def _prog_load_retrying(attr: _Attr) -> tuple[int, int]:
+def _prog_load_retrying(attr: ProgLoadAttr) -> tuple[int, int]:
     for _ in range(PROG_LOAD_ATTEMPTS):
         fd, err = _raw(Cmd.PROG_LOAD, attr)
         if err != errno_mod.EAGAIN:
@@ -318,12 +307,7 @@ def prog_verify_stats(
 def btf_load(blob: bytes) -> int:
     """Load a BTF blob; returns its fd."""
     log = ctypes.create_string_buffer(1 << 16)
-    attr = _Attr()
-    attr.ptr(0, blob)
-    attr.ptr(8, log)
-    attr.u32(16, len(blob))
-    attr.u32(20, len(log))
-    attr.u32(24, 1)
+    attr = BtfLoadAttr(btf=blob, btf_log_buf=log, btf_size=len(blob), btf_log_size=len(log), btf_log_level=1)
     ret, err = _raw(Cmd.BTF_LOAD, attr)
     if ret < 0:
         raise BpfError("BPF_BTF_LOAD", err, " / ".join(_cstr(log.raw).strip().splitlines()[-2:]))
@@ -332,9 +316,7 @@ def btf_load(blob: bytes) -> int:
 
 def map_freeze(fd: int) -> None:
     """Make a map read-only for user space from now on."""
-    attr = _Attr()
-    attr.u32(0, fd)
-    _call(Cmd.MAP_FREEZE, attr)
+    _call(Cmd.MAP_FREEZE, MapElemAttr(map_fd=fd))
 
 
 def prog_map_fds(prog_id: int) -> dict[str, int]:
@@ -376,51 +358,38 @@ def prog_test_run(
     """Run a program on `data` with BPF_PROG_TEST_RUN; duration_ns is the average per run."""
     size_out = len(data) + 256 if data_size_out is None else data_size_out
     out = ctypes.create_string_buffer(max(size_out, 1))
-    attr = _Attr()
-    attr.u32(0, prog_fd)
-    attr.u32(8, len(data))
-    attr.u32(12, size_out)
-    attr.ptr(16, data)
-    attr.ptr(24, out)
-    attr.u32(32, repeat)
+    attr = ProgTestRunAttr(prog_fd=prog_fd, data_size_in=len(data), data_size_out=size_out, data_in=data,
+                           data_out=out, repeat=repeat)
     _call(Cmd.PROG_TEST_RUN, attr)
-    retval = struct.unpack_from("<i", attr.buf, 4)[0]
-    return TestRun(retval, out.raw[: attr.get_u32(12)], attr.get_u32(36))
+    retval = ctypes.c_int32(attr.retval).value  # a u32 in the kernel's structure; tc's verdicts go below 0
+    return TestRun(retval, out.raw[: attr.data_size_out], attr.duration)
 
 
 # --- pins and ids ---------------------------------------------------------------------------
 
 
 def obj_pin(fd: int, path: str) -> None:
-    attr = _Attr()
-    attr.ptr(0, os.fsencode(path) + b"\0")
-    attr.u32(8, fd)
-    _call(Cmd.OBJ_PIN, attr, path)
+    _call(Cmd.OBJ_PIN, ObjAttr(pathname=os.fsencode(path) + b"\0", bpf_fd=fd), path)
 
 
 def obj_get(path: str) -> int:
-    attr = _Attr()
-    attr.ptr(0, os.fsencode(path) + b"\0")
-    return _call(Cmd.OBJ_GET, attr, path)
+    return _call(Cmd.OBJ_GET, ObjAttr(pathname=os.fsencode(path) + b"\0"), path)
 
 
 def _fd_by_id(cmd: Cmd, obj_id: int) -> int:
-    attr = _Attr()
-    attr.u32(0, obj_id)
-    return _call(cmd, attr, f"id {obj_id}")
+    return _call(cmd, GetIdAttr(start_id=obj_id), f"id {obj_id}")
 
 
 def _ids(cmd: Cmd) -> list[int]:
     ids: list[int] = []
-    attr = _Attr()
     while True:
-        attr.u32(0, ids[-1] if ids else 0)  # start_id; next_id comes back at 4
+        attr = GetIdAttr(start_id=ids[-1] if ids else 0)
         ret, err = _raw(cmd, attr)
         if ret < 0:
             if err == errno_mod.ENOENT:
                 return ids
             raise BpfError(f"BPF_{cmd.name}", err)
-        ids.append(attr.get_u32(4))
+        ids.append(attr.next_id)
 
 
 def prog_ids() -> list[int]:
@@ -453,12 +422,14 @@ def link_ids() -> list[int]:
 # --- object info ----------------------------------------------------------------------------
 
 
-def _info(fd: int, info: ctypes.Array) -> None:
-    attr = _Attr()
-    attr.u32(0, fd)
-    attr.u32(4, len(info))
-    attr.ptr(8, info)
-    _call(Cmd.OBJ_GET_INFO_BY_FD, attr)
+_Info = TypeVar("_Info", BpfProgInfo, BpfMapInfo, BpfLinkInfo)
+
+
+def _info(fd: int, info: _Info) -> _Info:
+    """The object's info, read into `info` (whose fields set are the request): the kernel fills
+    as much of it as it knows, and leaves the rest zero."""
+    _call(Cmd.OBJ_GET_INFO_BY_FD, InfoAttr(bpf_fd=fd, info_len=ctypes.sizeof(info), info=info))
+    return info
 
 
 @dataclass(frozen=True)
@@ -495,51 +466,31 @@ class LinkInfo:
     attach_type: int  # tcx links report theirs; xdp links are AttachType.XDP; 0 for others
 
 
-_PROG_INFO_SIZE = 232
-_MAP_INFO_SIZE = 88
-_LINK_INFO_SIZE = 48
-
-
 def prog_info(fd: int) -> ProgInfo:
-    info = ctypes.create_string_buffer(_PROG_INFO_SIZE)
-    _info(fd, info)
-    nr_maps = struct.unpack_from("<I", info, 52)[0]
+    info = _info(fd, BpfProgInfo())
     map_ids: tuple[int, ...] = ()
-    if nr_maps:
-        # Second call with a buffer for the map ids (nr_map_ids at 52, map_ids pointer at 56).
+    if nr_maps := info.nr_map_ids:
+        # Asked again, with room for the map ids.
         ids = (ctypes.c_uint32 * nr_maps)()
-        info = ctypes.create_string_buffer(_PROG_INFO_SIZE)
-        struct.pack_into("<IQ", info, 52, nr_maps, ctypes.addressof(ids))
-        _info(fd, info)
-        map_ids = tuple(ids[: min(nr_maps, struct.unpack_from("<I", info, 52)[0])])
-    prog_type, prog_id = struct.unpack_from("<II", info, 0)
-    return ProgInfo(
-        id=prog_id,
-        type=prog_type,
-        name=_cstr(info.raw[64:80]),
-        tag=info.raw[8:16].hex(),
-        map_ids=map_ids,
-    )
+        info = _info(fd, BpfProgInfo(nr_map_ids=nr_maps, map_ids=ctypes.addressof(ids)))
+        map_ids = tuple(ids[: min(nr_maps, info.nr_map_ids)])
+    return ProgInfo(id=info.id, type=info.type, name=_cstr(info.name), tag=bytes(info.tag).hex(), map_ids=map_ids)
 
 
 def map_info(fd: int) -> MapInfo:
-    info = ctypes.create_string_buffer(_MAP_INFO_SIZE)
-    _info(fd, info)
-    map_type, map_id, key_size, value_size, max_entries, flags = struct.unpack_from("<6I", info, 0)
-    return MapInfo(map_id, map_type, _cstr(info.raw[24:40]), key_size, value_size, max_entries, flags)
+    info = _info(fd, BpfMapInfo())
+    return MapInfo(info.id, info.type, _cstr(info.name), info.key_size, info.value_size, info.max_entries,
+                   info.map_flags)
 
 
 def link_info(fd: int) -> LinkInfo:
-    info = ctypes.create_string_buffer(_LINK_INFO_SIZE)
-    _info(fd, info)
-    link_type, link_id, prog_id = struct.unpack_from("<III", info, 0)
+    info = _info(fd, BpfLinkInfo())
     ifindex, attach_type = 0, 0
-    # The type-specific union starts at 16: xdp {ifindex}, tcx/netkit {ifindex, attach_type}.
-    if link_type == LinkType.XDP:
-        ifindex, attach_type = struct.unpack_from("<I", info, 16)[0], AttachType.XDP
-    elif link_type in (LinkType.TCX, LinkType.NETKIT):
-        ifindex, attach_type = struct.unpack_from("<II", info, 16)
-    return LinkInfo(link_id, link_type, prog_id, ifindex, int(attach_type))
+    if info.type == LinkType.XDP:
+        ifindex, attach_type = info.xdp.ifindex, AttachType.XDP
+    elif info.type in (LinkType.TCX, LinkType.NETKIT):
+        ifindex, attach_type = info.tcx.ifindex, info.tcx.attach_type
+    return LinkInfo(info.id, info.type, info.prog_id, ifindex, int(attach_type))
 
 
 # --- maps -----------------------------------------------------------------------------------
@@ -548,29 +499,15 @@ def link_info(fd: int) -> LinkInfo:
 def map_create(
     map_type: int, key_size: int, value_size: int, max_entries: int, *, name: str = "", flags: int = 0
 ) -> int:
-    attr = _Attr()
-    attr.u32(0, map_type)
-    attr.u32(4, key_size)
-    attr.u32(8, value_size)
-    attr.u32(12, max_entries)
-    attr.u32(16, flags)
-    attr.put(28, _name16(name))
+    attr = MapCreateAttr(map_type=map_type, key_size=key_size, value_size=value_size, max_entries=max_entries,
+                         map_flags=flags, map_name=_name16(name))
     return _call(Cmd.MAP_CREATE, attr, f"map {name!r}" if name else "")
-
-
-def _elem_attr(fd: int, key: bytes, value: ctypes.Array | bytes | None, flags: int = 0) -> _Attr:
-    attr = _Attr()
-    attr.u32(0, fd)
-    attr.ptr(8, key)
-    attr.ptr(16, value)
-    attr.u64(24, flags)
-    return attr
 
 
 def map_lookup(fd: int, key: bytes, value_size: int) -> bytes | None:
     """The value under `key`, or None when there is none. Per-CPU maps: see map_lookup_percpu."""
     value = ctypes.create_string_buffer(value_size)
-    ret, err = _raw(Cmd.MAP_LOOKUP_ELEM, _elem_attr(fd, key, value))
+    ret, err = _raw(Cmd.MAP_LOOKUP_ELEM, MapElemAttr(map_fd=fd, key=key, value=value))
     if ret < 0:
         if err == errno_mod.ENOENT:
             return None
@@ -599,11 +536,11 @@ def map_lookup_percpu(fd: int, key: bytes, value_size: int) -> list[bytes] | Non
 
 
 def map_update(fd: int, key: bytes, value: bytes, flags: int = BPF_ANY) -> None:
-    _call(Cmd.MAP_UPDATE_ELEM, _elem_attr(fd, key, value, flags))
+    _call(Cmd.MAP_UPDATE_ELEM, MapElemAttr(map_fd=fd, key=key, value=value, flags=flags))
 
 
 def map_delete(fd: int, key: bytes) -> None:
-    _call(Cmd.MAP_DELETE_ELEM, _elem_attr(fd, key, None))
+    _call(Cmd.MAP_DELETE_ELEM, MapElemAttr(map_fd=fd, key=key))
 
 
 def map_keys(fd: int, key_size: int) -> list[bytes]:
@@ -612,10 +549,7 @@ def map_keys(fd: int, key_size: int) -> list[bytes]:
     key: bytes | None = None
     while True:
         nxt = ctypes.create_string_buffer(key_size)
-        attr = _Attr()
-        attr.u32(0, fd)
-        attr.ptr(8, key)  # NULL key: the first key
-        attr.ptr(16, nxt)
+        attr = MapElemAttr(map_fd=fd, key=key, next_key=nxt)  # NULL key: the first key
         ret, err = _raw(Cmd.MAP_GET_NEXT_KEY, attr)
         if ret < 0:
             if err == errno_mod.ENOENT:
@@ -640,31 +574,26 @@ def link_create(
 ) -> int:
     """Create a link. For tcx, relative_fd/relative_id name the neighbour (relative_id sets
     BPF_F_ID) and a non-zero expected_revision makes a stale view fail with ESTALE."""
-    attr = _Attr()
-    attr.u32(0, prog_fd)
-    attr.u32(4, target_ifindex)
-    attr.u32(8, attach_type)
-    attr.u32(12, flags | (BPF_F_ID if relative_id else 0))
-    attr.u32(16, relative_id or relative_fd)
-    attr.u64(24, expected_revision)
+    attr = LinkCreateAttr(
+        prog_fd=prog_fd,
+        target_ifindex=target_ifindex,
+        attach_type=attach_type,
+        flags=flags | (BPF_F_ID if relative_id else 0),
+        tcx=TcxLinkCreate(relative_id=relative_id or relative_fd, expected_revision=expected_revision),
+    )
     return _call(Cmd.LINK_CREATE, attr, f"ifindex {target_ifindex}")
 
 
 def link_update(link_fd: int, new_prog_fd: int, *, old_prog_fd: int | None = None) -> None:
     """Swap a link's program atomically; with old_prog_fd, only if it still runs that one."""
-    attr = _Attr()
-    attr.u32(0, link_fd)
-    attr.u32(4, new_prog_fd)
+    attr = LinkUpdateAttr(link_fd=link_fd, new_prog_fd=new_prog_fd)
     if old_prog_fd is not None:
-        attr.u32(8, BPF_F_REPLACE)
-        attr.u32(12, old_prog_fd)
+        attr.flags, attr.old_prog_fd = BPF_F_REPLACE, old_prog_fd
     _call(Cmd.LINK_UPDATE, attr)
 
 
 def link_detach(link_fd: int) -> None:
-    attr = _Attr()
-    attr.u32(0, link_fd)
-    _call(Cmd.LINK_DETACH, attr)
+    _call(Cmd.LINK_DETACH, LinkDetachAttr(link_fd=link_fd))
 
 
 @dataclass(frozen=True)
@@ -680,15 +609,11 @@ def prog_query(target_ifindex: int, attach_type: int) -> Query:
     while True:
         prog_ids = (ctypes.c_uint32 * count)()
         link_ids = (ctypes.c_uint32 * count)()
-        attr = _Attr()
-        attr.u32(0, target_ifindex)
-        attr.u32(4, attach_type)
-        attr.ptr(16, prog_ids)
-        attr.u32(24, count)
-        attr.ptr(40, link_ids)
+        attr = ProgQueryAttr(target_ifindex=target_ifindex, attach_type=attach_type, prog_ids=prog_ids, count=count,
+                             link_ids=link_ids)
         ret, err = _raw(Cmd.PROG_QUERY, attr)
         if ret < 0 and err == errno_mod.ENOSPC:
-            count = max(count * 2, attr.get_u32(24))
+            count = max(count * 2, attr.count)
             continue
         if ret < 0 and err == errno_mod.ENOENT and attach_type in (
             AttachType.TCX_INGRESS,
@@ -697,5 +622,4 @@ def prog_query(target_ifindex: int, attach_type: int) -> Query:
             return Query((), (), 0)  # tcx never used on this device
         if ret < 0:
             raise BpfError("BPF_PROG_QUERY", err, f"ifindex {target_ifindex}")
-        n = attr.get_u32(24)
-        return Query(tuple(prog_ids[:n]), tuple(link_ids[:n]), attr.get_u64(56))
+        return Query(tuple(prog_ids[: attr.count]), tuple(link_ids[: attr.count]), attr.revision)

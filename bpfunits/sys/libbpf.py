@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from bpfunits.closing import Closing
 from bpfunits.errors import BpfUnitsError
 from bpfunits.sys.libc import libc as _libc
 from bpfunits.sys.libc import va_list_size
@@ -229,7 +230,7 @@ def _check(ret: int, what: str) -> None:
         raise LibbpfError(f"{what}: {strerror(-ret)}", -ret)
 
 
-class BpfObject:
+class BpfObject(Closing):
     """An open libbpf bpf_object, parsed from `data`: the caller reads the file once, so the
     bytes it checked (SHA256=) are the bytes that load. `path` names the object in messages and,
     as bpf_object__open_file would, gives the object its name (the file name up to its first
@@ -316,12 +317,6 @@ class BpfObject:
         if self._handle is not None:
             _lib.bpf_object__close(self._handle)
             self._handle = None
-
-    def __enter__(self) -> BpfObject:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class _capture:

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bpfunits.state.bpffs import NAME_MAX, folder_name
+from bpfunits.pinname import NAME_MAX, folder_name
 from bpfunits.untrusted import FilePolicy, UntrustedFileError, check_folders, read_untrusted
 from bpfunits.units.assignment import Assignment
 from bpfunits.units.build import build_unit

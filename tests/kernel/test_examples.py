@@ -13,7 +13,8 @@ import pytest
 from bpfunits.hooks import Hook
 from bpfunits.load import mappins
 from bpfunits.sys import bpf
-from bpfunits.load.load import LoadedProgram, load_object_program
+from bpfunits.load.load import load_object_program
+from bpfunits.load.program import LoadedProgram
 from bpfunits.reconcile.progcache import load_unit_program
 from bpfunits.linker.component import component_of
 from bpfunits.linker.layout import Mode

@@ -17,7 +17,8 @@ from bpfunits.hooks import Hook
 from bpfunits.hooks import probe
 from bpfunits.sys import bpf
 from bpfunits.state.bpffs import BPFFS, ensure_mounted, remove_tree
-from bpfunits.load.load import LoadedProgram, load_object_program
+from bpfunits.load.load import load_object_program
+from bpfunits.load.program import LoadedProgram
 from bpfunits.linker import asm
 from bpfunits.linker.component import Component, LinkError, component_of
 from bpfunits.linker.layout import Mode

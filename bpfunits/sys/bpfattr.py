@@ -1,0 +1,276 @@
+"""The bpf(2) command attributes and object infos as ctypes structures.
+
+Each structure mirrors one member of `union bpf_attr` (or `struct bpf_*_info`) in
+include/uapi/linux/bpf.h, field names as there, up to the last field bpfunits uses: the kernel
+reads zeros for the rest. tests/test_bpf_layout.py checks every offset against the header's.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from typing import ClassVar
+
+u32 = ctypes.c_uint32
+u64 = ctypes.c_uint64  # also every __aligned_u64 pointer: 64 bits on every architecture
+OBJ_NAME = ctypes.c_char * 16  # BPF_OBJ_NAME_LEN
+TAG = ctypes.c_uint8 * 8  # BPF_TAG_SIZE
+
+# What bpf() is given for every command: the command's structure, zeros after. More than any
+# structure below; a kernel whose union bpf_attr is smaller checks that the bytes past it are
+# zero (120 bytes around 5.10), a larger one (168 in today's header) reads zeros past it.
+ATTR_SIZE = 160
+
+
+class _Target(ctypes.Union):
+    _fields_ = [("target_fd", u32), ("target_ifindex", u32)]
+
+
+class _Relative(ctypes.Union):
+    _fields_ = [("relative_fd", u32), ("relative_id", u32)]
+
+
+_CField = type(_Target.target_fd)  # what ctypes makes of each field, anonymous members' too
+
+
+class Attr(ctypes.Structure):
+    """A command's attributes. Fields named in `_pointers_` take bytes, a ctypes array or
+    structure (or None for NULL): the attributes hold its address and keep it alive."""
+
+    _pointers_: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, **fields: object) -> None:
+        unknown = [name for name in fields if not isinstance(getattr(type(self), name, None), _CField)]
+        if unknown:  # ctypes would store them as plain attributes, silently
+            raise TypeError(f"{type(self).__name__} has no field {', '.join(unknown)}")
+        keep = []
+        for name in set(self._pointers_) & set(fields):
+            data = fields[name]
+            if isinstance(data, bytes):
+                data = ctypes.create_string_buffer(data, len(data))
+            if isinstance(data, ctypes.Array | ctypes.Structure):
+                keep.append(data)
+                fields[name] = ctypes.addressof(data)
+            elif data is None:
+                fields[name] = 0
+        super().__init__(**fields)
+        self._keep = keep
+
+
+class MapCreateAttr(Attr):
+    """BPF_MAP_CREATE."""
+
+    _fields_ = [
+        ("map_type", u32),
+        ("key_size", u32),
+        ("value_size", u32),
+        ("max_entries", u32),
+        ("map_flags", u32),
+        ("inner_map_fd", u32),
+        ("numa_node", u32),
+        ("map_name", OBJ_NAME),
+    ]
+
+
+class _ValueOrNextKey(ctypes.Union):
+    _fields_ = [("value", u64), ("next_key", u64)]
+
+
+class MapElemAttr(Attr):
+    """BPF_MAP_*_ELEM, BPF_MAP_GET_NEXT_KEY and BPF_MAP_FREEZE."""
+
+    _anonymous_ = ("_value",)
+    _fields_ = [("map_fd", u32), ("key", u64), ("_value", _ValueOrNextKey), ("flags", u64)]
+    _pointers_ = ("key", "value", "next_key")
+
+
+class ProgLoadAttr(Attr):
+    """BPF_PROG_LOAD."""
+
+    _fields_ = [
+        ("prog_type", u32),
+        ("insn_cnt", u32),
+        ("insns", u64),
+        ("license", u64),
+        ("log_level", u32),
+        ("log_size", u32),
+        ("log_buf", u64),
+        ("kern_version", u32),
+        ("prog_flags", u32),
+        ("prog_name", OBJ_NAME),
+        ("prog_ifindex", u32),
+        ("expected_attach_type", u32),
+        ("prog_btf_fd", u32),
+        ("func_info_rec_size", u32),
+        ("func_info", u64),
+        ("func_info_cnt", u32),
+    ]
+    _pointers_ = ("insns", "license", "log_buf", "func_info")
+
+
+class ObjAttr(Attr):
+    """BPF_OBJ_PIN and BPF_OBJ_GET."""
+
+    _fields_ = [("pathname", u64), ("bpf_fd", u32), ("file_flags", u32)]
+    _pointers_ = ("pathname",)
+
+
+class ProgTestRunAttr(Attr):
+    """BPF_PROG_TEST_RUN (the union's `test` member)."""
+
+    _fields_ = [
+        ("prog_fd", u32),
+        ("retval", u32),
+        ("data_size_in", u32),
+        ("data_size_out", u32),
+        ("data_in", u64),
+        ("data_out", u64),
+        ("repeat", u32),
+        ("duration", u32),
+    ]
+    _pointers_ = ("data_in", "data_out")
+
+
+class _StartId(ctypes.Union):
+    _fields_ = [("start_id", u32), ("prog_id", u32), ("map_id", u32), ("btf_id", u32), ("link_id", u32)]
+
+
+class GetIdAttr(Attr):
+    """BPF_*_GET_NEXT_ID and BPF_*_GET_FD_BY_ID."""
+
+    _anonymous_ = ("_id",)
+    _fields_ = [("_id", _StartId), ("next_id", u32), ("open_flags", u32)]
+
+
+class InfoAttr(Attr):
+    """BPF_OBJ_GET_INFO_BY_FD (the union's `info` member)."""
+
+    _fields_ = [("bpf_fd", u32), ("info_len", u32), ("info", u64)]
+    _pointers_ = ("info",)
+
+
+class ProgQueryAttr(Attr):
+    """BPF_PROG_QUERY (the union's `query` member; `count` is also called prog_cnt)."""
+
+    _anonymous_ = ("_target",)
+    _fields_ = [
+        ("_target", _Target),
+        ("attach_type", u32),
+        ("query_flags", u32),
+        ("attach_flags", u32),
+        ("prog_ids", u64),
+        ("count", u32),
+        ("prog_attach_flags", u64),
+        ("link_ids", u64),
+        ("link_attach_flags", u64),
+        ("revision", u64),
+    ]
+    _pointers_ = ("prog_ids", "prog_attach_flags", "link_ids", "link_attach_flags")
+
+
+class BtfLoadAttr(Attr):
+    """BPF_BTF_LOAD."""
+
+    _fields_ = [
+        ("btf", u64),
+        ("btf_log_buf", u64),
+        ("btf_size", u32),
+        ("btf_log_size", u32),
+        ("btf_log_level", u32),
+    ]
+    _pointers_ = ("btf", "btf_log_buf")
+
+
+class TcxLinkCreate(ctypes.Structure):
+    """The `tcx` member of link_create's type union."""
+
+    _anonymous_ = ("_relative",)
+    _fields_ = [("_relative", _Relative), ("expected_revision", u64)]
+
+
+class _LinkCreateByType(ctypes.Union):
+    """What follows `flags`, by link type; bpfunits makes xdp links (nothing) and tcx links."""
+
+    _fields_ = [("target_btf_id", u32), ("tcx", TcxLinkCreate)]
+
+
+class LinkCreateAttr(Attr):
+    """BPF_LINK_CREATE (the union's `link_create` member)."""
+
+    _anonymous_ = ("_target", "_by_type")
+    _fields_ = [
+        ("prog_fd", u32),
+        ("_target", _Target),
+        ("attach_type", u32),
+        ("flags", u32),
+        ("_by_type", _LinkCreateByType),
+    ]
+
+
+class LinkUpdateAttr(Attr):
+    """BPF_LINK_UPDATE (the union's `link_update` member)."""
+
+    _fields_ = [("link_fd", u32), ("new_prog_fd", u32), ("flags", u32), ("old_prog_fd", u32)]
+
+
+class LinkDetachAttr(Attr):
+    """BPF_LINK_DETACH (the union's `link_detach` member)."""
+
+    _fields_ = [("link_fd", u32)]
+
+
+# --- object infos (BPF_OBJ_GET_INFO_BY_FD) ---------------------------------------------------
+
+
+class BpfProgInfo(ctypes.Structure):
+    """struct bpf_prog_info, up to `name`."""
+
+    _fields_ = [
+        ("type", u32),
+        ("id", u32),
+        ("tag", TAG),
+        ("jited_prog_len", u32),
+        ("xlated_prog_len", u32),
+        ("jited_prog_insns", u64),
+        ("xlated_prog_insns", u64),
+        ("load_time", u64),
+        ("created_by_uid", u32),
+        ("nr_map_ids", u32),
+        ("map_ids", u64),
+        ("name", OBJ_NAME),
+    ]
+
+
+class BpfMapInfo(ctypes.Structure):
+    """struct bpf_map_info, up to `name`."""
+
+    _fields_ = [
+        ("type", u32),
+        ("id", u32),
+        ("key_size", u32),
+        ("value_size", u32),
+        ("max_entries", u32),
+        ("map_flags", u32),
+        ("name", OBJ_NAME),
+    ]
+
+
+class _XdpLinkInfo(ctypes.Structure):
+    _fields_ = [("ifindex", u32)]
+
+
+class _TcxLinkInfo(ctypes.Structure):
+    """Also netkit's."""
+
+    _fields_ = [("ifindex", u32), ("attach_type", u32)]
+
+
+class _LinkInfoByType(ctypes.Union):
+    # The kernel's union holds 64-bit fields, which align it to 8.
+    _fields_ = [("xdp", _XdpLinkInfo), ("tcx", _TcxLinkInfo), ("netkit", _TcxLinkInfo), ("_align", u64)]
+
+
+class BpfLinkInfo(ctypes.Structure):
+    """struct bpf_link_info, with the xdp, tcx and netkit members of its type union."""
+
+    _anonymous_ = ("_by_type",)
+    _fields_ = [("type", u32), ("id", u32), ("prog_id", u32), ("_by_type", _LinkInfoByType)]
