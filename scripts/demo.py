@@ -325,7 +325,9 @@ def main_steps(d: Demo, step: Steps, started: list[subprocess.Popen]) -> None:
     step("creating namespaces")
     create_namespaces(d)
     d.units.mkdir()
-    d.config.write_text(f"bpffs_root: {d.bpffs_root}\nlock_file: {d.work / 'lock'}\nresync_period: 5\n")
+    # The metrics listener on any free port: another daemon may hold the default one.
+    d.config.write_text(f"bpffs_root: {d.bpffs_root}\nlock_file: {d.work / 'lock'}\nresync_period: 5\n"
+                        "metrics_listen: 127.0.0.1:0\n")
     say(f"   ns {d.ns_a}: {IFACE} {SERVER}/{PREFIXLEN}  <-- veth -->  ns {d.ns_b}: {PEER} {PEER_ADDR}/{PREFIXLEN}")
     say(f"   configuration {d.config}:")
     say("     " + d.config.read_text().rstrip().replace("\n", "\n     "))

@@ -35,6 +35,7 @@ def _fn(name: str, restype, *argtypes) -> None:
     f.argtypes = list(argtypes)
 
 
+_fn("libbpf_version_string", ctypes.c_char_p)
 _fn("bpf_object__open_mem", _obj_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p)
 _fn("bpf_object__load", ctypes.c_int, _obj_p)
 _fn("bpf_object__close", None, _obj_p)
@@ -103,6 +104,11 @@ def _print(level: int, fmt: bytes, ap: int) -> int:
     _libc.vsnprintf(buf, n + 1, fmt, ap)
     _Printed.lines.append(keep_ends(buf.value.decode(errors="replace"), PRINT_KEEP))
     return n
+
+
+def version() -> str:
+    """The library's version, as "v1.1"."""
+    return _lib.libbpf_version_string().decode()
 
 
 def keep_ends(text: str, limit: int) -> str:

@@ -132,7 +132,7 @@ def daemon(tmp_path, demo_netns, bpffs_root, bpf_objects):
     """Start `bpfunits daemon` on tmp_path/units (a ConfigMap volume) in demo_netns; returns the
     status reader. The daemon is stopped by its PID afterwards."""
     config = tmp_path / "bpfunits.yaml"
-    config.write_text(f"lock_file: {tmp_path / 'bpfunits.lock'}\nresync_period: 60\n")
+    config.write_text(f"lock_file: {tmp_path / 'bpfunits.lock'}\nresync_period: 60\nmetrics_listen: 127.0.0.1:0\n")
     units = tmp_path / "units"
     units.mkdir()
     common = ["--config", str(config), "--units-dir", str(units), "--netns", demo_netns,
