@@ -11,6 +11,7 @@ from bpfunits import logs
 from bpfunits.cli import common
 from bpfunits.daemon import DEFAULT_DEBOUNCE, Daemon, Settings, Trigger, statefile
 from bpfunits.metrics.exporter import Exporter
+from bpfunits.state.bpffs import StateRoot
 from bpfunits.sys import netns
 from bpfunits.reconcile.decisions import log_result, summary
 from bpfunits.reconcile.engine import Result, reconcile
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
             return reconcile(config, apply=True, node=node, changes=trigger.changes)
 
         with netns.inside(args.netns):
-            result = exporter.reconcile(trigger.reason, run, node) if exporter else run()
+            result = exporter.reconcile(trigger.reason, run, node, StateRoot(config.bpffs_root)) if exporter else run()
             inode = netns.current_inode()
         log_result(log, result, str(trigger))
         try:

@@ -10,10 +10,12 @@ from prometheus_client import CollectorRegistry
 
 from bpfunits.metrics.health import Health
 from bpfunits.metrics.listen import Listener
+from bpfunits.metrics.maps import MapMetrics
 from bpfunits.metrics.node import NodeMetrics
 from bpfunits.metrics.reconciles import ReconcileMetrics
 from bpfunits.reconcile.engine import Result
 from bpfunits.reconcile.node import Node
+from bpfunits.state.bpffs import StateRoot
 
 
 class Exporter:
@@ -24,6 +26,8 @@ class Exporter:
         self.node = NodeMetrics()
         registry = CollectorRegistry(auto_describe=False)
         registry.register(self.node)
+        self.maps = MapMetrics()
+        registry.register(self.maps)
         self._reconciles = ReconcileMetrics(registry)
         try:
             self._listener = Listener(address, registry, self.health)
@@ -32,15 +36,17 @@ class Exporter:
             raise
         self.address = self._listener.address
 
-    def reconcile(self, trigger: str, run: Callable[[], Result], node: Node) -> Result:
-        """run() (one reconcile of `node`), timed and recorded."""
+    def reconcile(self, trigger: str, run: Callable[[], Result], node: Node, root: StateRoot) -> Result:
+        """run() (one reconcile of `node`, whose units pin their maps under `root`), timed and
+        recorded."""
         started = time.monotonic()
         self.health.reconcile_started(started)
         result = None
         try:
             result = run()
-            known = node.units.units.keys() if node.units is not None else ()
-            self.node.update(result, node.memory, known)
+            units = node.units.units if node.units is not None else {}
+            self.node.update(result, node.memory, units.keys())
+            self.maps.update(root, units.values())
             return result
         finally:
             ended = time.monotonic()

@@ -479,6 +479,8 @@ class MapInfo:
     value_size: int
     max_entries: int
     flags: int
+    btf_id: int = 0  # the BTF object describing its key and value (0: none)
+    btf_value_type_id: int = 0
 
     @property
     def shape(self) -> tuple[int, int, int, int, int]:
@@ -526,7 +528,9 @@ def map_info(fd: int) -> MapInfo:
     info = ctypes.create_string_buffer(_MAP_INFO_SIZE)
     _info(fd, info)
     map_type, map_id, key_size, value_size, max_entries, flags = struct.unpack_from("<6I", info, 0)
-    return MapInfo(map_id, map_type, _cstr(info.raw[24:40]), key_size, value_size, max_entries, flags)
+    btf_id, _, btf_value_type_id = struct.unpack_from("<3I", info, 64)
+    return MapInfo(map_id, map_type, _cstr(info.raw[24:40]), key_size, value_size, max_entries, flags,
+                   btf_id, btf_value_type_id)
 
 
 def link_info(fd: int) -> LinkInfo:

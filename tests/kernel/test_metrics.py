@@ -118,3 +118,22 @@ def test_an_address_the_daemon_cannot_listen_on_fails_its_start(tmp_path):
             assert f"bpfunits: metrics_listen '{address}': cannot listen there" in run.stderr and why in run.stderr
     finally:
         taken.close()
+
+
+def test_declared_map_values_are_exported_typed_from_btf(daemon, veth_pair):
+    d = daemon()
+    drop(d.units, "10-count.unit", unit_text("counter.bpf.o") + "[Metrics]\nMap=packets 0\nMap=packets 5\n")
+    drop(d.units, "20-count.unit", unit_text("counter.bpf.o") + "[Metrics]\nMap=packets 0\n")
+    eventually(lambda: d.chain() == ("10-count", "20-count"), 5, "attached")
+    send_frames(veth_pair.ns_b, veth_pair.if_b, [frame(i) for i in range(7)])
+    # packets: an array of u64 (unsigned in its BTF): a counter; key 5 is past its one entry.
+    eventually(lambda: "# TYPE bpfunits_map_packets_total counter\n" in get(d.metrics_address(), "/metrics")[1], 5,
+               "the declared map metric exported")
+    found = samples(d.metrics_address())
+    assert value(found, "bpfunits_map_packets_total", unit="10-count", key="0") == 7
+    assert value(found, "bpfunits_map_packets_total", unit="20-count", key="0") == 7
+    assert value(found, "bpfunits_map_packets_total", unit="10-count", key="5") is None
+
+    drop(d.units, "20-count.unit", unit_text("counter.bpf.o") + "[Metrics]\nMap=packets 0 gauge\n")
+    eventually(lambda: "bpfunits_map_packets_total{key=\"0\",unit=\"20-count\"}" not in get(d.metrics_address(), "/metrics")[1],
+               5, "a second kind for the same name is left out")
