@@ -59,20 +59,33 @@ def verdict_range(hook: Hook) -> tuple[int, int]:
     return min(codes), max(codes)
 
 
-def read_counts(layout: CounterLayout, names: list[str]) -> list[ComponentCounts]:
+def read_counts(layout: CounterLayout, names: list[str], carried: list[int] | None = None) -> list[ComponentCounts]:
     """Each component's counts, summed over CPUs and over the chain's own and carried counts (a
-    chain from before carried counts has no key 1)."""
+    chain from before carried counts has no key 1). `carried`: key 1 as read_carried() found it
+    earlier, rather than read again."""
+    totals = _sum(layout, names, _KEY)
+    for n, count in enumerate(_sum(layout, names, _BASE_KEY) if carried is None else carried):
+        totals[n] += count
     slots = layout.slots
-    totals = [0] * (len(names) * slots)
-    for key in (_KEY, _BASE_KEY):
-        for value in bpf.map_lookup_percpu(layout.map_fd, key, len(totals) * 8) or []:
-            for n, count in enumerate(struct.unpack(f"<{len(totals)}Q", value)):
-                totals[n] += count
     out = []
     for i, name in enumerate(names):
         row = totals[i * slots : (i + 1) * slots]
         out.append(ComponentCounts(name, {layout.low + s: row[s] for s in range(slots - 1)}, row[-1]))
     return out
+
+
+def read_carried(layout: CounterLayout, names: list[str]) -> list[int]:
+    """Key 1, for read_counts to add."""
+    return _sum(layout, names, _BASE_KEY)
+
+
+def _sum(layout: CounterLayout, names: list[str], key: bytes) -> list[int]:
+    words = len(names) * layout.slots
+    values = bpf.map_lookup_percpu(layout.map_fd, key, words * 8)
+    if not values:
+        return [0] * words
+    form = struct.Struct(f"<{words}Q")
+    return [sum(column) for column in zip(*(form.unpack(v) for v in values), strict=True)]
 
 
 def write_base(layout: CounterLayout, names: list[str], counts: dict[str, ComponentCounts]) -> None:
@@ -97,9 +110,12 @@ class OpenCounters:
     def __init__(self, layout: CounterLayout, names: list[str]) -> None:
         self.layout = layout
         self.names = names
+        # The carried counts are written only around the swap that puts the chain on its hook
+        # (see carried), which is over by the time anyone finds the chain there: read once.
+        self._carried = read_carried(layout, names)
 
     def read(self) -> list[ComponentCounts]:
-        return read_counts(self.layout, self.names)
+        return read_counts(self.layout, self.names, self._carried)
 
     def close(self) -> None:
         os.close(self.layout.map_fd)

@@ -13,6 +13,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from bpfunits.hooks import Hook
 from bpfunits.hooks.observe import Attached
 from bpfunits.linker.counters import OpenCounters, open_counters
 from bpfunits.order.graph import HookKey
@@ -24,6 +25,7 @@ from bpfunits.sys.bpf import BpfError
 HOOK_STATES = ("unchanged", "blocked", "failed", "foreign")
 KERNEL_OPERATIONS = {Action.CREATE: "attach", Action.REPLACE: "replace", Action.REMOVE: "detach"}
 OTHER_VERDICT = "other"  # a code the hook does not define
+_VERDICT_NAMES = {hook: {code: name for name, code in hook.verdicts.items()} for hook in Hook}
 
 
 @dataclass(frozen=True)
@@ -113,14 +115,18 @@ class NodeMetrics(Collector):
             counts = opened.read() if opened is not None else []
         except BpfError:
             return  # the program went away since the last reconcile: the next one tells
-        names = {code: name for name, code in key.hook.verdicts.items()}
-        where = [key.interface, key.hook.value]
+        names = _VERDICT_NAMES[key.hook]
+        interface, hook = key.interface, key.hook.value
         for c in counts:
-            packets.add_metric(where + [c.name], c.entered)
+            packets.add_metric([interface, hook, c.name], c.entered)
+            # Only the verdicts a unit returned: most units return one or two of the hook's five
+            # (XDP) or ten (tc), and every sample costs scrape time at thousands of hooks. A
+            # verdict's series appears with its first packet and never goes back.
             for code, n in c.verdicts.items():
-                verdicts.add_metric(where + [c.name, names[code]], n)
+                if n:
+                    verdicts.add_metric([interface, hook, c.name, names[code]], n)
             if c.unknown:
-                verdicts.add_metric(where + [c.name, OTHER_VERDICT], c.unknown)
+                verdicts.add_metric([interface, hook, c.name, OTHER_VERDICT], c.unknown)
 
     def close(self) -> None:
         with self._lock:
