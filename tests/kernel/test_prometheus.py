@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tests.kernel.test_daemon import drop, eventually, unit_text
+from tests.packaging.test_grafana import dashboard, queries
 from tests.timing import scaled
 from tests.traffic import frame, send_frames
 from tests.unitfiles import write
@@ -113,3 +114,9 @@ def test_prometheus_sees_each_units_drops_and_no_reset_across_a_live_reorder(dae
     assert server.values("sum by (unit) (resets(bpfunits_unit_verdicts_total[5m]))", "unit") == {
         "10-count": 0.0, "20-drop": 0.0}
     assert server.values('bpfunits_kernel_operations_total{kind="replace"}', "kind") == {"replace": 1.0}
+
+    # Every query of the Grafana dashboard is valid PromQL, and its per-unit panels have data.
+    for expr in queries(dashboard()):
+        server.query(expr.replace("$instance", ".*").replace("$__rate_interval", "1m"))
+    per_unit = queries(dashboard())[0].replace("$instance", ".*").replace("$__rate_interval", "1m")
+    assert {r["metric"]["unit"] for r in server.query(per_unit)} == {"10-count", "20-drop", "30-count"}
