@@ -137,3 +137,14 @@ def test_declared_map_values_are_exported_typed_from_btf(daemon, veth_pair):
     drop(d.units, "20-count.unit", unit_text("counter.bpf.o") + "[Metrics]\nMap=packets 0 gauge\n")
     eventually(lambda: "bpfunits_map_packets_total{key=\"0\",unit=\"20-count\"}" not in get(d.metrics_address(), "/metrics")[1],
                5, "a second kind for the same name is left out")
+
+
+def test_a_hook_running_only_anothers_program_counts_as_foreign(daemon, veth_pair):
+    subprocess.run(["ip", "-n", veth_pair.ns_a, "link", "set", "dev", veth_pair.if_a, "xdpgeneric", "obj",
+                    str(REPO / "bpf" / "attach_foreign.bpf.o"), "sec", "xdp"], check=True)
+    d = daemon()
+    drop(d.units, "50-tc.unit", unit_text("tc_actions.bpf.o", hook="tc-ingress"))
+    found = eventually(lambda: (m := samples(d.metrics_address())) and value(m, "bpfunits_hooks", state="unchanged") == 1
+                       and m, 5, "the tc chain attached")
+    assert value(found, "bpfunits_hooks", state="foreign") == 1
+    assert [dict(labels)["hook"] for name, labels in found if name == "bpfunits_chain_info"] == ["tc-ingress"]
