@@ -218,18 +218,20 @@ class DaemonProcess:
                     start = None
         return spans
 
-    def scrape_ms(self, times: int) -> tuple[list[float], int]:
-        """How long each of `times` scrapes of its /metrics took (ms), and the samples in the last."""
+    def scrape_ms(self, times: int) -> tuple[list[float], float, int]:
+        """How long each of `times` scrapes of its /metrics took (ms), the daemon's CPU time per
+        scrape (ms: what a loaded machine does not inflate), and the samples in the last."""
         address = next(json.loads(line)["metrics_listen"] for line in self.log.read_text().splitlines()
                        if line.startswith("{") and "metrics_listen" in json.loads(line))
         spans, samples = [], 0
+        cpu = cpu_seconds(self.proc.pid)
         for _ in range(times):
             started = time.monotonic()
             with urllib.request.urlopen(f"http://{address}/metrics", timeout=30) as response:
                 text = response.read().decode()
             spans.append(ms(time.monotonic() - started))
             samples = sum(1 for line in text.splitlines() if line and not line.startswith("#"))
-        return spans, samples
+        return spans, ms(cpu_seconds(self.proc.pid) - cpu) / times, samples
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -59,11 +59,12 @@ def verdict_range(hook: Hook) -> tuple[int, int]:
     return min(codes), max(codes)
 
 
-def read_counts(layout: CounterLayout, names: list[str], carried: list[int] | None = None) -> list[ComponentCounts]:
+def read_counts(layout: CounterLayout, names: list[str], carried: list[int] | None = None,
+                lookup: bpf.PercpuLookup | None = None) -> list[ComponentCounts]:
     """Each component's counts, summed over CPUs and over the chain's own and carried counts (a
     chain from before carried counts has no key 1). `carried`: key 1 as read_carried() found it
-    earlier, rather than read again."""
-    totals = _sum(layout, names, _KEY)
+    earlier, rather than read again; `lookup`: key 0's, made once for many reads."""
+    totals = _sum(layout, names, _KEY, lookup)
     for n, count in enumerate(_sum(layout, names, _BASE_KEY) if carried is None else carried):
         totals[n] += count
     slots = layout.slots
@@ -79,9 +80,9 @@ def read_carried(layout: CounterLayout, names: list[str]) -> list[int]:
     return _sum(layout, names, _BASE_KEY)
 
 
-def _sum(layout: CounterLayout, names: list[str], key: bytes) -> list[int]:
+def _sum(layout: CounterLayout, names: list[str], key: bytes, lookup: bpf.PercpuLookup | None = None) -> list[int]:
     words = len(names) * layout.slots
-    values = bpf.map_lookup_percpu(layout.map_fd, key, words * 8)
+    values = lookup() if lookup is not None else bpf.map_lookup_percpu(layout.map_fd, key, words * 8)
     if not values:
         return [0] * words
     form = struct.Struct(f"<{words}Q")
@@ -113,9 +114,10 @@ class OpenCounters:
         # The carried counts are written only around the swap that puts the chain on its hook
         # (see carried), which is over by the time anyone finds the chain there: read once.
         self._carried = read_carried(layout, names)
+        self._lookup = bpf.PercpuLookup(layout.map_fd, _KEY, len(names) * layout.slots * 8)
 
     def read(self) -> list[ComponentCounts]:
-        return read_counts(self.layout, self.names, self._carried)
+        return read_counts(self.layout, self.names, self._carried, self._lookup)
 
     def close(self) -> None:
         os.close(self.layout.map_fd)
