@@ -48,6 +48,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -152,7 +153,7 @@ def sandbox(interfaces: int) -> Iterator[Sandbox]:
             run("ip", "-n", ns, "-batch", "-", stdin="\n".join(lines) + "\n")
         (folder / "units").mkdir()
         (folder / "bpfunits.yaml").write_text(f"lock_file: {folder / 'lock'}\nstate_file: {folder / 'state.json'}\n"
-                                              f"bpffs_root: {root.path}\n")
+                                              f"bpffs_root: {root.path}\nmetrics_listen: 127.0.0.1:0\n")
         yield Sandbox(ns, tuple(f"bpfb{i}" for i in names), folder, root)
     finally:
         if created:
@@ -216,6 +217,21 @@ class DaemonProcess:
                     spans.append(stamp - start)
                     start = None
         return spans
+
+    def scrape_ms(self, times: int) -> tuple[list[float], float, int]:
+        """How long each of `times` scrapes of its /metrics took (ms), the daemon's CPU time per
+        scrape (ms: what a loaded machine does not inflate), and the samples in the last."""
+        address = next(json.loads(line)["metrics_listen"] for line in self.log.read_text().splitlines()
+                       if line.startswith("{") and "metrics_listen" in json.loads(line))
+        spans, samples = [], 0
+        cpu = cpu_seconds(self.proc.pid)
+        for _ in range(times):
+            started = time.monotonic()
+            with urllib.request.urlopen(f"http://{address}/metrics", timeout=30) as response:
+                text = response.read().decode()
+            spans.append(ms(time.monotonic() - started))
+            samples = sum(1 for line in text.splitlines() if line and not line.startswith("#"))
+        return spans, ms(cpu_seconds(self.proc.pid) - cpu) / times, samples
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -12,6 +12,8 @@ whose order a drop-in flips. Then:
   - one new interface (a veth pair, `ip link add`) -> its XDP and tc chains attached, 10 times;
   - 100 interfaces created by one `ip -batch` -> all 200 chains attached;
   - idle for --idle seconds (the resync every 30 s included): CPU share and RSS;
+  - 10 scrapes of its Prometheus metrics (read from the kernel at each), after a first one that
+    opens every chain's counters: time, the daemon's CPU time per scrape, and samples;
   - the daemon's reconciles by reason, from its log: none may come from its own changes.
 
 Every figure is printed per size, so the growth is visible. Run as root:
@@ -112,6 +114,9 @@ class Size:
     idle_cpu: float = 0.0
     rss_mb: float = 0.0
     reasons: Counter = field(default_factory=Counter)
+    scrape_ms: list[float] = field(default_factory=list)
+    scrape_cpu_ms: float = 0.0
+    samples: int = 0
 
 
 def reasons(d: DaemonProcess) -> Counter:
@@ -158,6 +163,8 @@ def measure(pairs: int, idle_s: float, edits: int, new_ifs: int) -> Size:
                 time.sleep(min(1.0, max(0.0, idle_s - (time.monotonic() - t0))))
             size.idle_cpu = 100 * (cpu_seconds(pid) - cpu0) / (time.monotonic() - t0)
             size.rss_mb = max(samples) if samples else rss_mb(pid)
+            d.scrape_ms(1)  # the first opens every chain's counters
+            size.scrape_ms, size.scrape_cpu_ms, size.samples = d.scrape_ms(10)
             size.reasons = reasons(d)
         finally:
             d.stop()
@@ -180,14 +187,16 @@ def main() -> int:
     started = time.monotonic()
     sizes = []
     print(f"{'hooks':>6} {'cold':>7} {'2nd':>6} {'ready':>6} {'edit p50/p99 ms':>16} {'new if p50/p99 ms':>18} "
-          f"{'100 ifs':>8} {'idle CPU':>9} {'RSS':>7}  reconciles by reason", flush=True)
+          f"{'100 ifs':>8} {'idle CPU':>9} {'RSS':>7} {'scrape p50/max ms':>17} {'CPU':>5} {'samples':>8}  "
+          "reconciles by reason", flush=True)
     for pairs in (int(n) for n in args.pairs.split(",")):
         s = measure(pairs, args.idle, args.edits, args.new_interfaces)
         sizes.append(s)
         print(f"{s.hooks:6} {s.cold_s:6.2f}s {s.second_s:5.2f}s {s.ready_s:5.2f}s "
               f"{percentile(s.edit_ms, 50):7.0f}/{percentile(s.edit_ms, 99):<8.0f} "
               f"{percentile(s.new_if_ms, 50):8.0f}/{percentile(s.new_if_ms, 99):<9.0f} "
-              f"{s.hundred_s:7.2f}s {s.idle_cpu:8.2f}% {s.rss_mb:5.0f}MB  "
+              f"{s.hundred_s:7.2f}s {s.idle_cpu:8.2f}% {s.rss_mb:5.0f}MB "
+              f"{percentile(s.scrape_ms, 50):9.0f}/{max(s.scrape_ms):<7.0f} {s.scrape_cpu_ms:5.0f} {s.samples:8}  "
               f"{', '.join(f'{k}: {v}' for k, v in sorted(s.reasons.items()))}", flush=True)
     own = sum(s.reasons.get("XDP program changed by someone else", 0) for s in sizes)
     print(f"reconciles triggered by the daemon's own XDP changes: {own}")

@@ -40,6 +40,7 @@ class Config:
     strict_permissions: bool
     max_unit_size: int
     max_object_size: int
+    metrics_listen: str  # HOST:PORT, or "" for no metrics listener
 
     def override(self, *, units_dirs=None, bpffs_root=None) -> Config:
         """Command-line options win over the file."""
@@ -124,6 +125,7 @@ def _build(data: dict) -> Config:
         strict_permissions=bool(values["strict_permissions"]),
         max_unit_size=int(values["max_unit_size"]),
         max_object_size=int(values["max_object_size"]),
+        metrics_listen=str(values["metrics_listen"]),
     )
 
 

@@ -293,14 +293,19 @@ def xdp_units(d: Demo) -> list[dict]:
     return hooks[0]["units"]
 
 
-def who_dropped(d: Demo, why: dict[str, str]) -> dict[str, int]:
-    """Prints each XDP unit's drops (with `why`, when given); returns the packets each unit saw."""
+def who_dropped(d: Demo, why: dict[str, str], since: dict[str, tuple[int, int]] | None = None
+                ) -> dict[str, tuple[int, int]]:
+    """Prints each XDP unit's packets and drops since the counts `since` (with `why`, when
+    given); returns each unit's counts, (packets, drops), as `status` shows them: counters go on
+    across a relink, so a round's numbers are the difference."""
     units = xdp_units(d)
     say("   xdp chain: " + " -> ".join(u["unit"] for u in units))
-    for u in units:
-        reason = f": {why[u['unit']]}" if u["unit"] in why else ""
-        say(f"   {u['unit']:<10} saw {u['packets'] or 0:3} packets, dropped {u['verdicts'].get('drop', 0):3}{reason}")
-    return {u["unit"]: u["packets"] or 0 for u in units}
+    counts = {u["unit"]: (u["packets"] or 0, u["verdicts"].get("drop", 0)) for u in units}
+    for name, (packets, drops) in counts.items():
+        seen, dropped = (since or {}).get(name, (0, 0))
+        reason = f": {why[name]}" if name in why else ""
+        say(f"   {name:<10} saw {packets - seen:3} packets, dropped {drops - dropped:3}{reason}")
+    return counts
 
 
 def wait_for_log(log: Path, text: str, since: int = 0) -> list[str]:
@@ -325,7 +330,9 @@ def main_steps(d: Demo, step: Steps, started: list[subprocess.Popen]) -> None:
     step("creating namespaces")
     create_namespaces(d)
     d.units.mkdir()
-    d.config.write_text(f"bpffs_root: {d.bpffs_root}\nlock_file: {d.work / 'lock'}\nresync_period: 5\n")
+    # The metrics listener on any free port: another daemon may hold the default one.
+    d.config.write_text(f"bpffs_root: {d.bpffs_root}\nlock_file: {d.work / 'lock'}\nresync_period: 5\n"
+                        "metrics_listen: 127.0.0.1:0\n")
     say(f"   ns {d.ns_a}: {IFACE} {SERVER}/{PREFIXLEN}  <-- veth -->  ns {d.ns_b}: {PEER} {PEER_ADDR}/{PREFIXLEN}")
     say(f"   configuration {d.config}:")
     say("     " + d.config.read_text().rstrip().replace("\n", "\n     "))
@@ -381,9 +388,13 @@ def main_steps(d: Demo, step: Steps, started: list[subprocess.Popen]) -> None:
     time.sleep(max(0.0, first_round + REFILL - time.monotonic()))
     send_traffic(d)
     run(["bpfunits", "status", *d.common()])
+    say("   (this round only: each unit's counters went on from their totals across the relink, as "
+        "`status` and the daemon's metrics show them)")
     seen_after = who_dropped(d, {"connlimit": f"all the flood's SYNs: it still counts the {MAX_CONNS} "
-                                              "connections from before the reorder (its maps are pinned)"})
-    say(f"   connlimit saw {seen_before['connlimit']} packets before the reorder and {seen_after['connlimit']} "
+                                              "connections from before the reorder (its maps are pinned)"},
+                             since=seen_before)
+    after = seen_after["connlimit"][0] - seen_before["connlimit"][0]
+    say(f"   connlimit saw {seen_before['connlimit'][0]} packets before the reorder and {after} "
         f"after: the filter now drops {DENIED} before connlimit spends a slot on it")
 
     step("removing the chain: apply with no units")

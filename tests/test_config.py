@@ -50,3 +50,15 @@ def test_invalid_yaml_and_missing_file(tmp_path):
         load_config(f)
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "none.yaml")
+
+
+def test_metrics_listen(tmp_path):
+    assert defaults().metrics_listen == "127.0.0.1:9464"
+    f = tmp_path / "c.yaml"
+    for good in ("", "0.0.0.0:9100", "[::]:9464", "node1:9464"):
+        f.write_text(f"metrics_listen: '{good}'\n")
+        assert load_config(f).metrics_listen == good
+    for wrong in ("9464", "localhost", "a b:1", "[::1]9464", "host:123456"):
+        f.write_text(f"metrics_listen: '{wrong}'\n")
+        with pytest.raises(ConfigError, match="metrics_listen: .* does not match"):
+            load_config(f)

@@ -6,11 +6,11 @@ import argparse
 import sys
 
 from bpfunits import __version__
-from bpfunits.cli import apply, completion, daemon, order, plan, probe, status, verify
+from bpfunits.cli import apply, completion, daemon, order, plan, probe, status, top, verify
 from bpfunits.cli.common import UNIT_LANGUAGE
 from bpfunits.errors import BpfUnitsError
 
-COMMANDS = (verify, order, plan, apply, status, daemon, probe, completion)
+COMMANDS = (verify, order, plan, apply, status, top, daemon, probe, completion)
 
 
 def parser() -> argparse.ArgumentParser:

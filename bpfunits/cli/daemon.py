@@ -10,6 +10,8 @@ import resource
 from bpfunits import logs
 from bpfunits.cli import common
 from bpfunits.daemon import DEFAULT_DEBOUNCE, Daemon, Settings, Trigger, statefile
+from bpfunits.metrics.exporter import Exporter
+from bpfunits.state.bpffs import StateRoot
 from bpfunits.sys import netns
 from bpfunits.reconcile.decisions import log_result, summary
 from bpfunits.reconcile.engine import Result, reconcile
@@ -63,12 +65,21 @@ def run(args: argparse.Namespace) -> int:
     # unchanged unit is never loaded, verified or compiled again, and an event looks only at
     # the hooks it touches.
     node = Node()
+    # Bound before anything else, in the namespace the service manager started us in (like the
+    # sd_notify socket): an address it cannot have fails the start.
+    exporter = Exporter(config.metrics_listen) if config.metrics_listen else None
+    if exporter is not None:
+        log.info("metrics at http://%s/metrics, health at /healthz and /readyz", exporter.address,
+                 extra={"fields": {"metrics_listen": exporter.address}})
 
     # The namespace is entered for each reconcile, not for the whole process: the sd_notify
     # socket and the file watches belong where the service manager started us.
     def reconcile_once(trigger: Trigger) -> Result:
+        def run() -> Result:
+            return reconcile(config, apply=True, node=node, changes=trigger.changes)
+
         with netns.inside(args.netns):
-            result = reconcile(config, apply=True, node=node, changes=trigger.changes)
+            result = exporter.reconcile(trigger.reason, run, node, StateRoot(config.bpffs_root)) if exporter else run()
             inode = netns.current_inode()
         log_result(log, result, str(trigger))
         try:
@@ -94,8 +105,11 @@ def run(args: argparse.Namespace) -> int:
         reload=reload,
         own_xdp=Result.xdp_programs,
         retry_at=Result.next_retry,
+        heartbeat=exporter.health.turn if exporter else None,
     )
     try:
         return daemon.run()
     finally:
+        if exporter is not None:
+            exporter.close()
         node.close()

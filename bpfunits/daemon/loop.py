@@ -33,6 +33,8 @@ DEBOUNCED = frozenset({"files", "interfaces", "xdp"})
 
 _STOP = object()
 
+HEARTBEAT_PERIOD = 5.0  # seconds: the longest the loop waits without a turn when it has a heartbeat
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -55,7 +57,9 @@ class Daemon(Generic[Result]):
     too) and returns the loop's new settings; a BpfUnitsError keeps the running ones.
     `own_xdp` reads from a reconcile's result the XDP programs it left on each interface, so
     that the monitor's report of them triggers nothing. `retry_at` reads from it when
-    (time.monotonic()) failed hooks are due to be tried again: a "retry" trigger then."""
+    (time.monotonic()) failed hooks are due to be tried again: a "retry" trigger then.
+    `heartbeat` is called with time.monotonic() at every turn of the loop, which then turns at
+    least every HEARTBEAT_PERIOD seconds (the liveness probe's sign of life)."""
 
     def __init__(
         self,
@@ -71,6 +75,7 @@ class Daemon(Generic[Result]):
         reload: Callable[[], Settings] | None = None,
         own_xdp: Callable[[Result], Mapping[str, frozenset[int]]] | None = None,
         retry_at: Callable[[Result], float | None] | None = None,
+        heartbeat: Callable[[float], None] | None = None,
     ) -> None:
         if not math.isfinite(resync_period) or resync_period <= 0 or not math.isfinite(debounce) or debounce < 0:
             raise BpfUnitsError(
@@ -93,6 +98,7 @@ class Daemon(Generic[Result]):
         self._own = OwnXdp()
         self._retry_at_of = retry_at
         self._retry_at: float | None = None
+        self._heartbeat = heartbeat
 
     def stop(self) -> None:
         self._queue.put(_STOP)
@@ -127,6 +133,9 @@ class Daemon(Generic[Result]):
                 self._notify("WATCHDOG=1")
                 ping_at = now + interval
             due = [resync_at] + [t for t in (batch.deadline, ping_at, self._retry_at) if t is not None]
+            if self._heartbeat is not None:
+                self._heartbeat(now)
+                due.append(now + HEARTBEAT_PERIOD)
             try:
                 item = self._queue.get(timeout=max(0.0, min(due) - now))
             except queue.Empty:

@@ -24,6 +24,7 @@ from bpfunits.units.model import Location, Unit
 from bpfunits.hooks.probe import TcBackend, XdpBackend
 from bpfunits.hooks.tcx import TcPosition
 from bpfunits.hooks.xdp import XdpMode
+from bpfunits.linker.counters import carried
 from bpfunits.linker.linker import link_chain
 from bpfunits.order.chains import order_all
 from bpfunits.order.interfaces import select
@@ -56,6 +57,7 @@ class HookResult:
     running: Attached | None = None  # bpfunits' program as observed before the reconcile
     foreign: tuple[Attached, ...] = ()
     ordered: tuple[str, ...] = ()  # the units ordered onto this hook, even when it is blocked
+    attached: Attached | None = None  # bpfunits' program the reconcile attached (applied hooks)
 
     @property
     def key(self) -> HookKey:
@@ -418,12 +420,13 @@ class _Run:
             try:
                 if not self.apply:
                     return HookResult(plan, done, prog_id=before_id)
-                attached = self.switch(plan, ifindex, prog_fd, before)
+                with carried(before_id, prog_fd):
+                    attached = self.switch(plan, ifindex, prog_fd, before)
                 try:
                     self.programs.commit(chain.names)
                 except BpfUnitsError as exc:
-                    return HookResult(plan, done, (str(exc),), prog_id=attached.prog_id)
-                return HookResult(plan, done, prog_id=attached.prog_id)
+                    return HookResult(plan, done, (str(exc),), prog_id=attached.prog_id, attached=attached)
+                return HookResult(plan, done, prog_id=attached.prog_id, attached=attached)
             finally:
                 os.close(prog_fd)
         except BpfUnitsError as exc:

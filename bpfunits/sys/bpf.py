@@ -450,6 +450,8 @@ class MapInfo:
     value_size: int
     max_entries: int
     flags: int
+    btf_id: int = 0  # the BTF object describing its key and value (0: none)
+    btf_value_type_id: int = 0
 
     @property
     def shape(self) -> tuple[int, int, int, int, int]:
@@ -480,7 +482,7 @@ def prog_info(fd: int) -> ProgInfo:
 def map_info(fd: int) -> MapInfo:
     info = _info(fd, BpfMapInfo())
     return MapInfo(info.id, info.type, _cstr(info.name), info.key_size, info.value_size, info.max_entries,
-                   info.map_flags)
+                   info.map_flags, info.btf_id, info.btf_value_type_id)
 
 
 def link_info(fd: int) -> LinkInfo:
@@ -533,6 +535,26 @@ def map_lookup_percpu(fd: int, key: bytes, value_size: int) -> list[bytes] | Non
     if raw is None:
         return None
     return [raw[i * stride : i * stride + value_size] for i in range(possible_cpus())]
+
+
+class PercpuLookup:
+    """map_lookup_percpu of one key, again and again, with its buffers made once (a scrape of
+    thousands of chains' counters is mostly this)."""
+
+    def __init__(self, fd: int, key: bytes, value_size: int) -> None:
+        self._stride = (value_size + 7) & ~7
+        self._size = value_size
+        self._value = ctypes.create_string_buffer(self._stride * possible_cpus())
+        self._attr = MapElemAttr(map_fd=fd, key=key, value=self._value)
+
+    def __call__(self) -> list[bytes] | None:
+        ret, err = _raw(Cmd.MAP_LOOKUP_ELEM, self._attr)
+        if ret < 0:
+            if err == errno_mod.ENOENT:
+                return None
+            raise BpfError("BPF_MAP_LOOKUP_ELEM", err)
+        raw, stride = self._value.raw, self._stride
+        return [raw[i * stride : i * stride + self._size] for i in range(possible_cpus())]
 
 
 def map_update(fd: int, key: bytes, value: bytes, flags: int = BPF_ANY) -> None:

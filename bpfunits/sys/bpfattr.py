@@ -241,7 +241,7 @@ class BpfProgInfo(ctypes.Structure):
 
 
 class BpfMapInfo(ctypes.Structure):
-    """struct bpf_map_info, up to `name`."""
+    """struct bpf_map_info, up to `btf_value_type_id` (what types a map's values, for metrics)."""
 
     _fields_ = [
         ("type", u32),
@@ -251,6 +251,13 @@ class BpfMapInfo(ctypes.Structure):
         ("max_entries", u32),
         ("map_flags", u32),
         ("name", OBJ_NAME),
+        ("ifindex", u32),
+        ("btf_vmlinux_value_type_id", u32),
+        ("netns_dev", u64),
+        ("netns_ino", u64),
+        ("btf_id", u32),
+        ("btf_key_type_id", u32),
+        ("btf_value_type_id", u32),
     ]
 
 

@@ -36,6 +36,7 @@ def _fn(name: str, restype, *argtypes) -> None:
     f.argtypes = list(argtypes)
 
 
+_fn("libbpf_version_string", ctypes.c_char_p)
 _fn("bpf_object__open_mem", _obj_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p)
 _fn("bpf_object__load", ctypes.c_int, _obj_p)
 _fn("bpf_object__close", None, _obj_p)
@@ -63,6 +64,8 @@ _fn("bpf_map__map_flags", ctypes.c_uint32, _map_p)
 _fn("bpf_object__btf", ctypes.c_void_p, _obj_p)
 _fn("btf__find_by_name_kind", ctypes.c_int32, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_uint32)
 _fn("btf__type_by_id", ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint32)
+_fn("btf__load_from_kernel_by_id", ctypes.c_void_p, ctypes.c_uint32)
+_fn("btf__free", None, ctypes.c_void_p)
 _fn("btf__name_by_offset", ctypes.c_char_p, ctypes.c_void_p, ctypes.c_uint32)
 
 # int (*)(enum libbpf_print_level, const char *fmt, va_list ap); on x86-64 a va_list argument
@@ -104,6 +107,11 @@ def _print(level: int, fmt: bytes, ap: int) -> int:
     _libc.vsnprintf(buf, n + 1, fmt, ap)
     _Printed.lines.append(keep_ends(buf.value.decode(errors="replace"), PRINT_KEEP))
     return n
+
+
+def version() -> str:
+    """The library's version, as "v1.1"."""
+    return _lib.libbpf_version_string().decode()
 
 
 def keep_ends(text: str, limit: int) -> str:
@@ -192,7 +200,7 @@ class ObjectMap:
                 _lib.bpf_map__max_entries(h), _lib.bpf_map__map_flags(h))
 
 
-_BTF_KIND_PTR, _BTF_KIND_STRUCT, _BTF_KIND_FWD = 2, 4, 7
+_BTF_KIND_INT, _BTF_KIND_PTR, _BTF_KIND_STRUCT, _BTF_KIND_ENUM, _BTF_KIND_FWD = 1, 2, 4, 6, 7
 _BTF_KIND_FUNC, _BTF_KIND_FUNC_PROTO = 12, 13
 _BTF_MODIFIERS = {8, 9, 10, 11, 18}  # typedef, volatile, const, restrict, type tag
 
@@ -216,6 +224,26 @@ def _strip_modifiers(btf: int, btf_type: tuple[int, int, int, int] | None) -> tu
             return btf_type
         btf_type = _btf_type(btf, btf_type[2])
     return None
+
+
+def integer_type(btf_id: int, type_id: int) -> tuple[int, bool] | None:
+    """(size in bytes, signed) of type `type_id` in the kernel's BTF object `btf_id`, when it is
+    an integer or an enum (through typedefs and qualifiers); None for any other type."""
+    btf = _lib.btf__load_from_kernel_by_id(btf_id)
+    if not btf or btf > 2**64 - 4096:  # libbpf 1.x returns NULL; older, an encoded error
+        return None
+    try:
+        t = _strip_modifiers(btf, _btf_type(btf, type_id))
+        if t is None:
+            return None
+        if _kind(t) == _BTF_KIND_INT:
+            encoding = ctypes.c_uint32.from_address(t[3] + 12).value
+            return t[2], bool((encoding >> 24) & 1)
+        if _kind(t) == _BTF_KIND_ENUM:
+            return t[2], bool(t[1] >> 31)  # kind_flag: a signed enum
+        return None
+    finally:
+        _lib.btf__free(btf)
 
 
 def strerror(err: int) -> str:

@@ -13,7 +13,7 @@ from bpfunits.hooks import Hook
 from bpfunits.units.assignment import Assignment
 from bpfunits.units.diagnostics import Diagnostic, error
 from bpfunits.units.keys import BY_FIELD, Key
-from bpfunits.units.model import Location, Position, Program, Unit
+from bpfunits.units.model import Location, MapMetric, Position, Program, Unit
 
 
 @cache
@@ -83,8 +83,14 @@ def build_unit(
         after=tuple(dict.fromkeys(doc.get("after", ()))),
         position=Position(attach["position"]) if "position" in attach else None,
         dropins=dropins,
+        metrics=tuple(dict.fromkeys(_metric(m) for m in doc.get("metrics", ()))),
         locations=locations,
     )
+
+
+def _metric(item: str) -> MapMetric:
+    name, key, *kind = item.split()
+    return MapMetric(name, int(key, 0), kind[0] if kind else None)
 
 
 def _define(item: str) -> tuple[str, str]:

@@ -51,7 +51,8 @@ def read_ini(text: str, path: Path, unit: str | None = None) -> tuple[list[Assig
         if key is None:
             problems.append(error(unknown_ini_key(section, name), where, unit, f"{name}="))
             continue
-        assignments.append(Assignment(key, tuple(value.split()) if key.is_list else value, where))
+        items = ((" ".join(value.split()),) if value else ()) if key.whole_items else tuple(value.split())
+        assignments.append(Assignment(key, items if key.is_list else value, where))
     return assignments, problems
 
 

@@ -13,10 +13,12 @@ class Key:
     field: str  # YAML spelling and normalized field name, e.g. "proceed_on"
     is_list: bool
     help: str
+    # A list key whose every assignment is one item (of several words), not words each an item.
+    whole_items: bool = False
 
     @property
     def yaml_section(self) -> str:
-        return "" if self.section == "Unit" else self.section.lower()
+        return "" if self.section in ("Unit", "Metrics") else self.section.lower()
 
 
 KEYS: tuple[Key, ...] = (
@@ -32,9 +34,12 @@ KEYS: tuple[Key, ...] = (
     Key("Attach", "Interfaces", "interfaces", True, "interface names and globs; !name excludes"),
     Key("Attach", "Position", "position", False, "first or last among the hook's units"),
     Key("Attach", "ProceedOn", "proceed_on", True, "verdicts after which the next program runs"),
+    Key("Metrics", "Map", "metrics", True, "NAME KEY [counter|gauge]: the daemon exports the value at integer KEY "
+        "of the unit's map NAME as bpfunits_map_NAME (summed over CPUs; unsigned: counter, signed: gauge)",
+        whole_items=True),
 )
 
-SECTIONS: tuple[str, ...] = ("Unit", "Program", "Attach")
+SECTIONS: tuple[str, ...] = ("Unit", "Program", "Attach", "Metrics")
 
 BY_INI: dict[tuple[str, str], Key] = {(k.section, k.name): k for k in KEYS}
 BY_FIELD: dict[tuple[str, str], Key] = {(k.yaml_section, k.field): k for k in KEYS}

@@ -37,6 +37,15 @@ class Program:
 
 
 @dataclass(frozen=True)
+class MapMetric:
+    """A value of one of the unit's maps that the daemon exports ([Metrics] Map=)."""
+
+    map: str
+    key: int
+    kind: str | None  # counter | gauge; None: from the value's BTF type (unsigned: counter)
+
+
+@dataclass(frozen=True)
 class Unit:
     name: str
     path: Path
@@ -49,6 +58,7 @@ class Unit:
     after: tuple[str, ...] = ()
     position: Position | None = None
     dropins: tuple[Path, ...] = ()
+    metrics: tuple[MapMetric, ...] = ()
     # Where each key, and each item of a list key ("after:scrubber"), was set last.
     locations: dict[str, Location] = field(default_factory=dict, compare=False, hash=False, repr=False)
 

@@ -78,7 +78,7 @@ class _Reader:
     def list_value(self, node: yaml.Node, name: str) -> tuple[str, ...] | None:
         if isinstance(node, yaml.ScalarNode):
             return () if node.tag == "tag:yaml.org,2002:null" else tuple(node.value.split())
-        if isinstance(node, yaml.SequenceNode):
+        if isinstance(node, yaml.SequenceNode) and name != "metrics":
             items = []
             for item in node.value:
                 if not isinstance(item, yaml.ScalarNode):
@@ -86,6 +86,8 @@ class _Reader:
                     return None
                 items.append(item.value)
             return tuple(items)
+        if isinstance(node, yaml.SequenceNode) and name == "metrics":
+            return self.metrics(node)
         if isinstance(node, yaml.MappingNode) and name == "define":
             pairs = []
             for k, v in node.value:
@@ -96,3 +98,18 @@ class _Reader:
             return tuple(pairs)
         self.fail(f"'{name}' takes a list (or a space-separated string)", node, name)
         return None
+
+    def metrics(self, node: yaml.SequenceNode) -> tuple[str, ...] | None:
+        """`[{map: NAME, key: KEY, type: counter}]` as the INI spelling's items, "NAME KEY counter"."""
+        items = []
+        for item in node.value:
+            fields = dict((k.value, v.value) for k, v in item.value
+                          if isinstance(k, yaml.ScalarNode) and isinstance(v, yaml.ScalarNode)) \
+                if isinstance(item, yaml.MappingNode) else {}
+            if not isinstance(item, yaml.MappingNode) or len(fields) != len(item.value) \
+                    or not {"map", "key"} <= fields.keys() <= {"map", "key", "type"}:
+                self.fail("'metrics' items are mappings of map, key and optionally type (counter or gauge)",
+                          item, "metrics")
+                return None
+            items.append(" ".join(fields[k] for k in ("map", "key", "type") if k in fields))
+        return tuple(items)

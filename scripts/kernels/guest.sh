@@ -19,6 +19,8 @@ uname -r >"$out/kernel"
 # veth pairs, clsact (in sch_ingress) and cls_bpf are modules in Debian's kernels.
 modprobe -a veth sch_ingress cls_bpf || echo "guest: modprobe failed"
 mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
+# The daemons the tests and the demo start serve their metrics on 127.0.0.1.
+ip link set lo up || echo "guest: lo not up"
 
 # The repository and its .venv are read-only here: no bytecode, no pytest cache, hypothesis in /tmp.
 export PYTHONDONTWRITEBYTECODE=1 HYPOTHESIS_STORAGE_DIRECTORY=/tmp/hypothesis

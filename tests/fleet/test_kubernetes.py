@@ -17,11 +17,13 @@ import pytest
 import yaml
 
 from bpfunits.config import Config, load_config
+from bpfunits.metrics.listen import parse
 from tests.configmap import configmap_volume
 from tests.fleet.example_units import EXAMPLES, comparable
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "packaging" / "kubernetes"
+SERVICEMONITOR = MANIFESTS / "prometheus-operator" / "servicemonitor.yaml"
 BPFUNITS = str(Path(sys.executable).with_name("bpfunits"))
 # The image's object folder, named in the ConfigMap's units; the tests use bpf/examples.
 IMAGE_OBJECTS = "/usr/lib/bpfunits/"
@@ -81,6 +83,37 @@ def test_daemonset_runs_the_daemon_on_every_node(tmp_path):
     assert volumes[mounts[str(lock_folder)]["name"]]["hostPath"]["path"] == str(lock_folder)
 
 
+def test_daemonset_probes_and_scrape_annotations_use_the_configured_metrics_port(tmp_path):
+    pod = DAEMONSET["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    listen = load_config_from(CONFIG, tmp_path).metrics_listen
+    host, port = parse(listen)
+    assert host == "0.0.0.0", "with hostNetwork, the kubelet probes the node's address, not 127.0.0.1"
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["metrics"] == port
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    annotations = pod["metadata"]["annotations"]
+    assert annotations == {"prometheus.io/scrape": "true", "prometheus.io/port": str(port), "prometheus.io/path": "/metrics"}
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_servicemonitor_scrapes_the_daemonsets_metrics_port(version):
+    service, monitor = [d for d in yaml.safe_load_all(SERVICEMONITOR.read_text()) if d]
+    kubernetes_validate.validate(service, version, strict=True)
+    assert (monitor["apiVersion"], monitor["kind"]) == ("monitoring.coreos.com/v1", "ServiceMonitor")
+    pod_labels = DAEMONSET["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert service["spec"]["clusterIP"] == "None", "headless: one endpoint per node"
+    (service_port,) = service["spec"]["ports"]
+    (container,) = DAEMONSET["spec"]["template"]["spec"]["containers"]
+    assert service_port["targetPort"] in {p["name"] for p in container["ports"]}
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["namespaceSelector"]["matchNames"] == [service["metadata"]["namespace"]]
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] == service_port["name"] and endpoint["path"] == "/metrics"
+
+
 def load_config_from(configmap: dict, folder: Path) -> Config:
     path = folder / "bpfunits.yaml"
     path.write_text(configmap["data"]["bpfunits.yaml"])
@@ -132,7 +165,7 @@ def daemon(tmp_path, demo_netns, bpffs_root, bpf_objects):
     """Start `bpfunits daemon` on tmp_path/units (a ConfigMap volume) in demo_netns; returns the
     status reader. The daemon is stopped by its PID afterwards."""
     config = tmp_path / "bpfunits.yaml"
-    config.write_text(f"lock_file: {tmp_path / 'bpfunits.lock'}\nresync_period: 60\n")
+    config.write_text(f"lock_file: {tmp_path / 'bpfunits.lock'}\nresync_period: 60\nmetrics_listen: 127.0.0.1:0\n")
     units = tmp_path / "units"
     units.mkdir()
     common = ["--config", str(config), "--units-dir", str(units), "--netns", demo_netns,

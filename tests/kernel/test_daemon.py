@@ -58,7 +58,10 @@ class DaemonProcess:
     def __init__(self, pair, units: Path, root, tmp: Path, config: str = "") -> None:
         self.pair, self.units, self.root = pair, units, root
         self.config = tmp / "bpfunits.yaml"
-        self.config.write_text(f"lock_file: {tmp / 'lock'}\nstate_file: {tmp / 'state.json'}\nresync_period: 1\n{config}")
+        # The metrics listener on a free port of its own: tests and other daemons run side by side.
+        metrics = "" if "metrics_listen" in config else "metrics_listen: 127.0.0.1:0\n"
+        self.config.write_text(f"lock_file: {tmp / 'lock'}\nstate_file: {tmp / 'state.json'}\nresync_period: 1\n"
+                               f"{metrics}{config}")
         self.log = tmp / f"daemon-{len(list(tmp.glob('daemon-*.log')))}.log"
         self.log.touch()
         self.proc: subprocess.Popen | None = None
@@ -79,6 +82,10 @@ class DaemonProcess:
             self.proc.wait(timeout=scaled(10))
         if self.proc:
             self.notify.close()
+
+    def metrics_address(self) -> str:
+        """HOST:PORT of its metrics listener, as it logged it."""
+        return next(r["metrics_listen"] for r in self.records() if "metrics_listen" in r)
 
     def records(self) -> list[dict]:
         return [json.loads(line) for line in self.log.read_text().splitlines() if line.startswith("{")]

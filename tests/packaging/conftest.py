@@ -22,7 +22,8 @@ def demo_netns() -> Iterator[DemoNetns]:
     try:
         ip = ["ip", "-n", name, "link"]
         subprocess.run(ip + ["add", "bpfu-demo0", "type", "veth", "peer", "name", "bpfu-demo1"], check=True)
-        for ifname in ("bpfu-demo0", "bpfu-demo1"):
+        # lo too: the daemon's metrics listener takes 127.0.0.1:9464 there by default.
+        for ifname in ("bpfu-demo0", "bpfu-demo1", "lo"):
             subprocess.run(ip + ["set", ifname, "up"], check=True)
         yield DemoNetns(name)
     finally:

@@ -36,7 +36,7 @@ printf '%s\\n' "${{COMPREPLY[@]}}"
 
 def test_subcommands_at_the_top_level():
     assert complete(["bpfunits", ""]) == sorted(
-        ["-h", "--help", "--version", "verify", "order", "plan", "apply", "status", "daemon", "probe", "completion"]
+        ["-h", "--help", "--version", "verify", "order", "plan", "apply", "status", "top", "daemon", "probe", "completion"]
     )
     assert complete(["bpfunits", "ap"]) == ["apply"]
 
@@ -73,7 +73,7 @@ def test_free_values_and_the_shell_argument():
 def test_every_command_and_option_of_the_parser_is_in_the_model():
     top = parser()
     levels = {c.name: c for c in commands(top)}
-    assert set(levels) == {""} | {"verify", "order", "plan", "apply", "status", "daemon", "probe", "completion"}
+    assert set(levels) == {""} | {"verify", "order", "plan", "apply", "status", "top", "daemon", "probe", "completion"}
     assert {o.kind for o in levels["plan"].options if "--units-dir" in o.names} == {ValueKind.DIRECTORY}
     # Every option of every command appears in the script.
     script = bash(top)

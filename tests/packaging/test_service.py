@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from bpfunits.config import defaults
 from tests.daemon.notifysocket import NotifySocket
 from tests.packaging import servicefile
 from tests.packaging.demo import DemoNetns
@@ -46,6 +47,11 @@ def test_service_settings():
     assert s["WatchdogSec"]
     assert sorted(servicefile.capabilities()) == ["net_admin", "sys_admin"]
     assert s["AssertPathIsMountPoint"] == ["/sys/fs/bpf"]
+
+
+def test_service_documents_and_allows_the_metrics_listener():
+    assert f"http://{defaults().metrics_listen}/metrics" in SERVICE.read_text()
+    assert {"AF_INET", "AF_INET6"} <= set(servicefile.words("RestrictAddressFamilies"))
 
 
 def test_systemd_mounts_bpffs_itself_and_refuses_a_mount_unit_for_it(tmp_path):

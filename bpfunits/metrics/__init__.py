@@ -1,0 +1,1 @@
+"""The daemon's Prometheus metrics and health endpoints (`metrics_listen`)."""

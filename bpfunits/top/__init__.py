@@ -1,0 +1,1 @@
+"""`bpfunits top`: live packets/s and drops/s per hook and unit."""
