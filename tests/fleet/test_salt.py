@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 from bpfunits.units.search import load_units
-from tests.fleet.example_units import comparable
+from tests.fleet.example_units import EXAMPLES, comparable
 from tests.fleet.test_ansible import EXPECTED, OBJECTS, UNITS, contents, play
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,12 +81,17 @@ def salt(tmp_path_factory) -> Salt:
     return made
 
 
-def apply(salt: Salt, tmp_path: Path, settings: dict, *args: str) -> subprocess.CompletedProcess:
-    """`state.apply bpfunits` with the pillar key bpfunits = settings."""
+def set_pillar(tmp_path: Path, settings: dict) -> None:
+    """The pillar key bpfunits = settings."""
     pillar = tmp_path / "pillar"
     pillar.mkdir(exist_ok=True)
     (pillar / "top.sls").write_text("base: {'*': [bpfunits]}\n")
     (pillar / "bpfunits.sls").write_text(json.dumps({"bpfunits": settings}))  # JSON is YAML
+
+
+def apply(salt: Salt, tmp_path: Path, settings: dict, *args: str) -> subprocess.CompletedProcess:
+    """`state.apply bpfunits` with these settings."""
+    set_pillar(tmp_path, settings)
     return salt.call(tmp_path, "state.apply", "bpfunits", *args)
 
 
@@ -173,6 +179,30 @@ def test_dropins_and_masks(salt, tmp_path):
     assert again.returncode == 0, again.stdout + again.stderr
     assert sorted(p.name for p in live.iterdir()) == ["connlimit.unit", "ratelimit.unit"]
     assert set(states(again)["bpfunits-units"]["changes"]) == {"legacy.unit", "connlimit.d/50-lab.conf"}
+
+
+def test_pillar_example_is_the_example_chain(salt, tmp_path):
+    example = yaml.safe_load((FORMULA / "bpfunits" / "pillar.example").read_text())["bpfunits"]
+    assert example["dropins"] and example["masks"]  # shown there; the chain is the units alone
+    # verify opens the objects: those of this checkout stand in for the installed ones.
+    units = [dict(u, object=str(OBJECTS / Path(u["object"]).name)) for u in example["units"]]
+    run = apply(salt, tmp_path, settings(tmp_path, units))
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert comparable(tmp_path / "live") == comparable(EXAMPLES)
+
+
+def test_the_service_is_reloaded_when_units_or_chains_change(salt, tmp_path):
+    """With systemd (which these tests do not touch: the states are only shown, not run), the
+    service is kept running and reloaded when the units or the chains changed."""
+    set_pillar(tmp_path, settings(tmp_path, UNITS, service="bpfunits", plan=True))
+    shown = salt.call(tmp_path, "state.show_sls", "bpfunits")
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    rendered = json.loads(shown.stdout)["local"]
+    service = rendered["bpfunits-service"]["service"]
+    for argument in ("running", {"name": "bpfunits"}, {"enable": True}, {"reload": True},
+                     {"watch": [{"bpfunits": "bpfunits-units"}, {"bpfunits": "bpfunits-plan"}]}):
+        assert argument in service
+    assert "bpfunits-reload" not in rendered
 
 
 @pytest.mark.parametrize("units", [[dict(UNITS[1], name="../escape")], [UNITS[1], dict(UNITS[1], format="yaml")]],

@@ -67,7 +67,8 @@ def _diff(path, old, new):
     if new == "":
         return "mask (empty file)"
     return "".join(difflib.unified_diff((old or "").splitlines(True), (new or "").splitlines(True),
-                                        "/dev/null" if old is None else path, "/dev/null" if new is None else path))
+                                        "/dev/null" if old is None else path,
+                                        "/dev/null" if new is None else path)) or "removed (a mask)"
 
 
 def _write(path, content):
@@ -93,10 +94,11 @@ def _remove(folder, relpath):
 
 
 def units(name, files, purge=True, executable="/usr/bin/bpfunits", extra_units_dirs=(), config="",
-          plan_args=()):
+          plan=True, plan_args=()):
     """The units folder `name` holds exactly `files` ([[relative path, content], ...]), verified.
 
-    Without purge, files not listed are left alone (and verified along with the set)."""
+    Without purge, files not listed are left alone (and verified along with the set). With plan,
+    a dry run also shows `bpfunits plan` of the staged set."""
     ret = {"name": name, "changes": {}, "result": False, "comment": ""}
     paths = [path for path, _ in files]
     bad = [path for path in paths if not _FILE.match(path)]
@@ -130,8 +132,8 @@ def units(name, files, purge=True, executable="/usr/bin/bpfunits", extra_units_d
         diffs.update({path: _diff(path, _read(os.path.join(name, path)), None) for path in removed})
 
         if __opts__["test"]:
-            rc, out = _run([executable, "plan", "--detailed-exitcode", "--units-dir", staging, *extra,
-                            *plan_args])
+            rc, out = (_run([executable, "plan", "--detailed-exitcode", "--units-dir", staging, *extra,
+                             *plan_args]) if plan else (0, ""))
             if rc not in (0, PLAN_CHANGES):
                 ret["comment"] = f"bpfunits plan of the staged set failed:\n{out}"
                 return ret

@@ -27,4 +27,5 @@ bpfunits-units:
     - executable: {{ bpfunits.executable | json }}
     - extra_units_dirs: {{ bpfunits.extra_units_dirs | json }}
     - config: {{ bpfunits.config | json }}
+    - plan: {{ bpfunits.plan | json }}
     - plan_args: {{ bpfunits.plan_args | json }}
