@@ -181,6 +181,22 @@ def test_dropins_and_masks(salt, tmp_path):
     assert set(states(again)["bpfunits-units"]["changes"]) == {"legacy.unit", "connlimit.d/50-lab.conf"}
 
 
+def test_without_purge_the_units_that_stay_are_verified_with_the_set(salt, tmp_path):
+    live = tmp_path / "live"
+    live.mkdir()
+    (live / "other.unit").write_text(f"[Unit]\nAfter=connlimit\n[Program]\nObject={OBJECTS}/connlimit.bpf.o\n"
+                                     "[Attach]\nHook=xdp\nInterfaces=bpfu-fl0\n")
+    run = apply(salt, tmp_path, settings(tmp_path, UNITS[:2], purge=False))
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert sorted(contents(live)) == ["connlimit.unit", "other.unit", "ratelimit.unit"]
+
+    (live / "other.unit").write_text((live / "other.unit").read_text() + "[Unit]\nBefore=ratelimit\n")
+    before = contents(live)
+    cycle = apply(salt, tmp_path, settings(tmp_path, [dict(UNITS[0], description="changed")], purge=False))
+    assert "ordering cycle" in states(cycle)["bpfunits-units"]["comment"]
+    assert contents(live) == before
+
+
 def test_pillar_example_is_the_example_chain(salt, tmp_path):
     example = yaml.safe_load((FORMULA / "bpfunits" / "pillar.example").read_text())["bpfunits"]
     assert example["dropins"] and example["masks"]  # shown there; the chain is the units alone
