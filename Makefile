@@ -26,9 +26,10 @@ test-host: host venv bpf
 test-kernels: host venv bpf
 	bash scripts/kernels/matrix.sh $(RESULTS)
 
-# ruff (rules and their few exceptions in pyproject.toml) on the code and its tests, mypy on the package.
+# ruff (rules and their few exceptions in pyproject.toml) on the code, its tests and the Salt formula's
+# states, mypy on the package.
 lint: venv
-	$(VENV)/bin/ruff check bpfunits tests benchmarks scripts
+	$(VENV)/bin/ruff check bpfunits tests benchmarks scripts packaging/salt/_states
 	$(VENV)/bin/mypy
 
 host:

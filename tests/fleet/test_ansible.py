@@ -79,7 +79,7 @@ UNITS = [
 
 EXPECTED = {
     "connlimit.unit": f"""\
-# Managed by Ansible (role bpfunits): edits here are overwritten.
+# Managed by the bpfunits Ansible role or Salt formula: edits here are overwritten.
 
 [Unit]
 After=ratelimit
@@ -92,7 +92,7 @@ Hook=xdp
 Interfaces=bpfu-fl0
 """,
     "counted.unit": f"""\
-# Managed by Ansible (role bpfunits): edits here are overwritten.
+# Managed by the bpfunits Ansible role or Salt formula: edits here are overwritten.
 
 [Program]
 Source={ROOT}/bpf/bcc_counter.c
@@ -104,7 +104,7 @@ Interfaces=bpfu-fl0
 ProceedOn=ok next
 """,
     "ratelimit.unit": f"""\
-# Managed by Ansible (role bpfunits): edits here are overwritten.
+# Managed by the bpfunits Ansible role or Salt formula: edits here are overwritten.
 
 [Unit]
 Description=Per-source SYN rate limiter
