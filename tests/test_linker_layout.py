@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bpfunits.linker import asm
-from bpfunits.linker.asm import FP, R0, R1, R6, Insn
+from bpfunits.linker.asm import FP, R0, R1, R2, R6, Insn
 from bpfunits.linker.component import Component, LinkError, shape_of
 from bpfunits.linker.layout import CounterLayout, Mode, Part, assemble
 
@@ -67,18 +67,30 @@ def test_called_components_keep_context_in_r6_and_are_placed_whole():
 
 
 def test_counting_keeps_the_verdict_and_stays_in_its_slot_range():
-    counters = CounterLayout(map_fd=7, low=-1, high=8)
+    counters = CounterLayout(map_fd=7, low=-1, high=8, components=2)
     insns = assemble([part(*RET_PASS), part(*RET_PASS)], end_verdict=-1, counters=counters).insns
-    assert counters.slots == 11
+    assert counters.rows == 11 and counters.value_size == 11 * 64
     writes = [i for i in insns if i.code == asm.STX | asm.MEM | asm.DW and i.dst != FP]
-    assert [w.off for w in writes] == [0, 88]
+    assert [w.off for w in writes] == [0, 8]  # the component's column; the row is in the pointer
+    assert insns.count(asm.mul64_imm(R2, 64)) == 2  # row (verdict) index times a row's bytes
     assert not any(i.dst == R0 for i in insns if i.cls in (asm.ALU, asm.ALU64) and i.code != 0xB7)
+
+
+@pytest.mark.parametrize(("low", "high"), [(-1, 8), (0, 4)])
+def test_one_verdict_of_32_components_lies_in_4_cache_lines(low, high):
+    # What a chain of 32 components touches per frame when each returns its usual verdict.
+    layout = CounterLayout(map_fd=7, low=low, high=high, components=32)
+    for row in range(layout.rows):
+        offsets = [layout.offset(i, row) for i in range(32)]
+        assert len({o // 64 for o in offsets}) == 4 and offsets == sorted(offsets)
+    every = {layout.offset(i, r) for i in range(32) for r in range(layout.rows)}
+    assert len(every) == 32 * layout.rows and max(every) + 8 <= layout.value_size
 
 
 def test_counter_lookup_is_null_checked_before_its_result_is_kept():
     # Kernels before the verifier's map-lookup nullness elision (5.10, 6.1, 6.12) refuse a
     # pointer from bpf_map_lookup_elem that is used unchecked, even for key 0 of an array.
-    counters = CounterLayout(map_fd=7, low=-1, high=8)
+    counters = CounterLayout(map_fd=7, low=-1, high=8, components=1)
     insns = assemble([part(*RET_PASS)], end_verdict=-1, counters=counters).insns
     lookup = insns.index(asm.call_helper(asm.HELPER_MAP_LOOKUP_ELEM))
     check, fallback, leave, keep = insns[lookup + 1 : lookup + 5]

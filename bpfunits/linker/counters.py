@@ -1,21 +1,27 @@
 """Per-component verdict counters of a linked chain: one per-CPU array with a single value that
-holds, for each component, one u64 per verdict code and one for any other code. A component's
-packets entered is the sum of its verdicts, so each component costs one increment."""
+holds, for each component, one u64 per verdict code and one for any other code, laid out as
+CounterLayout says. A component's packets entered is the sum of its verdicts, so each component
+costs one increment. read_counts is the one reader of that layout."""
 
 from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bpfunits.hooks import Hook
 from bpfunits.sys import bpf
+from bpfunits.linker.component import LinkError
 from bpfunits.linker.layout import CounterLayout
 from bpfunits.linker.manifest import manifest_of
 
 
-MAP_NAME = "bpfu_counters"
+# Named for the verdict-major layout: a chain whose counters were laid out otherwise (an older
+# bpfunits) has no map of this name, and shows no counters rather than wrong ones.
+MAP_NAME = "bpfu_counts"
 _KEY = struct.pack("<I", 0)
+# The kernel's limit on a per-CPU map value (PCPU_MIN_UNIT_SIZE).
+VALUE_MAX = 32768
 
 
 @dataclass(frozen=True)
@@ -35,9 +41,11 @@ class ChainCounters:
     def __init__(self, hook: Hook, names: list[str]) -> None:
         low, high = verdict_range(hook)
         self.names = list(names)
-        value_size = len(self.names) * (high - low + 2) * 8
-        fd = bpf.map_create(bpf.MapType.PERCPU_ARRAY, 4, value_size, 1, name=MAP_NAME)
-        self.layout = CounterLayout(fd, low, high)
+        shape = CounterLayout(-1, low, high, len(self.names))
+        if shape.value_size > VALUE_MAX:
+            raise LinkError(f"too many components ({len(self.names)}) to count")
+        fd = bpf.map_create(bpf.MapType.PERCPU_ARRAY, 4, shape.value_size, 1, name=MAP_NAME)
+        self.layout = replace(shape, map_fd=fd)
 
     def read(self) -> list[ComponentCounts]:
         return read_counts(self.layout, self.names)
@@ -53,16 +61,20 @@ def verdict_range(hook: Hook) -> tuple[int, int]:
 
 def read_counts(layout: CounterLayout, names: list[str]) -> list[ComponentCounts]:
     """Each component's counts, summed over CPUs."""
-    slots = layout.slots
-    totals = [0] * (len(names) * slots)
-    for value in bpf.map_lookup_percpu(layout.map_fd, _KEY, len(totals) * 8) or []:
-        for n, count in enumerate(struct.unpack(f"<{len(totals)}Q", value)):
+    words = layout.value_size // 8
+    totals = [0] * words
+    for value in bpf.map_lookup_percpu(layout.map_fd, _KEY, layout.value_size) or []:
+        for n, count in enumerate(struct.unpack(f"<{words}Q", value)):
             totals[n] += count
-    out = []
-    for i, name in enumerate(names):
-        row = totals[i * slots : (i + 1) * slots]
-        out.append(ComponentCounts(name, {layout.low + s: row[s] for s in range(slots - 1)}, row[-1]))
-    return out
+
+    def total(i: int, row: int) -> int:
+        return totals[layout.offset(i, row) // 8]
+
+    last = layout.rows - 1
+    return [
+        ComponentCounts(name, {layout.low + r: total(i, r) for r in range(last)}, total(i, last))
+        for i, name in enumerate(names)
+    ]
 
 
 def read_counters(prog_id: int) -> list[ComponentCounts] | None:
@@ -75,7 +87,10 @@ def read_counters(prog_id: int) -> list[ComponentCounts] | None:
             return None
         low, high = verdict_range(Hook(manifest.hook))
         names = [e.unit for e in manifest.components]
-        return read_counts(CounterLayout(fds[MAP_NAME], low, high), names)
+        layout = CounterLayout(fds[MAP_NAME], low, high, len(names))
+        if bpf.map_info(layout.map_fd).value_size != layout.value_size:
+            return None  # not the layout this manifest's chain would have
+        return read_counts(layout, names)
     finally:
         for fd in fds.values():
             os.close(fd)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,6 +203,26 @@ def test_counters_count_what_each_component_saw(programs):
     assert counts[0].verdicts == {0: 1, 1: 1, 2: 1, 3: 0, 4: 1} and counts[0].unknown == 1
     assert counts[1].verdicts == {0: 0, 1: 1, 2: 0, 3: 1, 4: 0} and counts[1].unknown == 1
     assert counts[2].verdicts == {0: 0, 1: 0, 2: 0, 3: 0, 4: 1} and counts[2].unknown == 0
+
+
+@pytest.mark.matrix
+def test_a_32_component_chain_counts_each_frame_in_4_cache_lines():
+    # Every component passes: per frame the chain writes only the pass row, 32 adjacent u64.
+    pass_ = Hook.XDP.verdicts["pass"]
+    trivial = asm.encode([asm.mov64_imm(asm.R0, pass_), asm.exit_()])
+    components = [Component(f"c{i}", trivial, frozenset({pass_})) for i in range(32)]
+    with link_chain(Hook.XDP, components, counters=True) as chain:
+        fd = chain.load()
+        try:
+            for _ in range(10):
+                run_linked(fd, bytes(64))
+        finally:
+            os.close(fd)
+        layout = chain.counters.layout
+        values = bpf.map_lookup_percpu(layout.map_fd, bytes(4), layout.value_size) or []
+        touched = {n * 8 // 64 for v in values for n, w in enumerate(struct.unpack(f"<{len(v) // 8}Q", v)) if w}
+        assert len(touched) == 4
+        assert all((c.entered, c.verdicts[pass_]) == (10, 10) for c in chain.counters.read())
 
 
 def test_manifest_is_read_back_from_the_program_id(programs):
