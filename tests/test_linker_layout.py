@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bpfunits.linker import asm
-from bpfunits.linker.asm import FP, R0, R1, R2, R6, Insn
+from bpfunits.linker.asm import FP, R0, R1, R2, R3, R6, Insn
 from bpfunits.linker.component import Component, LinkError, shape_of
 from bpfunits.linker.layout import CounterLayout, Mode, Part, assemble
 
@@ -71,9 +71,24 @@ def test_counting_keeps_the_verdict_and_stays_in_its_slot_range():
     insns = assemble([part(*RET_PASS), part(*RET_PASS)], end_verdict=-1, counters=counters).insns
     assert counters.rows == 11 and counters.value_size == 11 * 64
     writes = [i for i in insns if i.code == asm.STX | asm.MEM | asm.DW and i.dst != FP]
-    assert [w.off for w in writes] == [0, 8]  # the component's column; the row is in the pointer
+    # Going on (code 2, row 3): each component's known slot; ending: row in the pointer, after the exit.
+    assert [w.off for w in writes] == [3 * 64, 3 * 64 + 8, 0, 8]
     assert insns.count(asm.mul64_imm(R2, 64)) == 2  # row (verdict) index times a row's bytes
     assert not any(i.dst == R0 for i in insns if i.cls in (asm.ALU, asm.ALU64) and i.code != 0xB7)
+
+
+def test_a_counted_component_going_on_costs_a_compare_and_four_instructions():
+    counters = CounterLayout(map_fd=7, low=0, high=4, components=2)
+    a = assemble([part(*RET_PASS), part(*RET_PASS)], end_verdict=2, counters=counters)
+    insns = a.insns
+    # part 0: mov, ja (its exit); then the compare; its count; then the next part's context reload
+    hot = insns[a.part_starts[0] + 2 : a.part_starts[1] - 1]
+    assert hot[0].code == asm.JMP32 | asm.JNE | asm.K and hot[0].imm == 2
+    slot = hot[1].off
+    assert list(hot[1:]) == [asm.ldx_dw(R1, FP, slot), asm.ldx_dw(R3, R1, 2 * 64), asm.add64_imm(R3, 1),
+                       asm.stx_dw(R1, R3, 2 * 64)]
+    ending = hot[0].off + a.part_starts[0] + 2 + 1
+    assert ending > insns.index(asm.exit_()) and insns[ending] == asm.mov32_reg(R2, R0)
 
 
 @pytest.mark.parametrize(("low", "high"), [(-1, 8), (0, 4)])
@@ -140,3 +155,13 @@ def test_chains_too_long_for_16_bit_jumps_exit_locally():
     assert len(exits) == 4  # one per dispatch, and the shared one
     short = assemble([part(*RET_PASS, proceed=frozenset({1, 2})), part(*RET_PASS)], end_verdict=2).insns
     assert sum(i.is_exit for i in short) == 1
+
+
+def test_a_far_counted_dispatch_counts_an_ending_verdict_in_place():
+    # Past 16-bit jumps the ending count cannot wait after the main code: it sits right there.
+    counters = CounterLayout(map_fd=7, low=0, high=4, components=2)
+    long = (*[asm.mov64_imm(R0, 2)] * 20000, asm.exit_())
+    a = assemble([part(*long), part(*long)], end_verdict=2, counters=counters)
+    compare = a.part_starts[1] - 16  # JEQ, the ending count (9), its exit, the known count (4), reload
+    assert a.insns[compare] == asm.jmp32_imm(asm.JEQ, R0, 2, 10)
+    assert a.insns[compare + 1] == asm.mov32_reg(R2, R0) and a.insns[compare + 10] == asm.exit_()
