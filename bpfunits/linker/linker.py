@@ -55,13 +55,21 @@ class LinkedChain:
         counters: ChainCounters | None,
         manifest_fd: int | None,
         btf: FuncBtf | None,
+        without_frags: tuple[str, ...] = (),
     ) -> None:
         self.hook = hook
+        # XDP: the components that do not declare multi-buffer support; with none, the chain
+        # is loaded with it (BPF_F_XDP_HAS_FRAGS), so that it attaches where frames need frags.
+        self.without_frags = without_frags
         self.assembly = assembly
         self.placements = placements
         self.counters = counters
         self.manifest_fd = manifest_fd
         self.btf = btf
+
+    @property
+    def frags(self) -> bool:
+        return not self.hook.is_tc and not self.without_frags
 
     @property
     def insns(self) -> bytes:
@@ -71,7 +79,8 @@ class LinkedChain:
         """Load the chain as one program of the hook's type; returns its fd (caller closes it).
         The components' maps must still be open."""
         load = partial(bpf.prog_load, prog_type_of(self.hook), self.insns, name=name,
-                       expected_attach_type=expected_attach_type_of(self.hook))
+                       expected_attach_type=expected_attach_type_of(self.hook),
+                       prog_flags=bpf.BPF_F_XDP_HAS_FRAGS if self.frags else 0)
         if self.btf is None:
             return load()
         btf_fd = bpf.btf_load(self.btf.blob)
@@ -155,6 +164,7 @@ def link_chain(
         chain_counters,
         manifest_fd,
         _btf_for(assembly.func_starts),
+        () if hook.is_tc else tuple(c.name for c in components if not c.frags),
     )
 
 

@@ -105,6 +105,9 @@ class LoadedProgram:
     maps: dict[str, MapRef]
     sha256: str
     _release: Callable[[], None] = field(repr=False)
+    # XDP: the program declares it handles multi-buffer frames (SEC("xdp.frags"), loaded with
+    # BPF_F_XDP_HAS_FRAGS).
+    frags: bool = False
     closed: bool = field(default=False, init=False)
 
     def close(self) -> None:
@@ -239,6 +242,11 @@ def _load_in_worker(
             raise LoadError(f"{label}: loading {path} failed: {e}\n{e.output.strip()}".rstrip()) from e
 
 
+def is_frags_section(section: str) -> bool:
+    """libbpf loads the programs of these sections with BPF_F_XDP_HAS_FRAGS."""
+    return section == "xdp.frags" or section.startswith("xdp.frags/")
+
+
 def _loaded_program(program: ProgramFacts, loaded: LoadedObject, hook: Hook, sha256: str) -> LoadedProgram:
     def release() -> None:
         for fd in loaded.fds():
@@ -261,6 +269,7 @@ def _loaded_program(program: ProgramFacts, loaded: LoadedObject, hook: Hook, sha
         maps=maps,
         sha256=sha256,
         _release=release,
+        frags=hook is Hook.XDP and is_frags_section(program.section),
     )
 
 
