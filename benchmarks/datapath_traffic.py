@@ -150,6 +150,8 @@ class Bench:
     sender_if: str
     receiver_if: str
     ifindex: int
+    batch: int
+    evict_kb: int
     fds: list[int] = field(default_factory=list)
     links: list[int] = field(default_factory=list)
 
@@ -225,13 +227,13 @@ class Bench:
 
     def send(self, frames: int) -> float:
         """The sender's CPU ns per frame."""
-        out = subprocess.run(["nsenter", f"--net={netns.ns_path(self.ns)}", str(SENDER), self.sender_if, str(frames)],
-                             check=True, capture_output=True, text=True).stdout
+        out = subprocess.run(["nsenter", f"--net={netns.ns_path(self.ns)}", str(SENDER), self.sender_if, str(frames),
+                              str(self.batch), str(self.evict_kb)], check=True, capture_output=True, text=True).stdout
         return float(out.split()[0])
 
 
 @contextmanager
-def bench() -> Iterator[Bench]:
+def bench(batch: int, evict_kb: int) -> Iterator[Bench]:
     tag = secrets.token_hex(3)
     ns, sender_if, receiver_if = f"bpfd-{tag}", f"bpfd{tag}s", f"bpfd{tag}r"
     run("ip", "netns", "add", ns)
@@ -242,7 +244,7 @@ def bench() -> Iterator[Bench]:
         run("ip", "-n", ns, "link", "add", sender_if, "type", "veth", "peer", "name", receiver_if)
         for ifname in (sender_if, receiver_if):
             run("ip", "-n", ns, "link", "set", ifname, "up")
-        b = Bench(ns, sender_if, receiver_if, netns.ifindex(receiver_if, ns))
+        b = Bench(ns, sender_if, receiver_if, netns.ifindex(receiver_if, ns), batch, evict_kb)
         yield b
     finally:
         if b:
@@ -290,7 +292,8 @@ def report(samples: dict[Key, list[float]], args: argparse.Namespace) -> dict[st
     slope (its two sizes ran back to back, so the slow drift of a busy machine cancels)."""
     lo, hi = SIZES
     ns = {key: statistics.median(v) for key, v in samples.items()}
-    print(f"real frames through a veth pair: {args.frames} x 64-byte frames per run, sendmmsg; "
+    print(f"real frames through a veth pair: {args.frames} x 64-byte frames per run, sendmmsg of {args.batch}"
+          f"{f', {args.evict_kb} KiB written between batches' if args.evict_kb else ''}; "
           f"{args.rounds} interleaved rounds; sender CPU ns per frame (median)")
     print(f"no program on the hook: {ns['tc-ingress', 'no program', 0]:.0f} ns per frame")
     slopes = {}
@@ -328,10 +331,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--frames", type=int, default=300_000)
+    parser.add_argument("--batch", type=int, default=64, help="frames per sendmmsg (1..64)")
+    parser.add_argument("--evict-kb", type=int, default=0,
+                        help="KiB of memory the sender writes after each batch (a busy machine's cache pressure)")
     args = parser.parse_args()
     run("make", "-s", "-C", str(REPO / "benchmarks"))
     started, load_before = time.monotonic(), os.getloadavg()[0]
-    with bench() as b:
+    with bench(args.batch, args.evict_kb) as b:
         samples = measure(b, setups(b), args.rounds, args.frames)
     report(samples, args)
     print(f"\n{busy_line(load_before, started)}")

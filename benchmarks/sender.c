@@ -1,7 +1,9 @@
 // Sends COUNT 64-byte test frames (broadcast, EtherType 0x88B5) out of IFNAME with sendmmsg, in
 // batches of 64, and prints the process's CPU time and wall time per frame in ns. On a veth the
 // peer's receive path (tc, XDP, the stack) runs in this process's softirqs, so its CPU time per
-// frame is the whole path's cost. Usage: sender IFNAME COUNT
+// frame is the whole path's cost. Usage: sender IFNAME COUNT [BATCH [EVICT_KB]]: with EVICT_KB,
+// the sender writes that many KiB of memory of its own after each batch, as other work on a busy
+// machine would, so that the receive path finds less of its data in the caches.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -26,11 +28,18 @@ static double now_ns(clockid_t clock)
 
 int main(int argc, char **argv)
 {
-	if (argc != 3) {
-		fprintf(stderr, "usage: %s IFNAME COUNT\n", argv[0]);
+	if (argc < 3 || argc > 5) {
+		fprintf(stderr, "usage: %s IFNAME COUNT [BATCH [EVICT_KB]]\n", argv[0]);
 		return 2;
 	}
 	long count = atol(argv[2]);
+	int max_batch = argc > 3 ? atoi(argv[3]) : BATCH;
+	size_t evict = argc > 4 ? (size_t)atol(argv[4]) << 10 : 0;
+	unsigned char *scratch = evict ? malloc(evict) : NULL;
+	if (max_batch < 1 || max_batch > BATCH || (evict && !scratch)) {
+		fprintf(stderr, "BATCH is 1..%d\n", BATCH);
+		return 2;
+	}
 	int fd = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_TEST));
 	struct sockaddr_ll addr = {.sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_TEST),
 				   .sll_ifindex = (int)if_nametoindex(argv[1])};
@@ -48,10 +57,12 @@ int main(int argc, char **argv)
 		msgs[i] = (struct mmsghdr){.msg_hdr = {.msg_iov = &iov, .msg_iovlen = 1}};
 
 	long sent = 0, refused = 0;
-	double cpu0 = now_ns(CLOCK_PROCESS_CPUTIME_ID), wall0 = now_ns(CLOCK_MONOTONIC);
+	double cpu = 0, wall0 = now_ns(CLOCK_MONOTONIC);
 	while (sent < count) {
-		int batch = count - sent < BATCH ? (int)(count - sent) : BATCH;
+		int batch = count - sent < max_batch ? (int)(count - sent) : max_batch;
+		double cpu0 = now_ns(CLOCK_PROCESS_CPUTIME_ID);  // the eviction is not the path's cost
 		int n = sendmmsg(fd, msgs, batch, 0);
+		cpu += now_ns(CLOCK_PROCESS_CPUTIME_ID) - cpu0;
 		if (n < 0) {
 			if (errno != ENOBUFS && errno != EAGAIN) {
 				perror("sendmmsg");
@@ -61,8 +72,10 @@ int main(int argc, char **argv)
 			continue;
 		}
 		sent += n;
+		if (evict)
+			memset(scratch, (int)sent, evict);
 	}
-	double cpu = now_ns(CLOCK_PROCESS_CPUTIME_ID) - cpu0, wall = now_ns(CLOCK_MONOTONIC) - wall0;
+	double wall = now_ns(CLOCK_MONOTONIC) - wall0;
 	printf("%.2f %.2f %ld\n", cpu / sent, wall / sent, refused);
 	return 0;
 }
