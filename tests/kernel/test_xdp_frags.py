@@ -12,7 +12,7 @@ import pytest
 
 from bpfunits.hooks import frags
 from bpfunits.sys import bpf
-from tests.kernel.test_reconcile import cli, hooks, unit
+from tests.kernel.test_reconcile import cli, hooks, run_json, unit
 from tests.timing import scaled
 from tests.traffic import frame, send_frames
 from tests.unitfiles import write
@@ -64,6 +64,10 @@ def test_chain_with_a_component_without_frags_is_refused_on_a_jumbo_mtu(
         assert f"{veth_pair.if_a}: its MTU {JUMBO} needs multi-buffer XDP" in xdp["errors"][0]
         assert 'unit 20-count does not declare it (SEC("xdp.frags"))' in xdp["errors"][0]
         assert xdp["prog_id"] is None  # nothing attached
+    _, doc = run_json(capsys, "status", "--netns", veth_pair.ns_a, "--units-dir", str(units),
+                      "--bpffs-root", str(bpffs_root.path), "--json")
+    status = hooks(doc)[(veth_pair.if_a, "xdp")]
+    assert any("unit 20-count does not declare it" in e for e in status["errors"]), status
     set_mtu(veth_pair, frags.single_buffer_mtu())
     code, doc = cli(capsys, veth_pair, units, bpffs_root)
     assert hooks(doc)[(veth_pair.if_a, "xdp")]["outcome"] == "applied"
