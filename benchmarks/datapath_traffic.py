@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 REPO = Path(__file__).resolve().parents[1]
@@ -107,10 +108,10 @@ class ComponentMajor(CounterLayout):
 
 
 class _ComponentMajorCounters(ChainCounters):
-    def __init__(self, hook: Hook, names: list[str]) -> None:
-        super().__init__(hook, names)  # its map is at least as large as the old layout needs
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)  # its map is at least as large as the old layout needs
         c = self.layout
-        self.layout = ComponentMajor(c.map_fd, c.low, c.high, c.components)
+        self.layout = ComponentMajor(c.map_fd, c.low, c.high, c.proceed_on, c.reachable)
 
 
 def _count_then_dispatch(

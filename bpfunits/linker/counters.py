@@ -38,10 +38,10 @@ class ComponentCounts:
 class ChainCounters:
     """Owns the counter map (close() releases it; a loaded program keeps its own reference)."""
 
-    def __init__(self, hook: Hook, names: list[str]) -> None:
+    def __init__(self, hook: Hook, names: list[str], proceed_on: list[frozenset[int]], reachable: int) -> None:
         low, high = verdict_range(hook)
         self.names = list(names)
-        shape = CounterLayout(-1, low, high, len(self.names))
+        shape = CounterLayout(-1, low, high, tuple(proceed_on), reachable)
         if shape.value_size > VALUE_MAX:
             raise LinkError(f"too many components ({len(self.names)}) to count")
         fd = bpf.map_create(bpf.MapType.PERCPU_ARRAY, 4, shape.value_size, 1, name=MAP_NAME)
@@ -67,14 +67,18 @@ def read_counts(layout: CounterLayout, names: list[str]) -> list[ComponentCounts
         for n, count in enumerate(struct.unpack(f"<{words}Q", value)):
             totals[n] += count
 
-    def total(i: int, row: int) -> int:
-        return totals[layout.offset(i, row) // 8]
-
     last = layout.rows - 1
-    return [
-        ComponentCounts(name, {layout.low + r: total(i, r) for r in range(last)}, total(i, last))
-        for i, name in enumerate(names)
-    ]
+    out: list[ComponentCounts] = []
+    entered_next = 0  # packets that entered the component after this one
+    for i in reversed(range(len(names))):
+        row = [totals[layout.offset(i, r) // 8] for r in range(layout.rows)]
+        code = layout.derived(i)
+        if code is not None:
+            row[code - layout.low] = entered_next
+        counts = ComponentCounts(names[i], {layout.low + r: row[r] for r in range(last)}, row[last])
+        entered_next = counts.entered
+        out.append(counts)
+    return out[::-1]
 
 
 def read_counters(prog_id: int) -> list[ComponentCounts] | None:
@@ -87,7 +91,9 @@ def read_counters(prog_id: int) -> list[ComponentCounts] | None:
             return None
         low, high = verdict_range(Hook(manifest.hook))
         names = [e.unit for e in manifest.components]
-        layout = CounterLayout(fds[MAP_NAME], low, high, len(names))
+        reachable = sum(e.mode != "unreachable" for e in manifest.components)
+        layout = CounterLayout(fds[MAP_NAME], low, high, tuple(frozenset(e.proceed_on) for e in manifest.components),
+                               reachable)
         if bpf.map_info(layout.map_fd).value_size != layout.value_size:
             return None  # not the layout this manifest's chain would have
         return read_counts(layout, names)

@@ -49,17 +49,32 @@ CACHE_LINE = 64
 
 @dataclass(frozen=True)
 class CounterLayout:
-    """The verdict counters of a chain's `components`, in the single value of a per-CPU array:
+    """The verdict counters of a chain's components, in the single value of a per-CPU array:
     one row per verdict code from `low` to `high` and a last one for any other code, each row one
     u64 per component (entered = the sum of a component's column). Verdict-major, so that the
-    one slot each component touches on the common path (its usual verdict) sits beside the
-    others': a 32-component chain writes 4 cache lines per frame, not 32. Rows start on a cache
-    line of the value."""
+    slots the components touch on the common path sit side by side (a 32-component chain: 4
+    cache lines at most, not 32). Rows start on a cache line of the value.
+
+    A component with one proceed verdict, followed by another that runs, has its count of that
+    verdict derived rather than written: it is the number of packets that entered the next
+    component. So going on through such a component costs nothing but its dispatch compare;
+    the chain writes one count per packet where it ends, and one for each component with
+    several proceed verdicts."""
 
     map_fd: int
     low: int
     high: int
-    components: int
+    proceed_on: tuple[frozenset[int], ...]  # per component, in run order
+    reachable: int  # the components that can run (those after one that never proceeds cannot)
+
+    @property
+    def components(self) -> int:
+        return len(self.proceed_on)
+
+    def derived(self, component: int) -> int | None:
+        """The verdict whose count of `component` is derived (see above), or None."""
+        codes = self.proceed_on[component]
+        return next(iter(codes)) if len(codes) == 1 and component < self.reachable - 1 else None
 
     @property
     def rows(self) -> int:
@@ -300,13 +315,15 @@ def _emit_counted_dispatch(
     e: _Emitter, c: CounterLayout, i: int, slot: int, proceed_on: frozenset[int], far: bool
 ) -> bool:
     """Dispatch as _emit_dispatch does, counting the verdict on the way. A proceed verdict is
-    counted in its own known slot (4 instructions), so a component going on costs a compare and
-    those; any other verdict is counted by the generic code, which is placed after the main code
-    (returns True: the caller emits it at label ("slow", i)) unless that may be too far away."""
+    counted in its own known slot (4 instructions), unless its count is derived (CounterLayout):
+    then going on costs the compare alone. Any other verdict is counted by the generic code,
+    which is placed after the main code (returns True: the caller emits it at label ("slow", i))
+    unless that may be too far away."""
     codes = sorted(proceed_on)
     if not codes:
         e.emit(*_count_any(c, i, slot))  # the chain ends here, whatever the verdict
         return False
+    counted = c.derived(i) is None
     for code in codes[:-1]:
         e.emit_to(asm.jmp32_imm(asm.JEQ, R0, code, 0), ("hot", i, code))
     if far:
@@ -314,7 +331,8 @@ def _emit_counted_dispatch(
         e.emit(asm.jmp32_imm(asm.JEQ, R0, codes[-1], len(ending)), *ending)
     else:
         e.emit_to(asm.jmp32_imm(asm.JNE, R0, codes[-1], 0), ("slow", i))
-    e.emit(*_count_known(c, i, slot, codes[-1]))
+    if counted:
+        e.emit(*_count_known(c, i, slot, codes[-1]))
     for code in codes[:-1]:
         e.emit_to(asm.ja(0), ("next", i))
         e.mark(("hot", i, code))

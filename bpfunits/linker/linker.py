@@ -140,7 +140,9 @@ def link_chain(
             stopper = c.name
     own_maps = int(counters) + int(manifest is not None)
     _check_map_count(hook, [p for p, _ in parts if p.mode is not Mode.UNREACHABLE], own_maps)
-    chain_counters = ChainCounters(hook, [c.name for c in components]) if counters else None
+    reachable = sum(p.mode is not Mode.UNREACHABLE for p, _ in parts)
+    chain_counters = (ChainCounters(hook, [c.name for c in components], [c.proceed_on for c in components], reachable)
+                      if counters else None)
     manifest_fd = None
     try:
         if manifest is not None:
