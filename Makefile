@@ -54,7 +54,7 @@ demo: host venv bpf
 	$(PY) scripts/demo.py
 
 # Per-program cost on real traffic through a veth pair against tcx, cls_bpf and tail calls; root,
-# about 2 minutes (builds the C sender with `make -C benchmarks`).
+# about 3-4 minutes (builds the C sender with `make -C benchmarks`).
 .PHONY: bench-datapath
 bench-datapath: venv bpf
 	$(MAKE) -C benchmarks
