@@ -54,6 +54,13 @@ clean:
 demo: host venv bpf
 	$(PY) scripts/demo.py
 
+# Per-program cost on real traffic through a veth pair against tcx, cls_bpf and tail calls; root,
+# about 3-4 minutes (builds the C sender with `make -C benchmarks`).
+.PHONY: bench-datapath
+bench-datapath: venv bpf
+	$(MAKE) -C benchmarks
+	$(PY) benchmarks/datapath_traffic.py
+
 # Control-plane figures (edit latency, cold reconcile, idle daemon); root, ~2.5 minutes.
 .PHONY: bench-control-plane
 bench-control-plane: venv bpf

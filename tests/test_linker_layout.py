@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bpfunits.linker import asm
-from bpfunits.linker.asm import FP, R0, R1, R6, Insn
+from bpfunits.linker.asm import FP, R0, R1, R2, R3, R6, Insn
 from bpfunits.linker.component import Component, LinkError, shape_of
 from bpfunits.linker.layout import CounterLayout, Mode, Part, assemble
 
@@ -15,6 +15,10 @@ def part(*insns: Insn, proceed=frozenset({2}), mode=Mode.INLINE, depth=0) -> Par
 
 
 RET_PASS = (asm.mov64_imm(R0, 2), asm.exit_())
+
+
+def layout_of(low: int, high: int, components: int, proceed_on=frozenset({2})) -> CounterLayout:
+    return CounterLayout(7, low, high, (proceed_on,) * components, components)
 WITH_SUB = (asm.call_pseudo(2), asm.exit_(), asm.exit_(), asm.mov64_imm(R0, 2), asm.exit_())
 
 
@@ -67,18 +71,56 @@ def test_called_components_keep_context_in_r6_and_are_placed_whole():
 
 
 def test_counting_keeps_the_verdict_and_stays_in_its_slot_range():
-    counters = CounterLayout(map_fd=7, low=-1, high=8)
+    counters = layout_of(-1, 8, 2)
     insns = assemble([part(*RET_PASS), part(*RET_PASS)], end_verdict=-1, counters=counters).insns
-    assert counters.slots == 11
+    assert counters.rows == 11 and counters.value_size == 11 * 64
     writes = [i for i in insns if i.code == asm.STX | asm.MEM | asm.DW and i.dst != FP]
-    assert [w.off for w in writes] == [0, 88]
+    # Going on (code 2, row 3): only the last component's known slot (the first's is derived);
+    # ending: the row in the pointer, after the exit.
+    assert [w.off for w in writes] == [3 * 64 + 8, 0, 8]
+    assert insns.count(asm.mul64_imm(R2, 64)) == 2  # row (verdict) index times a row's bytes
     assert not any(i.dst == R0 for i in insns if i.cls in (asm.ALU, asm.ALU64) and i.code != 0xB7)
+
+
+def test_a_counted_component_going_on_costs_its_compare_alone_when_its_count_is_derived():
+    proceed = (frozenset({2}), frozenset({2, 3}), frozenset({2}))
+    counters = CounterLayout(7, 0, 4, proceed, reachable=3)
+    a = assemble([part(*RET_PASS, proceed=p) for p in proceed], end_verdict=2, counters=counters)
+    insns = a.insns
+    assert [counters.derived(i) for i in range(3)] == [2, None, None]  # one proceed verdict, not the last
+    # part 0: mov, ja (its exit); then the compare alone; then the next part's context reload
+    at = a.part_starts[0] + 2
+    assert insns[at : a.part_starts[1] - 1] == (asm.jmp32_imm(asm.JNE, R0, 2, insns[at].off),)
+    slow = insns.index(asm.mov32_reg(R2, R0))  # the first ending count, after the main code's exit
+    assert at + insns[at].off + 1 == slow and insns[slow - 1] == asm.exit_()
+    # part 1 (two proceed verdicts) and part 2 (the last) count what goes on in known slots.
+    written = [i.off for i in insns[:slow] if i.code == asm.STX | asm.MEM | asm.DW and i.dst != FP]
+    assert written == [3 * 64 + 8, 2 * 64 + 8, 2 * 64 + 16]
+    slot = insns[a.part_starts[2] + 3].off
+    assert list(insns[a.part_starts[2] + 3 : a.part_starts[2] + 7]) == [
+        asm.ldx_dw(R1, FP, slot), asm.ldx_dw(R3, R1, 2 * 64 + 16), asm.add64_imm(R3, 1), asm.stx_dw(R1, R3, 2 * 64 + 16)]
+
+
+def test_no_count_is_derived_past_the_last_component_that_runs():
+    layout = CounterLayout(7, 0, 4, (frozenset({2}), frozenset(), frozenset({2})), reachable=2)
+    assert [layout.derived(i) for i in range(3)] == [2, None, None]
+
+
+@pytest.mark.parametrize(("low", "high"), [(-1, 8), (0, 4)])
+def test_one_verdict_of_32_components_lies_in_4_cache_lines(low, high):
+    # What a chain of 32 components touches per frame when each returns its usual verdict.
+    layout = layout_of(low, high, 32)
+    for row in range(layout.rows):
+        offsets = [layout.offset(i, row) for i in range(32)]
+        assert len({o // 64 for o in offsets}) == 4 and offsets == sorted(offsets)
+    every = {layout.offset(i, r) for i in range(32) for r in range(layout.rows)}
+    assert len(every) == 32 * layout.rows and max(every) + 8 <= layout.value_size
 
 
 def test_counter_lookup_is_null_checked_before_its_result_is_kept():
     # Kernels before the verifier's map-lookup nullness elision (5.10, 6.1, 6.12) refuse a
     # pointer from bpf_map_lookup_elem that is used unchecked, even for key 0 of an array.
-    counters = CounterLayout(map_fd=7, low=-1, high=8)
+    counters = layout_of(-1, 8, 1)
     insns = assemble([part(*RET_PASS)], end_verdict=-1, counters=counters).insns
     lookup = insns.index(asm.call_helper(asm.HELPER_MAP_LOOKUP_ELEM))
     check, fallback, leave, keep = insns[lookup + 1 : lookup + 5]
@@ -128,3 +170,13 @@ def test_chains_too_long_for_16_bit_jumps_exit_locally():
     assert len(exits) == 4  # one per dispatch, and the shared one
     short = assemble([part(*RET_PASS, proceed=frozenset({1, 2})), part(*RET_PASS)], end_verdict=2).insns
     assert sum(i.is_exit for i in short) == 1
+
+
+def test_a_far_counted_dispatch_counts_an_ending_verdict_in_place():
+    # Past 16-bit jumps the ending count cannot wait after the main code: it sits right there.
+    counters = layout_of(0, 4, 2)
+    long = (*[asm.mov64_imm(R0, 2)] * 20000, asm.exit_())
+    a = assemble([part(*long), part(*long)], end_verdict=2, counters=counters)
+    compare = a.part_starts[1] - 12  # JEQ, the ending count (9), its exit, the context reload
+    assert a.insns[compare] == asm.jmp32_imm(asm.JEQ, R0, 2, 10)
+    assert a.insns[compare + 1] == asm.mov32_reg(R2, R0) and a.insns[compare + 10] == asm.exit_()

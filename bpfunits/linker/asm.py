@@ -18,7 +18,7 @@ JA, JEQ, JGT, JGE, JSET, JNE, JSGT, JSGE, CALL, EXIT, JLT, JLE, JSLT, JSLE = (
     0x00, 0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x80, 0x90, 0xA0, 0xB0, 0xC0, 0xD0,
 )  # fmt: skip
 # ALU operations.
-ADD, LSH, MOV = 0x00, 0x60, 0xB0
+ADD, MUL, LSH, MOV = 0x00, 0x20, 0x60, 0xB0
 # Source operand: immediate (K) or register (X).
 K, X = 0x00, 0x08
 # Memory modes (code & 0xe0) and sizes (code & 0x18).
@@ -152,6 +152,10 @@ def add64_imm(dst: int, imm: int) -> Insn:
 
 def add64_reg(dst: int, src: int) -> Insn:
     return Insn(ALU64 | ADD | X, dst, src, 0, 0)
+
+
+def mul64_imm(dst: int, imm: int) -> Insn:
+    return Insn(ALU64 | MUL | K, dst, 0, 0, imm)
 
 
 def lsh64_imm(dst: int, imm: int) -> Insn:

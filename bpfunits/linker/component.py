@@ -40,6 +40,7 @@ class Component:
     tag: str = ""
     stack_depths: tuple[int, ...] | None = None  # the verifier's, per function, when known
     maps: tuple[tuple[str, int], ...] = ()  # the program's maps (name, id), which its insns embed
+    frags: bool = False  # XDP: handles multi-buffer frames (loaded with BPF_F_XDP_HAS_FRAGS)
 
     @property
     def insns(self) -> bytes:
@@ -163,9 +164,10 @@ class Loaded(Instructions, Protocol):
     sha256: str
     tag: str
     maps: dict  # name -> a map reference with an `id`
+    frags: bool
 
 
 def component_of(name: str, loaded: Loaded, proceed_on: frozenset[int]) -> Component:
     """The component of a loaded program, which must stay open until the chain is loaded."""
     maps = tuple(sorted((map_name, ref.id) for map_name, ref in loaded.maps.items()))
-    return Component(name, loaded, frozenset(proceed_on), loaded.sha256, loaded.tag, maps=maps)
+    return Component(name, loaded, frozenset(proceed_on), loaded.sha256, loaded.tag, maps=maps, frags=loaded.frags)

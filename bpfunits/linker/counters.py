@@ -1,11 +1,12 @@
 """Per-component verdict counters of a linked chain: a per-CPU array whose value holds, for each
-component, one u64 per verdict code and one for any other code. A component's packets entered is
-the sum of its verdicts, so each component costs one increment.
+component, one u64 per verdict code and one for any other code, laid out as CounterLayout says
+(verdict-major, for the cache). A component's packets entered is the sum of its verdicts.
 
 The chain counts into key 0. Key 1, which only user space writes, holds what each unit had counted
-on the hook before this chain replaced the one there (see `carried`): every count is the sum of
-both keys, so counters never go back while a unit stays on its hook. read_counts is the one
-reader of that layout, write_base its one writer from user space."""
+on the hook before this chain replaced the one there (see `carried`), every verdict written out in
+the same layout: every count is the sum of both keys, so counters never go back while a unit stays
+on its hook. read_counts is the one reader of that layout, write_base its one writer from user
+space."""
 
 from __future__ import annotations
 
@@ -13,17 +14,22 @@ import os
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bpfunits.hooks import Hook
 from bpfunits.sys import bpf
+from bpfunits.linker.component import LinkError
 from bpfunits.linker.layout import CounterLayout
 from bpfunits.linker.manifest import manifest_of
 
 
-MAP_NAME = "bpfu_counters"
+# Named for the verdict-major layout: a chain whose counters were laid out otherwise (an older
+# bpfunits) has no map of this name, and shows no counters rather than wrong ones.
+MAP_NAME = "bpfu_counts"
 _KEY = struct.pack("<I", 0)
 _BASE_KEY = struct.pack("<I", 1)
+# The kernel's limit on a per-CPU map value (PCPU_MIN_UNIT_SIZE).
+VALUE_MAX = 32768
 
 
 @dataclass(frozen=True)
@@ -40,12 +46,14 @@ class ComponentCounts:
 class ChainCounters:
     """Owns the counter map (close() releases it; a loaded program keeps its own reference)."""
 
-    def __init__(self, hook: Hook, names: list[str]) -> None:
+    def __init__(self, hook: Hook, names: list[str], proceed_on: list[frozenset[int]], reachable: int) -> None:
         low, high = verdict_range(hook)
         self.names = list(names)
-        value_size = len(self.names) * (high - low + 2) * 8
-        fd = bpf.map_create(bpf.MapType.PERCPU_ARRAY, 4, value_size, 2, name=MAP_NAME)
-        self.layout = CounterLayout(fd, low, high)
+        shape = CounterLayout(-1, low, high, tuple(proceed_on), reachable)
+        if shape.value_size > VALUE_MAX:
+            raise LinkError(f"too many components ({len(self.names)}) to count")
+        fd = bpf.map_create(bpf.MapType.PERCPU_ARRAY, 4, shape.value_size, 2, name=MAP_NAME)
+        self.layout = replace(shape, map_fd=fd)
 
     def read(self) -> list[ComponentCounts]:
         return read_counts(self.layout, self.names)
@@ -61,28 +69,35 @@ def verdict_range(hook: Hook) -> tuple[int, int]:
 
 def read_counts(layout: CounterLayout, names: list[str], carried: list[int] | None = None,
                 lookup: bpf.PercpuLookup | None = None) -> list[ComponentCounts]:
-    """Each component's counts, summed over CPUs and over the chain's own and carried counts (a
-    chain from before carried counts has no key 1). `carried`: key 1 as read_carried() found it
-    earlier, rather than read again; `lookup`: key 0's, made once for many reads."""
-    totals = _sum(layout, names, _KEY, lookup)
-    for n, count in enumerate(_sum(layout, names, _BASE_KEY) if carried is None else carried):
-        totals[n] += count
-    slots = layout.slots
-    out = []
-    for i, name in enumerate(names):
-        row = totals[i * slots : (i + 1) * slots]
-        out.append(ComponentCounts(name, {layout.low + s: row[s] for s in range(slots - 1)}, row[-1]))
-    return out
+    """Each component's counts, summed over CPUs, the chain's own (key 0) plus those carried
+    over to it (key 1; none in a chain from before carried counts). `carried`: key 1's words as
+    read_carried() found them earlier, rather than read again; `lookup`: key 0's, made once for
+    many reads."""
+    live = _sum(layout, _KEY, lookup)
+    base = _sum(layout, _BASE_KEY) if carried is None else carried
+    last = layout.rows - 1
+    out: list[ComponentCounts] = []
+    entered_next = 0  # packets that entered the component after this one in this chain
+    for i in reversed(range(len(names))):
+        row = [live[layout.offset(i, r) // 8] for r in range(layout.rows)]
+        code = layout.derived(i)
+        if code is not None:
+            row[code - layout.low] = entered_next  # derived, in this chain's own counts only
+        entered_next = sum(row)
+        row = [count + base[layout.offset(i, r) // 8] for r, count in enumerate(row)]
+        out.append(ComponentCounts(names[i], {layout.low + r: row[r] for r in range(last)}, row[last]))
+    return out[::-1]
 
 
-def read_carried(layout: CounterLayout, names: list[str]) -> list[int]:
-    """Key 1, for read_counts to add."""
-    return _sum(layout, names, _BASE_KEY)
+def read_carried(layout: CounterLayout) -> list[int]:
+    """Key 1's words, for read_counts to add."""
+    return _sum(layout, _BASE_KEY)
 
 
-def _sum(layout: CounterLayout, names: list[str], key: bytes, lookup: bpf.PercpuLookup | None = None) -> list[int]:
-    words = len(names) * layout.slots
-    values = lookup() if lookup is not None else bpf.map_lookup_percpu(layout.map_fd, key, words * 8)
+def _sum(layout: CounterLayout, key: bytes, lookup: bpf.PercpuLookup | None = None) -> list[int]:
+    """The words of `key`'s value, each summed over CPUs."""
+    words = layout.value_size // 8
+    values = lookup() if lookup is not None else bpf.map_lookup_percpu(layout.map_fd, key, layout.value_size)
     if not values:
         return [0] * words
     form = struct.Struct(f"<{words}Q")
@@ -91,17 +106,16 @@ def _sum(layout: CounterLayout, names: list[str], key: bytes, lookup: bpf.Percpu
 
 def write_base(layout: CounterLayout, names: list[str], counts: dict[str, ComponentCounts]) -> None:
     """Set the carried counts (key 1) of the components `names` to `counts` (by unit; 0 for the
-    others), on the first CPU: readers sum over CPUs."""
-    slots = layout.slots
-    row = [0] * (len(names) * slots)
+    others), every verdict written out, on the first CPU: readers sum over CPUs."""
+    words = [0] * (layout.value_size // 8)
     for i, name in enumerate(names):
         c = counts.get(name)
         if c is None:
             continue
-        for s in range(slots - 1):
-            row[i * slots + s] = c.verdicts.get(layout.low + s, 0)
-        row[i * slots + slots - 1] = c.unknown
-    value = struct.pack(f"<{len(row)}Q", *row)
+        for r in range(layout.rows - 1):
+            words[layout.offset(i, r) // 8] = c.verdicts.get(layout.low + r, 0)
+        words[layout.offset(i, layout.rows - 1) // 8] = c.unknown
+    value = struct.pack(f"<{len(words)}Q", *words)
     bpf.map_update(layout.map_fd, _BASE_KEY, value + bytes(len(value) * (bpf.possible_cpus() - 1)))
 
 
@@ -113,8 +127,8 @@ class OpenCounters:
         self.names = names
         # The carried counts are written only around the swap that puts the chain on its hook
         # (see carried), which is over by the time anyone finds the chain there: read once.
-        self._carried = read_carried(layout, names)
-        self._lookup = bpf.PercpuLookup(layout.map_fd, _KEY, len(names) * layout.slots * 8)
+        self._carried = read_carried(layout)
+        self._lookup = bpf.PercpuLookup(layout.map_fd, _KEY, layout.value_size)
 
     def read(self) -> list[ComponentCounts]:
         return read_counts(self.layout, self.names, self._carried, self._lookup)
@@ -125,7 +139,7 @@ class OpenCounters:
 
 def open_counters(prog_id: int) -> OpenCounters | None:
     """The counters of the linked chain with this program id, named by its manifest; None when
-    the program has no counters or no manifest."""
+    the program has no counters or no manifest, or counters of another layout."""
     fds = bpf.prog_map_fds(prog_id)
     try:
         manifest = manifest_of(fds)
@@ -133,7 +147,13 @@ def open_counters(prog_id: int) -> OpenCounters | None:
             return None
         low, high = verdict_range(Hook(manifest.hook))
         names = [e.unit for e in manifest.components]
-        return OpenCounters(CounterLayout(fds.pop(MAP_NAME), low, high), names)
+        reachable = sum(e.mode != "unreachable" for e in manifest.components)
+        layout = CounterLayout(fds[MAP_NAME], low, high, tuple(frozenset(e.proceed_on) for e in manifest.components),
+                               reachable)
+        if bpf.map_info(layout.map_fd).value_size != layout.value_size:
+            return None  # not the layout this manifest's chain would have
+        fds.pop(MAP_NAME)
+        return OpenCounters(layout, names)
     finally:
         for fd in fds.values():
             os.close(fd)

@@ -44,18 +44,53 @@ class Part:
     tail_call_prefix: int | None = None
 
 
+CACHE_LINE = 64
+
+
 @dataclass(frozen=True)
 class CounterLayout:
-    """Per component, one u64 per verdict code from `low` to `high` and one for any other code,
-    in the single value of a per-CPU array; entered = the sum of a component's slots."""
+    """The verdict counters of a chain's components, in the single value of a per-CPU array:
+    one row per verdict code from `low` to `high` and a last one for any other code, each row one
+    u64 per component (entered = the sum of a component's column). Verdict-major, so that the
+    slots the components touch on the common path sit side by side (a 32-component chain: 4
+    cache lines at most, not 32). Rows start on a cache line of the value.
+
+    A component with one proceed verdict, followed by another that runs, has its count of that
+    verdict derived rather than written: it is the number of packets that entered the next
+    component. So going on through such a component costs nothing but its dispatch compare;
+    the chain writes one count per packet where it ends, and one for each component with
+    several proceed verdicts."""
 
     map_fd: int
     low: int
     high: int
+    proceed_on: tuple[frozenset[int], ...]  # per component, in run order
+    reachable: int  # the components that can run (those after one that never proceeds cannot)
 
     @property
-    def slots(self) -> int:
+    def components(self) -> int:
+        return len(self.proceed_on)
+
+    def derived(self, component: int) -> int | None:
+        """The verdict whose count of `component` is derived (see above), or None."""
+        codes = self.proceed_on[component]
+        return next(iter(codes)) if len(codes) == 1 and component < self.reachable - 1 else None
+
+    @property
+    def rows(self) -> int:
         return self.high - self.low + 2
+
+    @property
+    def row_bytes(self) -> int:
+        return -(-self.components * 8 // CACHE_LINE) * CACHE_LINE
+
+    @property
+    def value_size(self) -> int:
+        return self.rows * self.row_bytes
+
+    def offset(self, component: int, row: int) -> int:
+        """Where in the value the count of `component` for row `row` (code low + row) lies."""
+        return row * self.row_bytes + component * 8
 
 
 @dataclass(frozen=True)
@@ -108,7 +143,9 @@ class _Emitter:
 
 _EXIT = "exit"
 _PROLOGUE_MAX = 19  # manifest reference, context save, counter lookup and its check, final return
-_PART_OVERHEAD_MAX = 16  # context reload, laundering, counting, the exit of a far dispatch
+# Context reload, laundering, the exit of a far dispatch, the count of an ending verdict.
+_PART_OVERHEAD_MAX = 28
+_PER_CODE_MAX = 6  # per proceed verdict: its compare, and with counters its count and a jump on
 
 
 def assemble(
@@ -149,18 +186,17 @@ def assemble(
                 f"unit {part.name}: it makes tail calls, which the kernel allows only with less than "
                 f"{TAIL_CALL_STACK_MAX} bytes of stack in the frames below; the chain's own frame takes {frame}"
             )
-    if counters and len(parts) * counters.slots * 8 > asm.JUMP_OFF_MAX:
-        raise LinkError(f"too many components ({len(parts)}) to count")
 
     # An upper bound of the main function's length: past 16 bits, jumps to the shared exit
     # may not reach it.
     main_bound = _PROLOGUE_MAX + sum(
-        (p.shape.main_len if p.mode is Mode.INLINE else 1) + _PART_OVERHEAD_MAX + len(p.proceed_on)
+        (p.shape.main_len if p.mode is Mode.INLINE else 1) + _PART_OVERHEAD_MAX + _PER_CODE_MAX * len(p.proceed_on)
         for p in parts
     )
     far = main_bound > asm.JUMP_OFF_MAX
 
     e = _Emitter()
+    slow: list[int] = []  # parts whose ending verdicts are counted after the main code
     if manifest_fd is not None:
         # Only so that the manifest map is among the program's maps; r2 is free here.
         e.emit(*asm.ld_map_fd(R2, manifest_fd))
@@ -183,12 +219,19 @@ def assemble(
                 assert verdict_slot is not None  # reserved above for every called part that tail-calls
                 _emit_launder(e, verdict_slot)
         if counters:
-            _emit_count(e, counters, i, counter_slot)
-        _emit_dispatch(e, part.proceed_on, far)
+            if _emit_counted_dispatch(e, counters, i, counter_slot, part.proceed_on, far):
+                slow.append(i)
+        else:
+            _emit_dispatch(e, part.proceed_on, far)
     if parts[-1].proceed_on:
         e.emit(asm.mov64_imm(R0, end_verdict))
     e.mark(_EXIT)
     e.emit(asm.exit_())
+    if counters:
+        # Off the common path, after it: counting a verdict that ends the chain.
+        for i in slow:
+            e.mark(("slow", i))
+            e.emit(*_count_any(counters, i, counter_slot), asm.exit_())
 
     func_starts = [0]
     for i, part in enumerate(parts):
@@ -268,19 +311,54 @@ def _emit_counter_lookup(
     e.emit(asm.ldx_dw(R1, FP, ctx_slot) if ctx_slot is not None else asm.mov64_reg(R1, R6))
 
 
-def _emit_count(e: _Emitter, c: CounterLayout, i: int, slot: int) -> None:
-    """counters[i][w0 - low, or the last slot for an unknown code] += 1, keeping r0."""
-    last = c.slots - 1
-    e.emit(asm.mov32_reg(R2, R0))
-    if c.low:
-        e.emit(asm.add32_imm(R2, -c.low))
-    e.emit(
+def _emit_counted_dispatch(
+    e: _Emitter, c: CounterLayout, i: int, slot: int, proceed_on: frozenset[int], far: bool
+) -> bool:
+    """Dispatch as _emit_dispatch does, counting the verdict on the way. A proceed verdict is
+    counted in its own known slot (4 instructions), unless its count is derived (CounterLayout):
+    then going on costs the compare alone. Any other verdict is counted by the generic code,
+    which is placed after the main code (returns True: the caller emits it at label ("slow", i))
+    unless that may be too far away."""
+    codes = sorted(proceed_on)
+    if not codes:
+        e.emit(*_count_any(c, i, slot))  # the chain ends here, whatever the verdict
+        return False
+    counted = c.derived(i) is None
+    for code in codes[:-1]:
+        e.emit_to(asm.jmp32_imm(asm.JEQ, R0, code, 0), ("hot", i, code))
+    if far:
+        ending = [*_count_any(c, i, slot), asm.exit_()]
+        e.emit(asm.jmp32_imm(asm.JEQ, R0, codes[-1], len(ending)), *ending)
+    else:
+        e.emit_to(asm.jmp32_imm(asm.JNE, R0, codes[-1], 0), ("slow", i))
+    if counted:
+        e.emit(*_count_known(c, i, slot, codes[-1]))
+    for code in codes[:-1]:
+        e.emit_to(asm.ja(0), ("next", i))
+        e.mark(("hot", i, code))
+        e.emit(*_count_known(c, i, slot, code))
+    e.mark(("next", i))
+    return not far
+
+
+def _count_known(c: CounterLayout, i: int, slot: int, code: int) -> list[Insn]:
+    """counters[row of `code`][i] += 1 (r1, r3 scratch)."""
+    off = c.offset(i, code - c.low)
+    return [asm.ldx_dw(R1, FP, slot), asm.ldx_dw(R3, R1, off), asm.add64_imm(R3, 1), asm.stx_dw(R1, R3, off)]
+
+
+def _count_any(c: CounterLayout, i: int, slot: int) -> list[Insn]:
+    """counters[row of w0, or the last row for an unknown code][i] += 1, keeping r0."""
+    last = c.rows - 1
+    return [
+        asm.mov32_reg(R2, R0),
+        *([asm.add32_imm(R2, -c.low)] if c.low else []),
         asm.jmp32_imm(asm.JLE, R2, last - 1, 1),
         asm.mov32_imm(R2, last),
-        asm.lsh64_imm(R2, 3),
+        asm.mul64_imm(R2, c.row_bytes),
         asm.ldx_dw(R1, FP, slot),
         asm.add64_reg(R1, R2),
-        asm.ldx_dw(R3, R1, i * c.slots * 8),
+        asm.ldx_dw(R3, R1, c.offset(i, 0)),
         asm.add64_imm(R3, 1),
-        asm.stx_dw(R1, R3, i * c.slots * 8),
-    )
+        asm.stx_dw(R1, R3, c.offset(i, 0)),
+    ]

@@ -58,14 +58,22 @@ class LinkedChain(Closing):
         counters: ChainCounters | None,
         manifest_fd: int | None,
         btf: FuncBtf | None,
+        without_frags: tuple[str, ...] = (),
     ) -> None:
         self.hook = hook
         self.components = components
+        # XDP: the components that do not declare multi-buffer support; with none, the chain
+        # is loaded with it (BPF_F_XDP_HAS_FRAGS), so that it attaches where frames need frags.
+        self.without_frags = without_frags
         self.assembly = assembly
         self.placements = placements
         self.counters = counters
         self.manifest_fd = manifest_fd
         self.btf = btf
+
+    @property
+    def frags(self) -> bool:
+        return not self.hook.is_tc and not self.without_frags
 
     @property
     def insns(self) -> bytes:
@@ -77,7 +85,8 @@ class LinkedChain(Closing):
         for component in self.components:
             component.require_open()
         load = partial(bpf.prog_load, prog_type_of(self.hook), self.insns, name=name,
-                       expected_attach_type=expected_attach_type_of(self.hook))
+                       expected_attach_type=expected_attach_type_of(self.hook),
+                       prog_flags=bpf.BPF_F_XDP_HAS_FRAGS if self.frags else 0)
         if self.btf is None:
             return load()
         btf_fd = bpf.btf_load(self.btf.blob)
@@ -131,7 +140,9 @@ def link_chain(
             stopper = c.name
     own_maps = int(counters) + int(manifest is not None)
     _check_map_count(hook, [p for p, _ in parts if p.mode is not Mode.UNREACHABLE], own_maps)
-    chain_counters = ChainCounters(hook, [c.name for c in components]) if counters else None
+    reachable = sum(p.mode is not Mode.UNREACHABLE for p, _ in parts)
+    chain_counters = (ChainCounters(hook, [c.name for c in components], [c.proceed_on for c in components], reachable)
+                      if counters else None)
     manifest_fd = None
     try:
         if manifest is not None:
@@ -156,6 +167,7 @@ def link_chain(
         chain_counters,
         manifest_fd,
         _btf_for(assembly.func_starts),
+        () if hook.is_tc else tuple(c.name for c in components if not c.frags),
     )
 
 

@@ -186,7 +186,14 @@ def _load_in_worker(
             if log:
                 raise ProgramRejected(label, program.name, path, e.errno, log) from e
             raise LoadError(f"{label}: loading {path} failed: {e}\n{e.output.strip()}".rstrip()) from e
-        return loaded_program(loaded.prog_fd, program.name, hook, loaded.insns, loaded.maps, data.sha256, loaded.fds())
+        frags = hook is Hook.XDP and is_frags_section(program.section)
+        return loaded_program(loaded.prog_fd, program.name, hook, loaded.insns, loaded.maps, data.sha256, loaded.fds(),
+                              frags=frags)
+
+
+def is_frags_section(section: str) -> bool:
+    """libbpf loads the programs of these sections with BPF_F_XDP_HAS_FRAGS."""
+    return section == "xdp.frags" or section.startswith("xdp.frags/")
 
 
 def load_object_program(

@@ -54,6 +54,9 @@ class LoadedProgram(Closing):
     sha256: str
     _insns: bytes = field(repr=False)
     _owned: tuple[int, ...] = field(repr=False)
+    # XDP: the program declares it handles multi-buffer frames (SEC("xdp.frags"), loaded with
+    # BPF_F_XDP_HAS_FRAGS).
+    frags: bool = False
     closed: bool = field(default=False, init=False)
 
     @property
@@ -83,6 +86,8 @@ def loaded_program(
     maps: dict[str, tuple[int, str | None]],
     sha256: str,
     owned: list[int],
+    *,
+    frags: bool = False,
 ) -> LoadedProgram:
     """The program just loaded as `prog_fd`, with its maps (name: fd, pin path), owning the fds
     `owned` (the program's, its maps' and any other the load keeps open). If the program or a
@@ -93,7 +98,7 @@ def loaded_program(
     except BaseException:
         close_all(owned)
         raise
-    return LoadedProgram(prog_fd, name, hook, info.type, info.id, info.tag, refs, sha256, insns, tuple(owned))
+    return LoadedProgram(prog_fd, name, hook, info.type, info.id, info.tag, refs, sha256, insns, tuple(owned), frags)
 
 
 def close_all(fds: list[int] | tuple[int, ...]) -> None:

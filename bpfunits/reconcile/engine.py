@@ -14,10 +14,10 @@ from bpfunits.config import Config
 from bpfunits.errors import BpfUnitsError
 from bpfunits.hooks import Hook
 from bpfunits.hooks import attach as attaching
-from bpfunits.hooks import probe
+from bpfunits.hooks import frags, probe
 from bpfunits.load import mappins
 from bpfunits.state import pins
-from bpfunits.sys import bpf
+from bpfunits.sys import bpf, netns
 from bpfunits.state.bpffs import StateRoot, children, ensure_mounted, names, prune_empty, remove_tree
 from bpfunits.hooks.observe import Attached, Observer
 from bpfunits.units.model import Location, Unit
@@ -416,6 +416,8 @@ class _Run:
             build = build_id(self.config.counters)
             with link_chain(plan.key.hook, components, counters=self.config.counters, manifest=build,
                             owner=str(self.root.path), no_tail_calls=_no_tail_calls()) as linked:
+                if plan.key.hook is Hook.XDP:
+                    frags.check(plan.key.interface, netns.mtu(plan.key.interface), linked.without_frags)
                 prog_fd = linked.load()
             try:
                 if not self.apply:

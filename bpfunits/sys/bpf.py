@@ -141,6 +141,7 @@ BPF_F_ID = 1 << 5
 BPF_F_LINK = 1 << 13
 # Map flags.
 BPF_F_RDONLY_PROG = 1 << 7
+BPF_F_XDP_HAS_FRAGS = 1 << 5  # a PROG_LOAD flag: the XDP program handles multi-buffer frames
 # MAP_UPDATE_ELEM flags.
 BPF_ANY = 0
 BPF_NOEXIST = 1
@@ -216,6 +217,7 @@ def _prog_load_attr(
     license: str,
     name: str,
     expected_attach_type: int,
+    prog_flags: int,
     prog_btf_fd: int,
     func_info: bytes,
     func_info_rec_size: int,
@@ -232,6 +234,7 @@ def _prog_load_attr(
         log_level=log_level if log is not None else 0,
         log_size=len(log) if log is not None else 0,
         log_buf=log,
+        prog_flags=prog_flags,
         prog_name=_name16(name),
         expected_attach_type=expected_attach_type,
         prog_btf_fd=prog_btf_fd,
@@ -259,6 +262,7 @@ def prog_load(
     license: str = "GPL",
     name: str = "",
     expected_attach_type: int = 0,
+    prog_flags: int = 0,
     prog_btf_fd: int = 0,
     func_info: bytes = b"",
     func_info_rec_size: int = 8,
@@ -268,8 +272,8 @@ def prog_load(
     """Load a program; on failure, load it again with a verifier log and raise VerifierError
     with the first load's errno (the second may fail otherwise: ENOSPC for a full log)."""
     attr_of = partial(_prog_load_attr, prog_type, insns, license=license, name=name,
-                      expected_attach_type=expected_attach_type, prog_btf_fd=prog_btf_fd, func_info=func_info,
-                      func_info_rec_size=func_info_rec_size)
+                      expected_attach_type=expected_attach_type, prog_flags=prog_flags, prog_btf_fd=prog_btf_fd,
+                      func_info=func_info, func_info_rec_size=func_info_rec_size)
     fd, first_err = _prog_load_retrying(attr_of())
     if fd >= 0:
         return fd
@@ -298,8 +302,8 @@ def prog_verify_stats(
     depth of every function); the program itself is not kept."""
     log = ctypes.create_string_buffer(1 << 12)
     attr = _prog_load_attr(prog_type, insns, license="GPL", name="", expected_attach_type=expected_attach_type,
-                           prog_btf_fd=prog_btf_fd, func_info=func_info, func_info_rec_size=func_info_rec_size,
-                           log_level=LOG_STATS, log=log)
+                           prog_flags=0, prog_btf_fd=prog_btf_fd, func_info=func_info,
+                           func_info_rec_size=func_info_rec_size, log_level=LOG_STATS, log=log)
     os.close(_call(Cmd.PROG_LOAD, attr, "verifying for statistics"))
     return _cstr(log.raw)
 

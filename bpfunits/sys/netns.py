@@ -7,8 +7,10 @@ bpffs mount, stays. Python 3.11 has no os.setns, hence ctypes.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import socket
+import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -16,6 +18,7 @@ from bpfunits.errors import BpfUnitsError
 from bpfunits.sys.libc import libc as _libc
 
 CLONE_NEWNET = 0x40000000
+SIOCGIFMTU = 0x8921
 NETNS_RUN_DIR = "/run/netns"
 
 
@@ -100,6 +103,16 @@ def ifindex(ifname: str, ns: str | None = None) -> int:
         except OSError:
             where = f" in network namespace {ns!r}" if ns else ""
             raise NetnsError(f"no interface {ifname!r}{where}") from None
+
+
+def mtu(ifname: str) -> int:
+    """The MTU of `ifname` in the calling thread's namespace."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            reply = fcntl.ioctl(sock, SIOCGIFMTU, struct.pack("16si", ifname.encode(), 0))
+        except OSError:
+            raise NetnsError(f"no interface {ifname!r}") from None
+    return int(struct.unpack("16si", reply)[1])
 
 
 def current_inode() -> int:

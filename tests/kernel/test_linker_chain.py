@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import struct
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,18 +84,19 @@ class Outcome:
     verdict: int
     data: bytes
     seen: tuple[int, ...]  # per component: did it run (1) or not (0)
+    codes: tuple[int | None, ...]  # per component: the code it returned (None: it did not run)
 
 
 def standalone(hook: Hook, fds: list[int], proceed: list[frozenset[int]], frame: bytes) -> Outcome:
     """The reference: each component alone, in order, stopping where ProceedOn says so."""
-    data, seen = frame, [0] * len(fds)
+    data, seen, returned = frame, [0] * len(fds), [None] * len(fds)
     for i, (fd, codes) in enumerate(zip(fds, proceed, strict=True)):
         run = bpf.prog_test_run(fd, data)
-        seen[i] = 1
+        seen[i], returned[i] = 1, _code(run.retval)
         data = run.data_out
         if _code(run.retval) not in codes:
-            return Outcome(_code(run.retval), data, tuple(seen))
-    return Outcome(hook.chain_end_verdict, data, tuple(seen))
+            return Outcome(_code(run.retval), data, tuple(seen), tuple(returned))
+    return Outcome(hook.chain_end_verdict, data, tuple(seen), tuple(returned))
 
 
 def _code(retval: int) -> int:
@@ -113,12 +116,20 @@ def check_chain(hook, programs, names, proceed, frames, *, force=None, counters=
         fd = chain.load()
         try:
             seen = [0] * len(names)
+            returned: list[Counter[int | None]] = [Counter() for _ in names]
             for frame in frames:
                 want = standalone(hook, fds, proceed, frame)
                 assert run_linked(fd, frame) == (want.verdict, want.data), (names, proceed, frame.hex())
                 seen = [a + b for a, b in zip(seen, want.seen, strict=True)]
+                for count, code in zip(returned, want.codes, strict=True):
+                    count[code] += 1
             if counters:
-                assert [c.entered for c in chain.counters.read()] == seen
+                counts = chain.counters.read()
+                assert [c.entered for c in counts] == seen
+                known = set(hook.verdicts.values())
+                for c, count in zip(counts, returned, strict=True):
+                    assert {k: v for k, v in c.verdicts.items() if v} == {k: v for k, v in count.items() if k in known}
+                    assert c.unknown == sum(v for k, v in count.items() if k is not None and k not in known)
         finally:
             os.close(fd)
     return chain
@@ -203,6 +214,30 @@ def test_counters_count_what_each_component_saw(programs):
     assert counts[0].verdicts == {0: 1, 1: 1, 2: 1, 3: 0, 4: 1} and counts[0].unknown == 1
     assert counts[1].verdicts == {0: 0, 1: 1, 2: 0, 3: 1, 4: 0} and counts[1].unknown == 1
     assert counts[2].verdicts == {0: 0, 1: 0, 2: 0, 3: 0, 4: 1} and counts[2].unknown == 0
+
+
+@pytest.mark.parametrize(("proceed", "lines"), [({"pass"}, 1), ({"pass", "tx"}, 4)])
+@pytest.mark.matrix
+def test_a_32_component_chain_counts_each_frame_in_few_cache_lines(proceed, lines):
+    # Every component passes. With one proceed verdict only the last component's count is
+    # written (the others' are derived); with two, each component writes its pass slot, and
+    # those 32 slots are adjacent.
+    pass_ = Hook.XDP.verdicts["pass"]
+    codes = frozenset(Hook.XDP.verdicts[v] for v in proceed)
+    trivial = asm.encode([asm.mov64_imm(asm.R0, pass_), asm.exit_()])
+    components = [Component(f"c{i}", trivial, codes) for i in range(32)]
+    with link_chain(Hook.XDP, components, counters=True) as chain:
+        fd = chain.load()
+        try:
+            for _ in range(10):
+                run_linked(fd, bytes(64))
+        finally:
+            os.close(fd)
+        layout = chain.counters.layout
+        values = bpf.map_lookup_percpu(layout.map_fd, bytes(4), layout.value_size) or []
+        touched = {n * 8 // 64 for v in values for n, w in enumerate(struct.unpack(f"<{len(v) // 8}Q", v)) if w}
+        assert len(touched) == lines
+        assert all((c.entered, c.verdicts[pass_]) == (10, 10) for c in chain.counters.read())
 
 
 def test_manifest_is_read_back_from_the_program_id(programs):

@@ -189,6 +189,19 @@ def test_status_shows_which_unit_dropped_the_traffic(tmp_path, capsys, veth_pair
     assert "20-drop              active            12  drop=12" in text
 
 
+def test_status_reads_the_counts_of_a_32_unit_chain_after_real_traffic(tmp_path, capsys, veth_pair, bpffs_root, bpf_objects):
+    units = tmp_path / "units"
+    for n in range(32):
+        write(units, f"{n:02d}-count.unit", unit("counter.bpf.o"))
+    write(units, "99-drop.unit", unit("dropper.bpf.o"))
+    assert cli(capsys, veth_pair, units, bpffs_root)[0] == 2
+    send_frames(veth_pair.ns_b, veth_pair.if_b, [frame(i) for i in range(21)])
+    code, doc = run_json(capsys, "status", "--netns", veth_pair.ns_a, "--units-dir", str(units),
+                         "--bpffs-root", str(bpffs_root.path), "--json")
+    rows = {u["unit"]: (u["packets"], u["verdicts"]) for u in hooks(doc)[(veth_pair.if_a, "xdp")]["units"]}
+    assert rows == {**{f"{n:02d}-count": (21, {"pass": 21}) for n in range(32)}, "99-drop": (21, {"drop": 21})}
+
+
 def tc_unit(obj: str, name: str, extra: str = "") -> str:
     return (f"[Unit]\n{extra}\n[Program]\nObject={BPF / obj}\nName={name}\n"
             "[Attach]\nHook=tc-ingress\nInterfaces=bu*\n")
