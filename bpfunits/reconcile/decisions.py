@@ -13,7 +13,9 @@ def describe(hook: HookResult) -> str:
     parts = [f"{mark} {name}" for mark, names in (("+", plan.added), ("-", plan.removed), ("~", plan.moved),
                                                   ("*", plan.changed)) for name in names]
     why = "; ".join(plan.reasons + tuple(e for e in hook.errors if e not in plan.reasons))
-    text = f"{hook.key}: {plan.action.value} {hook.outcome.value}"
+    # "replace applied", "attach failed"; a blocked plan is blocked once, not "blocked blocked".
+    said = (plan.action.value,) if plan.action.value == hook.outcome.value else (plan.action.value, hook.outcome.value)
+    text = f"{hook.key}: {' '.join(said)}"
     if parts:
         text += f" ({', '.join(parts)})"
     if why:
