@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Builds the container image of the DaemonSet (packaging/kubernetes/) without any registry:
+#   layer 1  a minimal Debian 12 root file system made by mmdebstrap from Debian's packages:
+#            python3 and libbpf1 (what the package depends on), dpkg and what its maintainer
+#            scripts call; no shell other than dash, no apt, perl, docs, man pages, locales or
+#            gconv modules. Cached: its tarball under $CACHE and the image
+#            localhost/bpfunits-base:KEY in the podman store, KEY a hash of its recipe, so only
+#            a change of the recipe rebuilds it.
+#   layer 2  the project's .deb (scripts/build-deb.sh), installed with dpkg: the image holds
+#            exactly the package's files, and a code change rebuilds only this layer.
+# Entrypoint `bpfunits daemon`; OCI labels (version, revision, source, ...). Output: the image
+# $NAME:VERSION in the local podman store and dist/bpfunits-VERSION.oci.tar (push it with
+# `skopeo copy oci-archive:dist/bpfunits-VERSION.oci.tar docker://REGISTRY/bpfunits:VERSION`).
+# Usage: [DIST=FOLDER] [BPFUNITS_CACHE=FOLDER] scripts/build-image.sh [DEB]
+#   (default: builds the .deb with scripts/build-deb.sh and .venv/bin/python)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dist=${DIST:-dist}
+cache=${BPFUNITS_CACHE:-$HOME/.cache/bpfunits}/image
+name=localhost/bpfunits
+version=$(python3 -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
+arch=$(dpkg --print-architecture)
+deb=${1:-}
+if [ -z "$deb" ]; then
+    deb=$(DIST=$dist bash scripts/build-deb.sh .venv/bin/python)
+fi
+
+# The base recipe. The daemon runs no other program (bpfunits talks netlink and bpf() itself), so
+# iproute2 is left out, and bcc too (see the README's "Container image"). dpkg needs the rest:
+# tar, diff, find, sed, grep, debianutils and mawk, and dash and coreutils for maintainer scripts.
+multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo "$arch-linux-gnu")
+base_args=(--variant=custom --architectures="$arch"
+           --include=base-files,base-passwd,libc-bin,dash,coreutils,dpkg,tar,diffutils,findutils,sed,grep,debianutils,mawk
+           --include=python3,libbpf1 --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr
+           --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*'
+           --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright'
+           --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/lintian/*'
+           --dpkgopt="path-exclude=/usr/lib/$multiarch/gconv/*"
+           --skip=output/dev bookworm)
+key=$(printf '%s\n' "${base_args[@]}" | sha256sum | cut -c1-12)
+base=localhost/bpfunits-base:$key
+if podman image exists "$base"; then
+    echo "build-image: base $base (cached)" >&2
+else
+    mkdir -p "$cache"
+    tarball=$cache/base-$key.tar
+    if [ ! -s "$tarball" ]; then
+        echo "build-image: mmdebstrap ${base_args[*]}" >&2
+        # mmdebstrap's hooks talk even when --quiet: the log is kept, and shown on failure.
+        mmdebstrap --quiet "${base_args[@]}" "$tarball.tmp.tar" >"$cache/mmdebstrap.log" 2>&1 \
+            || { cat "$cache/mmdebstrap.log" >&2; exit 1; }
+        mv "$tarball.tmp.tar" "$tarball"
+    fi
+    podman import --quiet "$tarball" "$base" >/dev/null
+    echo "build-image: base $base (from $tarball)" >&2
+fi
+
+revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD 2>/dev/null || revision="$revision-dirty"
+source=${BPFUNITS_IMAGE_SOURCE:-$(git remote get-url origin 2>/dev/null || echo "file://$PWD")}
+ctr=$(buildah from --quiet --pull-never "$base")
+trap 'buildah rm "$ctr" >/dev/null 2>&1 || true' EXIT
+buildah copy --quiet "$ctr" "$deb" /tmp/bpfunits.deb >/dev/null
+# One run, one layer: the package and nothing else (dpkg's log and backups are dropped). Chroot
+# isolation needs no OCI runtime, hence works on cgroup v1 hosts too.
+buildah run --isolation=chroot "$ctr" -- sh -c \
+    'dpkg -i /tmp/bpfunits.deb >/dev/null && rm -f /tmp/bpfunits.deb /var/log/dpkg.log /var/lib/dpkg/*-old'
+buildah config \
+    --entrypoint '["/usr/bin/bpfunits", "daemon"]' --cmd '' --env PATH=/usr/sbin:/usr/bin:/sbin:/bin --workingdir / --user 0:0 --stop-signal SIGTERM \
+    --label org.opencontainers.image.title=bpfunits \
+    --label "org.opencontainers.image.description=bpfunits daemon: declarative chains of eBPF programs on XDP and tc hooks" \
+    --label "org.opencontainers.image.version=$version" \
+    --label "org.opencontainers.image.revision=$revision" \
+    --label "org.opencontainers.image.source=$source" \
+    --label org.opencontainers.image.licenses=GPL-2.0-only \
+    --label "org.opencontainers.image.created=$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+    "$ctr"
+buildah commit --quiet --format oci --rm "$ctr" "$name:$version" >/dev/null
+trap - EXIT
+
+mkdir -p "$dist"
+archive=$dist/bpfunits-$version.oci.tar
+rm -f "$archive"
+podman save --quiet --format oci-archive -o "$archive" "$name:$version"
+size=$(podman image inspect --format '{{.Size}}' "$name:$version")
+echo "build-image: $name:$version, $((size / 1000000)) MB ($size bytes, uncompressed), archive $archive" >&2
+echo "$archive"
