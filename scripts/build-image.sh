@@ -3,7 +3,8 @@
 #   layer 1  a minimal Debian 12 root file system made by mmdebstrap from Debian's packages:
 #            python3 and libbpf1 (what the package depends on), dpkg and what its maintainer
 #            scripts call; no shell other than dash, no apt, perl, docs, man pages, locales or
-#            gconv modules. Cached: its tarball under $CACHE and the image
+#            gconv modules (dpkg drops those only while mmdebstrap installs: the .deb's own
+#            files are all installed). Cached: its tarball under $CACHE and the image
 #            localhost/bpfunits-base:KEY in the podman store, KEY a hash of its recipe, so only
 #            a change of the recipe rebuilds it.
 #   layer 2  the project's .deb (scripts/build-deb.sh), installed with dpkg: the image holds
@@ -11,12 +12,12 @@
 # Entrypoint `bpfunits daemon`; OCI labels (version, revision, source, ...). Output: the image
 # $NAME:VERSION in the local podman store and dist/bpfunits-VERSION.oci.tar (push it with
 # `skopeo copy oci-archive:dist/bpfunits-VERSION.oci.tar docker://REGISTRY/bpfunits:VERSION`).
-# Usage: [DIST=FOLDER] [BPFUNITS_CACHE=FOLDER] scripts/build-image.sh [DEB]
+# Usage: [DIST=FOLDER] [BPFUNITS_IMAGE_CACHE=FOLDER] scripts/build-image.sh [DEB]
 #   (default: builds the .deb with scripts/build-deb.sh and .venv/bin/python)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dist=${DIST:-dist}
-cache=${BPFUNITS_CACHE:-$HOME/.cache/bpfunits}/image
+cache=${BPFUNITS_IMAGE_CACHE:-$HOME/.cache/bpfunits-image}
 name=localhost/bpfunits
 version=$(python3 -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
 arch=$(dpkg --print-architecture)
@@ -36,7 +37,7 @@ base_args=(--variant=custom --architectures="$arch"
            --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright'
            --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/lintian/*'
            --dpkgopt="path-exclude=/usr/lib/$multiarch/gconv/*"
-           --skip=output/dev bookworm)
+           --customize-hook='rm "$1/etc/dpkg/dpkg.cfg.d/99mmdebstrap"' --skip=output/dev bookworm)
 key=$(printf '%s\n' "${base_args[@]}" | sha256sum | cut -c1-12)
 base=localhost/bpfunits-base:$key
 if podman image exists "$base"; then
@@ -63,7 +64,7 @@ trap 'buildah rm "$ctr" >/dev/null 2>&1 || true' EXIT
 buildah copy --quiet "$ctr" "$deb" /tmp/bpfunits.deb >/dev/null
 # One run, one layer: the package and nothing else (dpkg's log and backups are dropped). Chroot
 # isolation needs no OCI runtime, hence works on cgroup v1 hosts too.
-buildah run --isolation=chroot "$ctr" -- sh -c \
+buildah run --isolation=chroot --no-hosts "$ctr" -- sh -c \
     'dpkg -i /tmp/bpfunits.deb >/dev/null && rm -f /tmp/bpfunits.deb /var/log/dpkg.log /var/lib/dpkg/*-old'
 buildah config \
     --entrypoint '["/usr/bin/bpfunits", "daemon"]' --cmd '' --env PATH=/usr/sbin:/usr/bin:/sbin:/bin --workingdir / --user 0:0 --stop-signal SIGTERM \
