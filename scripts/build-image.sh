@@ -76,8 +76,13 @@ buildah config \
     --label org.opencontainers.image.licenses=GPL-2.0-only \
     --label "org.opencontainers.image.created=$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
     "$ctr"
+previous=$(podman image inspect --format '{{.Id}}' "$name:$version" 2>/dev/null || true)
 buildah commit --quiet --format oci --rm "$ctr" "$name:$version" >/dev/null
 trap - EXIT
+# The image this one replaces, untagged now; kept only if a container still uses it.
+if [ -n "$previous" ] && [ "$previous" != "$(podman image inspect --format '{{.Id}}' "$name:$version")" ]; then
+    podman rmi "$previous" >/dev/null 2>&1 || true
+fi
 
 mkdir -p "$dist"
 archive=$dist/bpfunits-$version.oci.tar
