@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import secrets
 import subprocess
@@ -36,8 +37,7 @@ def built_image(built_package) -> tuple[Path, str]:
     cache (~/.cache/bpfunits/image and the podman store) after a first build."""
     start = time.monotonic()
     run = subprocess.run(["bash", str(ROOT / "scripts" / "build-image.sh"), str(deb(built_package))],
-                         env={"DIST": str(built_package), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
-                              "HOME": str(Path.home())},
+                         env=dict(os.environ, DIST=str(built_package)),
                          cwd=ROOT, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
     print(f"{run.stderr}image built in {time.monotonic() - start:.1f}s")
