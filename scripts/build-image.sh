@@ -4,13 +4,13 @@
 #            python3 and libbpf1 (what the package depends on), dpkg and what its maintainer
 #            scripts call; no shell other than dash, no apt, perl, docs, man pages, locales or
 #            gconv modules (dpkg drops those only while mmdebstrap installs: the .deb's own
-#            files are all installed). Cached: its tarball under $CACHE and the image
-#            localhost/bpfunits-base:KEY in the podman store, KEY a hash of its recipe, so only
-#            a change of the recipe rebuilds it.
+#            files are all installed). Cached: its tarball in BPFUNITS_IMAGE_CACHE and the
+#            image localhost/bpfunits-base:KEY in the podman store, KEY a hash of its recipe, so
+#            only a change of the recipe rebuilds it (or removing both, for Debian's updates).
 #   layer 2  the project's .deb (scripts/build-deb.sh), installed with dpkg: the image holds
 #            exactly the package's files, and a code change rebuilds only this layer.
 # Entrypoint `bpfunits daemon`; OCI labels (version, revision, source, ...). Output: the image
-# $NAME:VERSION in the local podman store and dist/bpfunits-VERSION.oci.tar (push it with
+# localhost/bpfunits:VERSION in the local podman store and dist/bpfunits-VERSION.oci.tar (push it with
 # `skopeo copy oci-archive:dist/bpfunits-VERSION.oci.tar docker://REGISTRY/bpfunits:VERSION`).
 # Usage: [DIST=FOLDER] [BPFUNITS_IMAGE_CACHE=FOLDER] scripts/build-image.sh [DEB]
 #   (default: builds the .deb with scripts/build-deb.sh and .venv/bin/python)
