@@ -70,3 +70,7 @@ deb: venv bpf
 # and the .deb on top).
 image: host venv bpf
 	bash scripts/build-image.sh
+# `make image-bcc`: localhost/bpfunits:<version>-bcc, the same with bcc for units with Source=.
+.PHONY: image-bcc
+image-bcc: host venv bpf
+	bash scripts/build-image.sh --bcc

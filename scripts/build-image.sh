@@ -12,7 +12,9 @@
 # Entrypoint `bpfunits daemon`; OCI labels (version, revision, source, ...). Output: the image
 # localhost/bpfunits:VERSION in the local podman store and dist/bpfunits-VERSION.oci.tar (push it with
 # `skopeo copy oci-archive:dist/bpfunits-VERSION.oci.tar docker://REGISTRY/bpfunits:VERSION`).
-# Usage: [DIST=FOLDER] [BPFUNITS_IMAGE_CACHE=FOLDER] scripts/build-image.sh [DEB]
+# --bcc: the -bcc variant (localhost/bpfunits:VERSION-bcc), whose base has python3-bpfcc too, for
+# units with Source=; 240 MB more (LLVM, clang, perl), hence not in the default image.
+# Usage: [DIST=FOLDER] [BPFUNITS_IMAGE_CACHE=FOLDER] scripts/build-image.sh [--bcc] [DEB]
 #   (default: builds the .deb with scripts/build-deb.sh and .venv/bin/python)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,25 +23,34 @@ cache=${BPFUNITS_IMAGE_CACHE:-$HOME/.cache/bpfunits-image}
 name=localhost/bpfunits
 version=$(python3 -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
 arch=$(dpkg --print-architecture)
+variant=
+extra=
+if [ "${1:-}" = --bcc ]; then
+    variant=-bcc
+    extra=,python3-bpfcc
+    shift
+fi
+tag=$version$variant
 deb=${1:-}
 if [ -z "$deb" ]; then
     deb=$(DIST=$dist bash scripts/build-deb.sh .venv/bin/python)
 fi
 
 # The base recipe. The daemon runs no other program (bpfunits talks netlink and bpf() itself), so
-# iproute2 is left out, and bcc too (see the README's "Container image"). dpkg needs the rest:
-# tar, diff, find, sed, grep, debianutils and mawk, and dash and coreutils for maintainer scripts.
+# iproute2 is left out, and bcc but in the -bcc variant (see the README's "Container image"). dpkg
+# needs the rest: tar, diff, find, sed, grep, debianutils and mawk, dash and coreutils for
+# maintainer scripts.
 multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo "$arch-linux-gnu")
 base_args=(--variant=custom --architectures="$arch"
            --include=base-files,base-passwd,libc-bin,dash,coreutils,dpkg,tar,diffutils,findutils,sed,grep,debianutils,mawk
-           --include=python3,libbpf1 --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr
+           --include="python3,libbpf1$extra" --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr
            --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*'
            --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright'
            --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/lintian/*'
            --dpkgopt="path-exclude=/usr/lib/$multiarch/gconv/*"
            --customize-hook='rm "$1/etc/dpkg/dpkg.cfg.d/99mmdebstrap"' --skip=output/dev bookworm)
 key=$(printf '%s\n' "${base_args[@]}" | sha256sum | cut -c1-12)
-base=localhost/bpfunits-base:$key
+base=localhost/bpfunits-base:$key$variant
 if podman image exists "$base"; then
     echo "build-image: base $base (cached)" >&2
 else
@@ -76,18 +87,18 @@ buildah config \
     --label org.opencontainers.image.licenses=GPL-2.0-only \
     --label "org.opencontainers.image.created=$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
     "$ctr"
-previous=$(podman image inspect --format '{{.Id}}' "$name:$version" 2>/dev/null || true)
-buildah commit --quiet --format oci --rm "$ctr" "$name:$version" >/dev/null
+previous=$(podman image inspect --format '{{.Id}}' "$name:$tag" 2>/dev/null || true)
+buildah commit --quiet --format oci --rm "$ctr" "$name:$tag" >/dev/null
 trap - EXIT
 # The image this one replaces, untagged now; kept only if a container still uses it.
-if [ -n "$previous" ] && [ "$previous" != "$(podman image inspect --format '{{.Id}}' "$name:$version")" ]; then
+if [ -n "$previous" ] && [ "$previous" != "$(podman image inspect --format '{{.Id}}' "$name:$tag")" ]; then
     podman rmi "$previous" >/dev/null 2>&1 || true
 fi
 
 mkdir -p "$dist"
-archive=$dist/bpfunits-$version.oci.tar
+archive=$dist/bpfunits-$tag.oci.tar
 rm -f "$archive"
-podman save --quiet --format oci-archive -o "$archive" "$name:$version"
-size=$(podman image inspect --format '{{.Size}}' "$name:$version")
-echo "build-image: $name:$version, $((size / 1000000)) MB ($size bytes, uncompressed), archive $archive" >&2
+podman save --quiet --format oci-archive -o "$archive" "$name:$tag"
+size=$(podman image inspect --format '{{.Size}}' "$name:$tag")
+echo "build-image: $name:$tag, $((size / 1000000)) MB ($size bytes, uncompressed), archive $archive" >&2
 echo "$archive"

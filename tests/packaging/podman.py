@@ -34,6 +34,8 @@ class Pod:
     image: str
     netns: str
     volumes: dict[str, Path]
+    # More `podman run` options: the -bcc image's kernel header mounts.
+    extra: tuple[str, ...] = ()
 
     def options(self) -> list[str]:
         """`podman run` options for the DaemonSet's container: its capabilities and no others,
@@ -50,7 +52,7 @@ class Pod:
             if mount.get("mountPropagation") == "HostToContainer":
                 flags.append("rslave")
             options += ["--volume", f"{self.volumes[mount['name']]}:{mount['mountPath']}:{','.join(flags)}"]
-        return options
+        return [*options, *self.extra]
 
     def start(self, name: str) -> None:
         """`podman run -d` the daemon, with the DaemonSet's arguments to the image's entrypoint."""

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -25,25 +26,29 @@ from tests.packaging.podman import CONTAINER, DAEMONSET, PODMAN, POD, Pod, inspe
 from tests.packaging.test_deb import deb
 
 IMAGE = f"localhost/bpfunits:{__version__}"
+BCC_IMAGE = f"{IMAGE}-bcc"
 SIZE_LIMIT = 120_000_000
 CONFIGMAPS = {d["metadata"]["name"]: d for d in yaml.safe_load_all((ROOT / "packaging" / "kubernetes" /
                                                                     "configmap.yaml").read_text()) if d}
 UNITS = CONFIGMAPS["bpfunits-units"]["data"]
 
 
-@pytest.fixture(scope="module")
-def built_image(built_package) -> tuple[Path, str]:
-    """(the OCI archive, the base image), built from the session's .deb; the base comes from the
-    cache (~/.cache/bpfunits/image and the podman store) after a first build."""
+def build(dist: Path, *options: str) -> tuple[Path, str]:
+    """scripts/build-image.sh OPTIONS on the .deb in dist: (the OCI archive, the base image). The
+    base comes from the cache (~/.cache/bpfunits-image and the podman store) after a first build."""
     start = time.monotonic()
-    run = subprocess.run(["bash", str(ROOT / "scripts" / "build-image.sh"), str(deb(built_package))],
-                         env=dict(os.environ, DIST=str(built_package)),
-                         cwd=ROOT, capture_output=True, text=True)
+    run = subprocess.run(["bash", str(ROOT / "scripts" / "build-image.sh"), *options, str(deb(dist))],
+                         env=dict(os.environ, DIST=str(dist)), cwd=ROOT, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
     print(f"{run.stderr}image built in {time.monotonic() - start:.1f}s")
     match = re.search(r"^build-image: base (\S+)", run.stderr, re.M)
     assert match, run.stderr
     return Path(run.stdout.strip()), match[1]
+
+
+@pytest.fixture(scope="module")
+def built_image(built_package) -> tuple[Path, str]:
+    return build(built_package)
 
 
 def files(archive: tarfile.TarFile) -> dict[str, tuple[int, int, str]]:
@@ -200,3 +205,26 @@ def test_image_runs_the_daemon_as_the_daemonset_does(pod):
     assert (started[0]["hooks"], started[0]["unchanged"]) == (2, 2), started
     assert pod.chains() == swapped
     print(f"stop: {stopped:.1f}s; DaemonSet {DAEMONSET['metadata']['name']} as podman: {pod.options()}")
+
+
+@pytest.mark.kernel
+def test_bcc_image_runs_a_source_unit(pod, built_package):
+    """The -bcc variant compiles a Source= unit in the pod, with the node's kernel headers mounted
+    as the DaemonSet's commented `modules` and `headers` volumes say."""
+    pod, names = pod
+    _, base = build(built_package, "--bcc")
+    assert base.endswith("-bcc")
+    daemonset = (ROOT / "packaging" / "kubernetes" / "daemonset.yaml").read_text()
+    assert "#   mountPath: /lib/modules" in daemonset and "#   mountPath: /usr/src" in daemonset
+    size = inspect("image", BCC_IMAGE)["Size"]
+    print(f"-bcc image size {size / 1e6:.1f} MB")
+    bcc = dataclasses.replace(pod, image=BCC_IMAGE, extra=("--volume", "/lib/modules:/lib/modules:ro",
+                                                           "--volume", "/usr/src:/usr/src:ro"))
+    source = (ROOT / "bpf" / "bcc_counter.c").read_text()
+    configmap_volume(pod.volumes["units"], "07_00_00.1", {
+        "bcc_counter.c": source,
+        "count.unit": "[Program]\nSource=/etc/bpfunits.d/bcc_counter.c\n[Attach]\nHook=xdp\nInterfaces=bpfu-demo0\n",
+    })
+    names.append(f"bu-img-bcc-{secrets.token_hex(3)}")
+    bcc.start(names[-1])
+    wait_for(bcc.chains, lambda c: units_of(c) == {("bpfu-demo0", "xdp"): ["count"]}, 120)
