@@ -68,8 +68,17 @@ bench-control-plane: venv bpf
 
 # `make wheel`: dist/bpfunits-<version>-py3-none-any.whl. `make deb`: dist/bpfunits_<version>_<arch>.deb
 # (scripts/build-deb.sh; pip fetches the dependencies it bundles at the venv's versions).
-.PHONY: wheel deb
+.PHONY: wheel deb image
 wheel: venv
 	$(PY) -m pip wheel . -w dist --no-deps -q
 deb: venv bpf
 	bash scripts/build-deb.sh $(PY)
+# `make image`: the DaemonSet's container image, localhost/bpfunits:<version> in the podman store and
+# dist/bpfunits-<version>.oci.tar (scripts/build-image.sh: a Debian 12 base by mmdebstrap, cached,
+# and the .deb on top).
+image: host venv bpf
+	bash scripts/build-image.sh
+# `make image-bcc`: localhost/bpfunits:<version>-bcc, the same with bcc for units with Source=.
+.PHONY: image-bcc
+image-bcc: host venv bpf
+	bash scripts/build-image.sh --bcc

@@ -13,9 +13,12 @@ set -euo pipefail
 # libxdp dispatcher the coexistence tests put beside bpfunits (on kernels that permit freplace).
 # prometheus: a real Prometheus server scrapes the daemon's metrics in a test (on a port of its own;
 # Debian's service, where systemd starts it, is not used). tmux: the terminal `bpfunits top` is tested in.
+# mmdebstrap, buildah, podman, runc, skopeo: `make image` builds the container image from Debian's
+# packages, the tests run it with podman (runc: crun refuses hosts with cgroup v1 beside v2), and
+# skopeo pushes it.
 packages=(clang llvm libbpf-dev libbpf1 bpftool python3-bpfcc iproute2 linux-headers-amd64 make graphviz
           ansible-core systemd dpkg-dev procps strace zsh qemu-system-x86 udev kmod busybox-static
-          xdp-tools prometheus tmux)
+          xdp-tools prometheus tmux mmdebstrap buildah podman runc skopeo)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

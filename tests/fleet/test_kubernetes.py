@@ -20,6 +20,7 @@ from bpfunits.config import Config, load_config
 from bpfunits.metrics.listen import parse
 from tests.configmap import configmap_volume
 from tests.fleet.example_units import EXAMPLES, comparable
+from tests.packaging.servicefile import capabilities as service_capabilities
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "packaging" / "kubernetes"
@@ -67,13 +68,17 @@ def test_daemonset_runs_the_daemon_on_every_node(tmp_path):
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert pod["hostNetwork"] is True
     assert {"operator": "Exists"} in pod["tolerations"]
-    assert container["securityContext"]["privileged"] is True
-    assert container["command"][:2] == ["bpfunits", "daemon"]
-    assert "--units-dir=/etc/bpfunits.d" in container["command"]
-    assert "--config=/etc/bpfunits/bpfunits.yaml" in container["command"]
+    # The systemd service's capabilities and no more (tests/packaging/test_image.py runs the image so).
+    security = container["securityContext"]
+    assert security["privileged"] is False and security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"], "add": [c.upper() for c in service_capabilities()]}
+    # The image's entrypoint is `bpfunits daemon`: the pod passes only its options.
+    assert "command" not in container
+    assert "--units-dir=/etc/bpfunits.d" in container["args"]
+    assert "--config=/etc/bpfunits/bpfunits.yaml" in container["args"]
     assert container["resources"]["limits"] and pod["terminationGracePeriodSeconds"] > 0
 
-    assert mounts["/sys/fs/bpf"]["mountPropagation"] == "Bidirectional"
+    assert mounts["/sys/fs/bpf"]["mountPropagation"] == "HostToContainer"
     assert volumes[mounts["/sys/fs/bpf"]["name"]]["hostPath"]["path"] == "/sys/fs/bpf"
     # Whole-folder ConfigMap mounts: a subPath mount would never see updates.
     assert "subPath" not in mounts["/etc/bpfunits.d"]
