@@ -11,9 +11,11 @@ set -euo pipefail
 # qemu-system-x86, udev, kmod, busybox-static: `make test-kernels` boots other kernels with virtme-ng
 # (qemu; udev and kmod inside the guest, busybox for its fallback init). xdp-tools: xdp-loader, whose
 # libxdp dispatcher the coexistence tests put beside bpfunits (on kernels that permit freplace).
+# mmdebstrap, systemd-container: tests/packaging/booted boots the package's service under systemd in a
+# Debian 12 container (systemd-nspawn).
 packages=(clang llvm libbpf-dev libbpf1 bpftool python3-bpfcc iproute2 linux-headers-amd64 make graphviz
           ansible-core systemd dpkg-dev procps strace zsh qemu-system-x86 udev kmod busybox-static
-          xdp-tools)
+          xdp-tools mmdebstrap systemd-container)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
