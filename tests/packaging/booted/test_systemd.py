@@ -21,7 +21,8 @@ from tests.traffic import Flow
 pytestmark = pytest.mark.kernel
 
 T = TypeVar("T")
-DECISION = re.compile(r"INFO bpfunits\.daemon: (bpfu-demo0 [a-z-]+): (.*)$")
+# The journal stamps each line: the daemon's own have no time (nor, with -o cat, their "<N>" priority).
+DECISION = re.compile(r"^INFO bpfunits\.daemon: (bpfu-demo0 [a-z-]+): (.*)$")
 
 
 def eventually(probe: Callable[[], T | None], timeout: float, what: str) -> T:
@@ -104,6 +105,13 @@ def test_edits_and_reload_apply_with_one_journal_line_per_decision(container, li
     assert show(container, "MainPID")["MainPID"] == pid
     assert nothing_to_do(container)
     assert 'Status: "2 hooks, 0 with errors"' in container.run("systemctl", "status", "bpfunits", "--no-pager").stdout
+    # A unit whose object is missing blocks its hook: an error, at the journal's error priority.
+    mark = len(journal(container))
+    container.write("/etc/bpfunits.d/broken.unit", "[Program]\nObject=/nowhere.bpf.o\n[Attach]\nHook=xdp\nInterfaces=bpfu-demo0\n")
+    wait_for_line(container, mark, r"reconcile \(files changed \(broken\.unit\)\): ")
+    errors = container.run("journalctl", "-u", "bpfunits", "-o", "cat", "-p", "err", "--no-pager").stdout.splitlines()
+    daemons = [line for line in errors if "bpfunits.daemon" in line]
+    assert daemons and all(line.startswith("ERROR bpfunits.daemon: bpfu-demo0 xdp: blocked") for line in daemons), errors
 
 
 def test_stop_leaves_the_chains_and_start_adopts_them(container, link):
