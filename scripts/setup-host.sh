@@ -15,10 +15,11 @@ set -euo pipefail
 # Debian's service, where systemd starts it, is not used). tmux: the terminal `bpfunits top` is tested in.
 # mmdebstrap, buildah, podman, runc, skopeo: `make image` builds the container image from Debian's
 # packages, the tests run it with podman (runc: crun refuses hosts with cgroup v1 beside v2), and
-# skopeo pushes it.
+# skopeo pushes it. mmdebstrap, systemd-container: tests/packaging/booted boots the package's service
+# under systemd in a Debian 12 container (systemd-nspawn).
 packages=(clang llvm libbpf-dev libbpf1 bpftool python3-bpfcc iproute2 linux-headers-amd64 make graphviz
           ansible-core systemd dpkg-dev procps strace zsh qemu-system-x86 udev kmod busybox-static
-          xdp-tools prometheus tmux mmdebstrap buildah podman runc skopeo)
+          xdp-tools prometheus tmux mmdebstrap buildah podman runc skopeo systemd-container)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

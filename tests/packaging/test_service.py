@@ -42,7 +42,7 @@ def test_service_verifies(tmp_path):
 def test_service_settings():
     s = servicefile.settings()
     assert s["Type"] == ["notify"]
-    assert s["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    assert s["ExecReload"] == ["/bin/sh -c 'kill -HUP \"$MAINPID\"'"]
     assert s["Restart"] == ["on-failure"]
     assert s["WatchdogSec"]
     assert sorted(servicefile.capabilities()) == ["net_admin", "sys_admin"]
