@@ -32,7 +32,9 @@ def ansible(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         ["ansible-playbook", "-i", "localhost,", "-c", "local", "-e", f"ansible_python_interpreter={sys.executable}",
          *args, str(PLAYBOOK)],
-        capture_output=True, text=True, env=env, timeout=120)
+        capture_output=True, text=True, env=env, timeout=120,
+        # Ansible refuses a non-blocking stdin, which a test before may have left the shared one.
+        stdin=subprocess.DEVNULL)
 
 
 def play(tmp_path: Path, units: list[dict], *args: str, **variables) -> subprocess.CompletedProcess:

@@ -89,7 +89,8 @@ class Container:
         assert self.init_pid is not None
         command = ["nsenter", "-t", str(self.init_pid), "-a", "env", "-i", PATH, *argv]
         text = not isinstance(input, bytes)
-        run = subprocess.run(command, capture_output=True, text=text, input=input, timeout=scaled(timeout))
+        run = subprocess.run(command, capture_output=True, text=text, input=input, timeout=scaled(timeout),
+                             **({} if input is not None else {"stdin": subprocess.DEVNULL}))
         if check and run.returncode != 0:
             raise ContainerError(f"{' '.join(argv)} exited {run.returncode}:\n{run.stdout}{run.stderr}")
         return run
