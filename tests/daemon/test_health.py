@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -12,15 +10,8 @@ from prometheus_client import CollectorRegistry
 from bpfunits.daemon import loop
 from bpfunits.metrics.health import RECONCILE_MAX, STALE_AFTER, Health
 from bpfunits.metrics.listen import Listener, ListenError, parse
+from tests.http import get
 from tests.daemon.harness import Recorder, running
-
-
-def get(address: str, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://{address}{path}", timeout=10) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
 
 
 def test_the_loop_beats_while_it_waits_for_nothing(tmp_path, monkeypatch):

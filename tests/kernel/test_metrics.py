@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -14,17 +12,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from bpfunits.hooks import Hook
 from tests.kernel.test_daemon import REPO, drop, eventually, unit_text
 from tests.traffic import frame, send_frames
+from tests.http import get
 from tests.unitfiles import write
 
 pytestmark = pytest.mark.kernel
-
-
-def get(address: str, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://{address}{path}", timeout=10) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
 
 
 def samples(address: str) -> dict[tuple[str, frozenset], float]:
