@@ -10,8 +10,9 @@ import errno
 import os
 import resource
 import struct
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from functools import cache, partial
 
@@ -112,6 +113,9 @@ class Features:
     kernel: str  # the release, as uname reports it
     known: dict[Feature, Probed]
     probe: Callable[[Feature], Probed] | None = None  # None: `known` is all there is
+    # One probe at a time: they share one namespace and its lo, where two XDP probes at once (the
+    # daemon's reconcile and a metrics scrape) would make one fail, and the feature count as missing.
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
     def assume(cls, kernel: str = "assumed", **available: bool) -> Features:
@@ -127,11 +131,12 @@ class Features:
         return tuple(self._get(f) for f in FEATURES)
 
     def _get(self, feature: Feature) -> Probed:
-        if feature not in self.known:
-            if self.probe is None or feature not in FEATURES:
-                raise KeyError(feature.key)
-            self.known[feature] = self.probe(feature)
-        return self.known[feature]
+        with self._lock:
+            if feature not in self.known:
+                if self.probe is None or feature not in FEATURES:
+                    raise KeyError(feature.key)
+                self.known[feature] = self.probe(feature)
+            return self.known[feature]
 
     def has(self, feature: Feature) -> bool:
         return self._get(feature).available

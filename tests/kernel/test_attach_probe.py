@@ -148,3 +148,28 @@ def test_a_feature_is_probed_only_when_asked_about():
     assert probe.XDP_REPLACE not in asked and probe.CLS_BPF not in asked
     assert set(asked) == {probe.JMP32, probe.BPF_CALLS, probe.MAP_FREEZE, probe.XDP_LINK, probe.TCX}
     assert len(found.probed) == len(FEATURES) and len(asked) == len(FEATURES), "each probed once"
+
+
+def test_probes_asked_from_two_threads_run_one_at_a_time():
+    """They share one namespace: a probe of the daemon's reconcile and one of a metrics scrape
+    must not attach to its lo at the same moment."""
+    import threading
+    import time
+
+    running, overlapped = [], []
+
+    def probing(feature: probe.Feature) -> probe.Probed:
+        running.append(feature)
+        if len(running) > 1:
+            overlapped.append(feature)
+        time.sleep(0.05)
+        running.remove(feature)
+        return probe.Probed(feature, True, "")
+
+    found = Features("6.18", {}, probing)
+    threads = [threading.Thread(target=found.has, args=(f,)) for f in (probe.XDP_LINK, probe.XDP_REPLACE)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert overlapped == [] and found.has(probe.XDP_LINK) and found.has(probe.XDP_REPLACE)
