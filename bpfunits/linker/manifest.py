@@ -106,5 +106,9 @@ def _sealed(fd: int, info: bpf.MapInfo) -> bool:
     if not info.flags & bpf.BPF_F_RDONLY_PROG:
         return False
     # The kernel reports a map's frozen state only in its fdinfo (since 5.2, with BPF_MAP_FREEZE).
-    with open(f"/proc/self/fdinfo/{fd}") as fdinfo:
-        return any(line.split() == ["frozen:", "1"] for line in fdinfo)
+    fdinfo = os.open(f"/proc/self/fdinfo/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        text = os.read(fdinfo, 4096)  # a map's fdinfo is a few hundred bytes
+    finally:
+        os.close(fdinfo)
+    return any(line.split() == [b"frozen:", b"1"] for line in text.splitlines())

@@ -131,7 +131,7 @@ def reconcile(config: Config, *, apply: bool, node: Node | None = None, changes:
     with exclusive(config.lock_file), _node_or_own(node) as kept:
         root.check(create=apply)
         everything = changes.everything or not kept.memory.complete or not apply
-        result = _Run(config, root, kept, apply, EVERYTHING if everything else changes).go()
+        result = _Run(config, root, kept, apply, EVERYTHING if everything else changes, node is not None).go()
         if apply:
             kept.memory.complete = True
         return result
@@ -156,6 +156,7 @@ class _Run:
     node: Node
     apply: bool
     changes: Changes
+    lasting: bool  # the node outlives this reconcile (the daemon's), so it holds the chains' links
     programs: Programs = field(init=False)
     live: dict[str, int] = field(default_factory=dict)
     chains: dict[HookKey, Chain] = field(default_factory=dict)
@@ -347,7 +348,8 @@ class _Run:
             failed = hook is not None and (hook.outcome in (Outcome.BLOCKED, Outcome.FAILED) or bool(hook.errors))
             error = "; ".join(hook.errors or hook.plan.reasons) if failed and hook is not None else None
             self.memory.record(key, Left(inputs.get(key), programs, chain.units if chain else ()), error, now)
-            self.node.links.hold(key, self.our_link(key, hook, state))
+            if self.lasting:
+                self.node.links.hold(key, self.our_link(key, hook, state))
         for key in list(self.node.links.keys()):
             if key.interface not in self.live:
                 self.node.links.release(key)

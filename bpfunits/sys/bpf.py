@@ -472,14 +472,20 @@ class LinkInfo:
     attach_type: int  # tcx links report theirs; xdp links are AttachType.XDP; 0 for others
 
 
+MAP_IDS_ROOM = 64  # map ids asked for with a program's info: more costs a second request
+
+
 def prog_info(fd: int) -> ProgInfo:
-    info = _info(fd, BpfProgInfo())
-    map_ids: tuple[int, ...] = ()
-    if nr_maps := info.nr_map_ids:
-        # Asked again, with room for the map ids.
-        ids = (ctypes.c_uint32 * nr_maps)()
-        info = _info(fd, BpfProgInfo(nr_map_ids=nr_maps, map_ids=ctypes.addressof(ids)))
-        map_ids = tuple(ids[: min(nr_maps, info.nr_map_ids)])
+    # The kernel writes at most as many map ids as there is room for, and says how many the
+    # program has: asked again only when they did not fit.
+    room = MAP_IDS_ROOM
+    while True:
+        ids = (ctypes.c_uint32 * room)()
+        info = _info(fd, BpfProgInfo(nr_map_ids=room, map_ids=ctypes.addressof(ids)))
+        if info.nr_map_ids <= room:
+            break
+        room = info.nr_map_ids
+    map_ids = tuple(ids[: info.nr_map_ids])
     return ProgInfo(id=info.id, type=info.type, name=_cstr(info.name), tag=bytes(info.tag).hex(), map_ids=map_ids)
 
 
