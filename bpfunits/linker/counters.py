@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
+from bpfunits.errors import BpfUnitsError
 from bpfunits.hooks import Hook
 from bpfunits.sys import bpf
 from bpfunits.linker.component import LinkError
@@ -170,8 +171,14 @@ def read_counters(prog_id: int) -> list[ComponentCounts] | None:
         counters.close()
 
 
+@dataclass
+class Carry:
+    """What `carried` did: `failure` says why the counts were not (all) carried over."""
+    failure: str | None = None
+
+
 @contextmanager
-def carried(old_prog_id: int | None, new_prog_fd: int) -> Iterator[None]:
+def carried(old_prog_id: int | None, new_prog_fd: int) -> Iterator[Carry]:
     """Around the swap of a hook's chain (old_prog_id, None when there is none) for a new one
     (not attached yet): each unit on both keeps counting from what it had counted there.
 
@@ -179,16 +186,27 @@ def carried(old_prog_id: int | None, new_prog_fd: int) -> Iterator[None]:
     one's final counts (what it counted in between included): the new chain's counts never go
     below what the old one showed. Only user space writes key 1, so no packet the datapath
     counts is lost to the write. Packets still inside the old program when the second read
-    happens (microseconds after the swap) are not carried."""
-    old = open_counters(old_prog_id) if old_prog_id is not None else None
-    new = open_counters(_prog_id(new_prog_fd)) if old is not None else None
+    happens (microseconds after the swap) are not carried.
+
+    Best effort: counters never hold up or undo a swap. Whatever fails here (the old program
+    gone, a read or a write refused) leaves the new chain counting from what was carried so far
+    (maybe 0), and the yielded Carry says why."""
+    carry = Carry()
+    old = new = None
     try:
-        if old is None or new is None:
-            yield
-            return
-        write_base(new.layout, new.names, {c.name: c for c in old.read()})
-        yield
-        write_base(new.layout, new.names, {c.name: c for c in old.read()})
+        try:
+            old = open_counters(old_prog_id) if old_prog_id is not None else None
+            new = open_counters(_prog_id(new_prog_fd)) if old is not None else None
+            if old is not None and new is not None:
+                write_base(new.layout, new.names, {c.name: c for c in old.read()})
+        except (BpfUnitsError, OSError) as e:
+            carry.failure = f"counters not carried over before the swap: {e}"
+        yield carry
+        if carry.failure is None and old is not None and new is not None:
+            try:
+                write_base(new.layout, new.names, {c.name: c for c in old.read()})
+            except (BpfUnitsError, OSError) as e:
+                carry.failure = f"counters not carried over after the swap (the old chain's last counts are lost): {e}"
     finally:
         for opened in (old, new):
             if opened is not None:

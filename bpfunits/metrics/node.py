@@ -44,6 +44,7 @@ class NodeMetrics(Collector):
         self._hooks: dict[HookKey, HookView] = {}
         self._unit_errors: dict[str, str] = {}
         self._operations: Counter[str] = Counter()
+        self._uncarried = 0
         # Per chain program id, its counters held open (None: it has none). A hook's view moves
         # to a new chain only after the swap carried the old one's counts over, so reading the old
         # one until then never shows a count going back.
@@ -58,6 +59,7 @@ class NodeMetrics(Collector):
                 kind = KERNEL_OPERATIONS.get(hook.plan.action)
                 if kind is not None and hook.outcome is Outcome.APPLIED:
                     self._operations[kind] += 1
+                self._uncarried += hook.uncarried is not None
             present = memory.hooks.keys() | memory.retries.keys()
             for key in [k for k in self._hooks if k not in present]:
                 del self._hooks[key]
@@ -88,6 +90,8 @@ class NodeMetrics(Collector):
                                    labels=["unit"])
         operations = CounterMetricFamily("bpfunits_kernel_operations", "Attaches, atomic replaces and detaches",
                                          labels=["kind"])
+        uncarried = CounterMetricFamily("bpfunits_counter_carry_failures", "Swaps after which the units' counts "
+                                        "could not be carried over to the new chain (logged as warnings)")
         with self._lock:
             count = Counter(v.state for v in self._hooks.values())
             for state in HOOK_STATES:
@@ -96,6 +100,7 @@ class NodeMetrics(Collector):
                 errors.add_metric([unit], 1)
             for kind in KERNEL_OPERATIONS.values():
                 operations.add_metric([kind], self._operations[kind])
+            uncarried.add_metric([], self._uncarried)
             for key, view in self._hooks.items():
                 chain = view.chain
                 if chain is None:
@@ -104,7 +109,7 @@ class NodeMetrics(Collector):
                 info.add_metric(where + [str(chain.prog_id), chain.tag, chain.backend.value, chain.mode or ""], {})
                 sizes.add_metric(where, len(view.units))
                 self._add_counts(key, chain.prog_id, packets, verdicts)
-        yield from (packets, verdicts, info, sizes, states, errors, operations)
+        yield from (packets, verdicts, info, sizes, states, errors, operations, uncarried)
 
     def _add_counts(self, key: HookKey, prog_id: int, packets: CounterMetricFamily,
                     verdicts: CounterMetricFamily) -> None:
