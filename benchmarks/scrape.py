@@ -58,24 +58,31 @@ UNITS = {Hook.XDP: ("gx", REPO / "bpf" / "counter.bpf.o", None, Backend.XDP_LINK
 
 
 def baseline_collector(rev: str) -> type[Collector]:
-    """NodeMetrics as it was at `rev`, with the counter reader of that commit."""
-    def source(path: str) -> str:
-        return subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:{path}"], check=True, capture_output=True,
-                              text=True).stdout
-
+    """NodeMetrics as it was at `rev`, with that commit's counter reader and bpf() wrappers."""
+    # Each module of that commit, and how its imports of the others are redirected to theirs.
+    sources = {
+        "bpf": ("bpfunits/sys/bpf.py", {}),
+        "counters": ("bpfunits/linker/counters.py", {"from bpfunits.sys import bpf": "import baseline_bpf as bpf"}),
+        "node": ("bpfunits/metrics/node.py", {"from bpfunits.linker.counters import": "from baseline_counters import",
+                                              "from bpfunits.sys.bpf import": "from baseline_bpf import"}),
+    }
     modules = {}
-    for name, path in (("counters", "bpfunits/linker/counters.py"), ("node", "bpfunits/metrics/node.py")):
+    for name, (path, imports) in sources.items():
+        text = subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:{path}"], check=True, capture_output=True,
+                              text=True).stdout
+        for ours, theirs in imports.items():
+            text = text.replace(ours, theirs)
         module = types.ModuleType(f"baseline_{name}")
         sys.modules[module.__name__] = module  # dataclasses look their module up
-        text = source(path).replace("from bpfunits.linker.counters import", "from baseline_counters import")
         exec(compile(text, f"{rev}:{path}", "exec"), module.__dict__)
         modules[name] = module
     return modules["node"].NodeMetrics
 
 
 @contextmanager
-def chains(hooks: int) -> Iterator[Result]:
-    """`hooks` chains loaded (held open until the end), and the reconcile result that names them."""
+def chains(hooks: int) -> Iterator[tuple[Result, Memory]]:
+    """`hooks` chains loaded (held open until the end), and the reconcile's result and memory
+    that name them."""
     ensure_mounted(BPFFS)
     pins = BPFFS / f"bu-scrape-{secrets.token_hex(4)}"
     with ExitStack() as stack:
@@ -101,8 +108,7 @@ def chains(hooks: int) -> Iterator[Result]:
                 result.hooks.append(HookResult(plan, Outcome.UNCHANGED, prog_id=info.id, running=attached,
                                                ordered=(unit,)))
                 memory.hooks[key] = Left(None, frozenset({info.id}), (unit,))
-        result.memory = memory  # type: ignore[attr-defined]
-        yield result
+        yield result, memory
 
 
 def timed(scrape: Callable[[], object]) -> tuple[float, float]:
@@ -112,12 +118,12 @@ def timed(scrape: Callable[[], object]) -> tuple[float, float]:
 
 
 def measure(hooks: int, scrapes: int, collectors: dict[str, type[Collector]]) -> None:
-    with chains(hooks) as result:
+    with chains(hooks) as (result, memory):
         registries, made = {}, []
         for label, make in collectors.items():
             collector = make()
             made.append(collector)
-            collector.update(result, result.memory, ())  # type: ignore[attr-defined]
+            collector.update(result, memory, ())  # type: ignore[attr-defined]
             registry = CollectorRegistry(auto_describe=False)
             registry.register(collector)
             registries[label] = registry
