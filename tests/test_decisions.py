@@ -31,7 +31,7 @@ def test_a_blocked_hook_is_said_blocked_once():
 
 def test_counts_not_carried_over_are_a_warning_logged_and_counted_not_a_failure(caplog):
     plan = HookPlan(KEY, Action.REPLACE, None, None, added=("b",))
-    why = "counters not carried over after the swap (the old chain's last counts are lost): BPF_MAP_UPDATE_ELEM: x"
+    why = "counters not carried over after the swap (what the old chain counted during the swap is lost): x"
     hook = HookResult(plan, Outcome.APPLIED, uncarried=why)
     result = Result(hooks=[hook])
     assert not result.failed

@@ -239,7 +239,8 @@ def carried(old_prog_id: int | None, new_prog_fd: int) -> Iterator[Carry]:
             try:
                 write_base(new.layout, new.names, {c.name: c for c in old.read()})
             except (BpfUnitsError, OSError) as e:
-                carry.failure = f"counters not carried over after the swap (the old chain's last counts are lost): {e}"
+                carry.failure = (f"counters not carried over after the swap (what the old chain counted during "
+                                 f"the swap is lost): {e}")
     finally:
         for opened in (old, new):
             if opened is not None:
