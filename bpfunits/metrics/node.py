@@ -54,17 +54,23 @@ class _Exported:
         low, high = verdict_range(key.hook)
         # A row of counts (see OpenCounters.rows) holds codes low to high, then any other code.
         self._verdicts = [_VERDICT_NAMES[key.hook][code] for code in range(low, high + 1)] + [OTHER_VERDICT]
-        self._units: dict[str, tuple[dict[str, str], list[dict[str, str]]]] = {}
+        self._units: dict[str, tuple[dict[str, str], list[dict[str, str] | None]]] = {}
         for unit in units:
             self.unit(unit)
 
-    def unit(self, name: str) -> tuple[dict[str, str], list[dict[str, str]]]:
-        """A unit's labels for its packets, and for its verdicts per row of its counts."""
+    def unit(self, name: str) -> tuple[dict[str, str], list[dict[str, str] | None]]:
+        """A unit's labels for its packets, and for its verdicts per row of its counts (None
+        until verdict() makes them: most units return one or two of the hook's verdicts)."""
         found = self._units.get(name)
         if found is None:
-            packets = {**self._where, "unit": name}
-            found = self._units[name] = (packets, [{**packets, "verdict": v} for v in self._verdicts])
+            found = self._units[name] = ({**self._where, "unit": name}, [None] * len(self._verdicts))
         return found
+
+    def verdict(self, name: str, row: int) -> dict[str, str]:
+        """The labels of unit `name`'s verdict in `row` of its counts."""
+        packets, by_row = self.unit(name)
+        labels = by_row[row] = {**packets, "verdict": self._verdicts[row]}
+        return labels
 
 
 class NodeMetrics(Collector):
@@ -163,7 +169,7 @@ class NodeMetrics(Collector):
             # verdict's series appears with its first packet and never goes back.
             for r, n in enumerate(row):
                 if n:
-                    verdicts.append(Sample(verdicts_total, by_row[r], n))
+                    verdicts.append(Sample(verdicts_total, by_row[r] or exported.verdict(name, r), n))
 
     def close(self) -> None:
         with self._lock:
