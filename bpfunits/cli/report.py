@@ -57,6 +57,8 @@ def show(result: Result, as_json: bool) -> None:
         failed = hook.outcome in (Outcome.BLOCKED, Outcome.FAILED)
         for line in plan.reasons + tuple(e for e in hook.errors if e not in plan.reasons):
             print(("  ! " if failed else "  note: ") + line.replace("\n", "\n    "))
+        if hook.uncarried:
+            print(f"  warning: {hook.uncarried}")
     counts = {o: sum(h.outcome is o for h in result.hooks) for o in Outcome}
     print(", ".join(f"{n} {o.value}" for o, n in counts.items() if n) or "no hooks")
 
@@ -92,5 +94,6 @@ def _hook_json(h: HookResult) -> dict:
         "changed": list(p.changed),
         "reasons": list(p.reasons),
         "errors": list(h.errors),
+        "warnings": [h.uncarried] if h.uncarried else [],
         "prog_id": h.prog_id,
     }

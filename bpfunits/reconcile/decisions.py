@@ -20,6 +20,8 @@ def describe(hook: HookResult) -> str:
         text += f" ({', '.join(parts)})"
     if why:
         text += f": {why}"
+    if hook.uncarried:
+        text += f" (warning: {hook.uncarried})"
     return text
 
 
@@ -29,9 +31,14 @@ def log_result(log: logging.Logger, result: Result, trigger: str) -> None:
     for hook in result.hooks:
         if hook.outcome is Outcome.UNCHANGED:
             continue
-        level = logging.ERROR if hook.outcome in (Outcome.BLOCKED, Outcome.FAILED) else logging.INFO
+        if hook.outcome in (Outcome.BLOCKED, Outcome.FAILED):
+            level = logging.ERROR
+        else:
+            level = logging.WARNING if hook.uncarried else logging.INFO
         fields = {"trigger": trigger, "interface": hook.key.interface, "hook": hook.key.hook.value,
                   "action": hook.plan.action.value, "outcome": hook.outcome.value, "prog_id": hook.prog_id}
+        if hook.uncarried:
+            fields["warning"] = hook.uncarried
         text = describe(hook)
         retry = result.retries.get(hook.key)
         if retry is not None:

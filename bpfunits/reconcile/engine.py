@@ -58,6 +58,8 @@ class HookResult:
     foreign: tuple[Attached, ...] = ()
     ordered: tuple[str, ...] = ()  # the units ordered onto this hook, even when it is blocked
     attached: Attached | None = None  # bpfunits' program the reconcile attached (applied hooks)
+    # Why the units' counts were not carried over to the new chain: a warning, the swap went on.
+    uncarried: str | None = None
 
     @property
     def key(self) -> HookKey:
@@ -424,13 +426,15 @@ class _Run:
             try:
                 if not self.apply:
                     return HookResult(plan, done, prog_id=before_id)
-                with carried(before_id, prog_fd):
+                with carried(before_id, prog_fd) as carry:
                     attached = self.switch(plan, ifindex, prog_fd, before)
+                errors: tuple[str, ...] = ()
                 try:
                     self.programs.commit(chain.names)
                 except BpfUnitsError as exc:
-                    return HookResult(plan, done, (str(exc),), prog_id=attached.prog_id, attached=attached)
-                return HookResult(plan, done, prog_id=attached.prog_id, attached=attached)
+                    errors = (str(exc),)
+                return HookResult(plan, done, errors, prog_id=attached.prog_id, attached=attached,
+                                  uncarried=carry.failure)
             finally:
                 os.close(prog_fd)
         except BpfUnitsError as exc:

@@ -528,8 +528,10 @@ def map_lookup(fd: int, key: bytes, value_size: int) -> bytes | None:
 
 
 @cache
+@cache
 def possible_cpus() -> int:
-    """How many CPUs per-CPU maps hold a value for (from /sys/devices/system/cpu/possible)."""
+    """How many CPUs per-CPU maps hold a value for (from /sys/devices/system/cpu/possible, fixed
+    at boot)."""
     count = 0
     for part in Path("/sys/devices/system/cpu/possible").read_text().strip().split(","):
         first, _, last = part.partition("-")
@@ -548,23 +550,26 @@ def map_lookup_percpu(fd: int, key: bytes, value_size: int) -> list[bytes] | Non
 
 
 class PercpuLookup:
-    """map_lookup_percpu of one key, again and again, with its buffers made once (a scrape of
-    thousands of chains' counters is mostly this)."""
+    """The value of one key of a per-CPU map, again and again, with everything the call takes
+    made once (a scrape of thousands of chains' counters is mostly this): every possible CPU's
+    value one after another, each rounded up to 8 bytes; None when there is none."""
 
     def __init__(self, fd: int, key: bytes, value_size: int) -> None:
-        self._stride = (value_size + 7) & ~7
-        self._size = value_size
-        self._value = ctypes.create_string_buffer(self._stride * possible_cpus())
-        self._attr = MapElemAttr(map_fd=fd, key=key, value=self._value)
+        self._value = ctypes.create_string_buffer(((value_size + 7) & ~7) * possible_cpus())
+        self._attr = MapElemAttr(map_fd=fd, key=key, value=self._value)  # keeps the key alive
+        # What _raw would pass: the attributes padded to ATTR_SIZE (the kernel writes nothing
+        # back into them for a lookup).
+        buf = ctypes.create_string_buffer(ATTR_SIZE)
+        ctypes.memmove(buf, ctypes.addressof(self._attr), ctypes.sizeof(self._attr))
+        self._args = (_sys_bpf(), ctypes.c_int(Cmd.MAP_LOOKUP_ELEM), buf, ctypes.c_uint(ATTR_SIZE))
 
-    def __call__(self) -> list[bytes] | None:
-        ret, err = _raw(Cmd.MAP_LOOKUP_ELEM, self._attr)
-        if ret < 0:
+    def __call__(self) -> bytes | None:
+        if _libc.syscall(*self._args) < 0:
+            err = ctypes.get_errno()
             if err == errno_mod.ENOENT:
                 return None
             raise BpfError("BPF_MAP_LOOKUP_ELEM", err)
-        raw, stride = self._value.raw, self._stride
-        return [raw[i * stride : i * stride + self._size] for i in range(possible_cpus())]
+        return self._value.raw
 
 
 def map_update(fd: int, key: bytes, value: bytes, flags: int = BPF_ANY) -> None:
