@@ -32,7 +32,7 @@ from bpfunits.order.graph import Chain, HookKey
 from bpfunits.plan.diff import plan_all
 from bpfunits.plan.model import Action, Desired, HookPlan
 from bpfunits.reconcile import observed as observing
-from bpfunits.reconcile.desired import Programs, blocked_by_broken_units, build_id, desired_chain
+from bpfunits.reconcile.desired import Programs, blocked_by_broken_units, build_id, desired_chain, map_owners
 from bpfunits.reconcile.lock import exclusive
 from bpfunits.reconcile.memory import EVERYTHING, Changes, Left, Memory, Retry
 from bpfunits.reconcile.node import Node
@@ -196,6 +196,7 @@ class _Run:
             if self.changes.kernel:
                 drifted = {k for k in self.drifted(observer) if not self.memory.waiting(k, now)}
                 touched |= {k.interface for k in drifted}
+        self.programs.units = loaded.units
         if self.apply:
             self.node.units = loaded
             self.memory.interfaces = dict(self.live)
@@ -242,7 +243,8 @@ class _Run:
         # Programs stay cached while their unit is on some hook: those ordered here, and where
         # only some interfaces were looked at, those running on the others.
         keep = {u.name for chain in self.chains.values() for u in chain.units}
-        self.node.programs.sweep(keep=keep if touched is None else keep | self.memory.running_units())
+        keep = keep if touched is None else keep | self.memory.running_units()
+        self.node.programs.sweep(keep=keep | map_owners(loaded.units, keep))
         self.node.facts.sweep(keep=self.memory.programs())
         result.total = len(self.memory.hooks) if self.apply else len(result.hooks)
         result.retries = dict(self.memory.retries)
@@ -476,7 +478,8 @@ class _Run:
         if any(s.observed.errors for s in self.states.values()):
             return []
         running = elsewhere.units | self.memory.running_units()
-        keep = {self.root.unit_path(name) for name in running}
+        units = self.node.units.units if self.node.units else self.programs.units
+        keep = {self.root.unit_path(name) for name in running | map_owners(units, running)}
         errors = []
         for folder in children(self.root.units_path):
             if folder not in keep:

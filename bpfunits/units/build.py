@@ -61,6 +61,12 @@ def build_unit(
         return sorted(set(problems), key=lambda d: (d.location.line or 0, d.message))
     program, attach = doc["program"], doc["attach"]
     hook = Hook(attach["hook"])
+    templated = [k for k, values in (("maps_from", program.get("maps_from", ())), ("interfaces", attach["interfaces"]))
+                 if any("%i" in v for v in values)]
+    if templated and not name.partition("@")[2]:
+        key = BY_FIELD[("program" if templated[0] == "maps_from" else "attach", templated[0])]
+        return [error(f"{key.name}= uses %i, but unit {name} is no instance of a template (NAME@INSTANCE)",
+                      locations.get(key.field, Location(path)), name, f"{key.name}=")]
 
     def resolve(p: str | None) -> Path | None:
         return None if p is None else path.parent / p
@@ -75,8 +81,9 @@ def build_unit(
             name=program.get("name"),
             sha256=program["sha256"].lower() if "sha256" in program else None,
             defines=tuple(_define(d) for d in program.get("define", ())),
+            maps_from=tuple(dict.fromkeys(instance(name, u) for u in program.get("maps_from", ()))),
         ),
-        interfaces=tuple(attach["interfaces"]),
+        interfaces=tuple(instance(name, i) for i in attach["interfaces"]),
         proceed_on=frozenset(attach.get("proceed_on", hook.default_proceed_on)),
         description=doc.get("description", ""),
         before=tuple(dict.fromkeys(doc.get("before", ()))),
@@ -86,6 +93,12 @@ def build_unit(
         metrics=tuple(dict.fromkeys(_metric(m) for m in doc.get("metrics", ()))),
         locations=locations,
     )
+
+
+def instance(unit: str, value: str) -> str:
+    """`value` with %i replaced by the unit's instance name, as systemd's: a unit connlimit@veth1
+    (a file of that name, or a link to the template connlimit@.unit) has the instance veth1."""
+    return value.replace("%i", unit.partition("@")[2]) if "%i" in value else value
 
 
 def _metric(item: str) -> MapMetric:
@@ -113,8 +126,10 @@ def _describe(
 
     if e.validator == "required":
         missing = [m for m in e.validator_value if m not in e.instance]
-        if e.schema.get("x-error"):  # the Define= rule
-            return error(f"Define= {e.schema['x-error']}", locations.get("define", where), unit, "Define=")
+        if e.schema.get("x-key"):  # a key that only applies with another (Define=, MapsFrom=)
+            only = BY_FIELD[("program", e.schema["x-key"])]
+            label = f"{only.name}="
+            return error(f"{label} {e.schema['x-error']}", locations.get(only.field, where), unit, label)
         names = [BY_FIELD.get((section, m)) for m in missing]
         shown = ", ".join(f"{k.name}=" if k else f"[{m.capitalize()}]" for k, m in zip(names, missing, strict=True))
         in_section = f" in [{section.capitalize()}]" if section else ""

@@ -30,6 +30,8 @@ KEYS: tuple[Key, ...] = (
     Key("Program", "Name", "name", False, "the program (function) in the object; optional if it holds one"),
     Key("Program", "SHA256", "sha256", False, "refuse the object (or source) if its digest differs"),
     Key("Program", "Define", "define", True, "KEY=VALUE passed to the compiler with Source="),
+    Key("Program", "MapsFrom", "maps_from", True, "units whose pinned maps this program uses by name (the first "
+        "unit having a map of that name wins; shapes must match); %i: the instance of a template unit"),
     Key("Attach", "Hook", "hook", False, "xdp, tc-ingress or tc-egress"),
     Key("Attach", "Interfaces", "interfaces", True, "interface names and globs; !name excludes"),
     Key("Attach", "Position", "position", False, "first or last among the hook's units"),

@@ -34,6 +34,7 @@ class Program:
     name: str | None = None
     sha256: str | None = None
     defines: tuple[tuple[str, str], ...] = ()
+    maps_from: tuple[str, ...] = ()  # units whose maps this program uses, first match by name wins
 
 
 @dataclass(frozen=True)
