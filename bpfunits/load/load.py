@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bpfunits.errors import BpfUnitsError
 from bpfunits.hooks import Hook
+from bpfunits.hooks.events import EventHook
 from bpfunits.linker.progtype import expected_attach_type_of, prog_type_of
 from bpfunits.load import mappins
 from bpfunits.sys import bpf
@@ -137,7 +138,7 @@ def read_object(path: Path, label: str, sha256: str | None, policy: FilePolicy) 
 
 
 def select_program(
-    programs: tuple[ProgramFacts, ...], name: str | None, hook: Hook, path: Path, label: str
+    programs: tuple[ProgramFacts, ...], name: str | None, hook: Hook | EventHook, path: Path, label: str
 ) -> ProgramFacts:
     """Program `name`, or the object's one program for `hook`; refused if it cannot run there."""
     listing = ", ".join(f"{p.name} (SEC {p.section!r})" for p in programs) or "none"
@@ -203,7 +204,8 @@ def _malformed_as_load_error(path: Path, label: str) -> Iterator[None]:
 
 
 def _load_in_worker(
-    data: ObjectFile, path: Path, pin_root: Path | None, name: str | None, hook: Hook, persist_maps: bool, label: str,
+    data: ObjectFile, path: Path, pin_root: Path | None, name: str | None, hook: Hook | EventHook, persist_maps: bool,
+    label: str,
     shared: dict[str, SharedMap],
 ) -> LoadedProgram:
     with _malformed_as_load_error(path, label), open_object(data.data, path, pin_root) as opened:
@@ -235,7 +237,7 @@ def is_frags_section(section: str) -> bool:
 
 def load_object_program(
     path: Path,
-    hook: Hook,
+    hook: Hook | EventHook,
     pin_root: Path | None,
     *,
     name: str | None = None,
@@ -254,7 +256,7 @@ def load_object_program(
     worker process: an object that crashes it is ObjectMalformed. `policy`: what the object file
     must be to be read; `data`: its bytes, already read under it; `shared`: maps of other units
     to use, by name, instead of the object's own (refused if the object declares another shape)."""
-    path, hook = Path(path), Hook(hook)
+    path, hook = Path(path), hook if isinstance(hook, EventHook) else Hook(hook)
     label = label or str(path)
     if pin_root is not None and os.path.ismount(pin_root):
         # libbpf would pin maps by name straight into a shared bpffs root.

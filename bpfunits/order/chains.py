@@ -23,6 +23,8 @@ def expand(units: Iterable[Unit], available: Iterable[str]) -> dict[HookKey, lis
     available = list(available)
     placed: dict[HookKey, list[Unit]] = {}
     for unit in units:
+        if not isinstance(unit.hook, Hook):
+            continue  # an event unit: on no interface, in no chain
         for name in ifsel.select(unit.interfaces, available):
             placed.setdefault(HookKey(name, unit.hook), []).append(unit)
     return placed

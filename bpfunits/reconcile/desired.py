@@ -6,6 +6,7 @@ from dataclasses import replace
 from fnmatch import fnmatchcase
 
 from bpfunits.errors import BpfUnitsError
+from bpfunits.hooks import Hook
 from bpfunits.load import mappins
 from bpfunits.load.load import LoadError, SharedMap
 from bpfunits.sys import bpf
@@ -85,6 +86,7 @@ class Programs:
         """The unit's program as the linker takes it, with the verifier's stack depths, found
         once per loaded program."""
         cached = self.loaded[unit.name]
+        assert isinstance(unit.hook, Hook)  # only chained units are components
         component = component_of(unit.name, cached.program, unit.proceed_codes)
         if cached.stack_depths is None:
             cached.stack_depths = component_depths(unit.hook, component)

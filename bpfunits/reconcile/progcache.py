@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bpfunits.hooks import Hook
+from bpfunits.hooks.events import EventHook
 from bpfunits.load import mappins
 from bpfunits.state.bpffs import StateRoot
 from bpfunits.load.load import LoadError, ObjectFile, SharedMap, load_object_program, read_object
@@ -32,7 +33,7 @@ class ProgramKey:
     source: bool
     defines: tuple[tuple[str, str], ...]
     name: str | None
-    hook: Hook
+    hook: Hook | EventHook
     shared: tuple[tuple[str, str, int], ...] = ()  # maps of other units it uses: (name, owner, id)
 
 
@@ -130,6 +131,8 @@ def load_unit_program(
     data = data or unit_program_file(unit, policy)
     if unit.program.source is not None:
         from bpfunits.load.bcc import load_source_program  # bcc is heavy; only Source= needs it
+
+        assert isinstance(unit.hook, Hook)  # units.build refuses Source= on event hooks
 
         return load_source_program(
             unit.program.source,
