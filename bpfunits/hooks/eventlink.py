@@ -44,7 +44,7 @@ def unavailable(hook: EventHook) -> str | None:
     features = probe.features()
     for feature in _FEATURES.get(hook.kind, ()):
         if not features.has(feature):
-            return f"the {hook.kind.value} hook needs {features.missing(feature)}"
+            return f"{hook.value}: {features.missing(feature)}"
     if hook.kind in (EventKind.FENTRY, EventKind.FEXIT):
         return f"the {hook.kind.value} hook is not supported by bpfunits yet (its programs need a BTF attach target)"
     return None

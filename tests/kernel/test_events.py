@@ -1,0 +1,216 @@
+"""Units on event hooks, one kind after another on the real kernel: attached through a pinned
+bpf_link, observed running, repaired after someone else detached them, and detached when the
+unit goes. A kind the kernel lacks is that unit's clear error."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import secrets
+import struct
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from bpfunits.config import load_config
+from bpfunits.hooks import eventlink, probe
+from bpfunits.reconcile.engine import Result, reconcile
+from bpfunits.reconcile.node import Node
+from bpfunits.state import pins
+from bpfunits.sys import bpf, netns
+from tests.fixtures.netns import ADDR_B
+from tests.unitfiles import write
+
+pytestmark = pytest.mark.kernel
+BPF = Path(__file__).resolve().parents[2] / "bpf"
+CGROUP2_MAGIC = 0x63677270
+TARGET_C = """
+#include <stdlib.h>
+__attribute__((noinline)) int bpfunits_target(int x) { __asm__ volatile(""); return x + 1; }
+int main(int argc, char **argv) { int n = atoi(argv[1]), s = 0; for (int i = 0; i < n; i++) s = bpfunits_target(s); return s == n ? 0 : 1; }
+"""
+
+
+@dataclass
+class Setup:
+    units: Path
+    root: object
+    apply: Callable[..., Result]
+
+
+@pytest.fixture
+def setup(tmp_path, veth_pair, bpffs_root) -> Iterator[Setup]:
+    units = tmp_path / "units"
+    units.mkdir()
+    (tmp_path / "bpfunits.yaml").write_text(f"lock_file: {tmp_path / 'lock'}\nbpffs_root: {bpffs_root.path}\n")
+    config = load_config(tmp_path / "bpfunits.yaml").override(units_dirs=[units])
+
+    def apply(*, plan: bool = False) -> Result:
+        with netns.inside(veth_pair.ns_a):
+            return reconcile(config, apply=not plan, node=Node())
+
+    try:
+        yield Setup(units, bpffs_root, apply)
+    finally:
+        for f in units.iterdir():
+            f.unlink()
+        apply()
+
+
+def hits(root, unit: str) -> int:
+    with pins.opened(root.unit_path(unit) / "hits") as fd:
+        value = bpf.map_lookup(fd, struct.pack("<I", 0), 8)
+    assert value is not None
+    return struct.unpack("<Q", value)[0]
+
+
+def event_unit(name: str, hook: str, extra: str = "") -> str:
+    return f"[Program]\nObject={BPF / 'events.bpf.o'}\nName={name}\n[Attach]\nHook={hook}\n{extra}"
+
+
+def getppid(n: int = 5) -> None:
+    for _ in range(n):
+        os.getppid()
+
+
+@pytest.fixture
+def target_binary(tmp_path) -> Path:
+    source = tmp_path / "target.c"
+    source.write_text(TARGET_C)
+    binary = tmp_path / "bpfunits-target"
+    subprocess.run(["cc", "-O1", "-o", str(binary), str(source)], check=True)
+    return binary
+
+
+@pytest.fixture
+def cgroup(tmp_path) -> Iterator[Path]:
+    """A cgroup (v2) made for the test, and removed after it; the hierarchy is mounted for the
+    test where the host has none mounted."""
+    base = Path("/sys/fs/cgroup")
+    mounted = None
+    if _fs_magic(base) != CGROUP2_MAGIC:
+        mounted = base / f"bpfunits-test-{secrets.token_hex(3)}"
+        mounted.mkdir()
+        subprocess.run(["mount", "-t", "cgroup2", "none", str(mounted)], check=True)
+        base = mounted
+    folder = base / f"bpfunits-test-{secrets.token_hex(3)}"
+    folder.mkdir()
+    try:
+        yield folder
+    finally:
+        folder.rmdir()
+        if mounted is not None:
+            subprocess.run(["umount", str(mounted)], check=True)
+            mounted.rmdir()
+
+
+def _fs_magic(path: Path) -> int:
+    buf = ctypes.create_string_buffer(120)
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.statfs(os.fsencode(path), buf) == 0
+    return struct.unpack_from("<q", buf.raw, 0)[0]
+
+
+def in_cgroup(cgroup: Path, veth_pair, datagrams: int) -> None:
+    """Send UDP datagrams to namespace b from a process in `cgroup` (in namespace a)."""
+    script = (f"import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+              f"[s.sendto(b'x', ('{ADDR_B}', 9)) for _ in range({datagrams})]")
+    subprocess.run(["nsenter", f"--net=/run/netns/{veth_pair.ns_a}", "sh", "-c",
+                    f"echo $$ > {cgroup}/cgroup.procs && exec python3 -c \"{script}\""], check=True)
+
+
+def lifecycle(setup: Setup, unit: str, text: str, trigger: Callable[[], None], detach_foreign) -> None:
+    """Attach, observe it run, repair after a foreign detach, detach by removing the unit."""
+    write(setup.units, f"{unit}.unit", text)
+    planned = setup.apply(plan=True)
+    assert [(e.unit, e.action, e.outcome) for e in planned.events] == [(unit, "attach", "planned")]
+    result = setup.apply()
+    [event] = result.events
+    assert (event.action, event.outcome, event.errors) == ("attach", "applied", ())
+    assert event.prog_id and event.link_id
+    before = hits(setup.root, unit)
+    trigger()
+    assert hits(setup.root, unit) > before
+
+    again = setup.apply()  # observed as it is: nothing to do
+    assert [(e.action, e.outcome, e.prog_id, e.link_id) for e in again.events] == [
+        ("unchanged", "unchanged", event.prog_id, event.link_id)]
+
+    detach_foreign(setup, unit)
+    repaired = setup.apply()
+    [fixed] = repaired.events
+    assert fixed.outcome == "applied" and fixed.link_id != event.link_id
+    before = hits(setup.root, unit)
+    trigger()
+    assert hits(setup.root, unit) > before
+
+    with pins.opened(setup.root.unit_path(unit) / "hits") as hits_fd:
+        (setup.units / f"{unit}.unit").unlink()
+        removed = setup.apply()
+        assert [(e.unit, e.action, e.outcome) for e in removed.events] == [(unit, "remove", "applied")]
+        assert not eventlink.unit_events_path(setup.root, unit).exists()
+        before = struct.unpack("<Q", bpf.map_lookup(hits_fd, struct.pack("<I", 0), 8))[0]
+        trigger()
+        assert struct.unpack("<Q", bpf.map_lookup(hits_fd, struct.pack("<I", 0), 8))[0] == before
+
+
+def unpin(setup: Setup, unit: str) -> None:
+    """Someone removes the link's pin: with it goes the link's last reference."""
+    [pin] = eventlink.unit_events_path(setup.root, unit).iterdir()
+    pin.unlink()
+
+
+def link_detach(setup: Setup, unit: str) -> None:
+    """Someone detaches the link (BPF_LINK_DETACH): it stays pinned, defunct."""
+    [pin] = eventlink.unit_events_path(setup.root, unit).iterdir()
+    with pins.opened(pin) as fd:
+        bpf.link_detach(fd)
+
+
+def test_tracepoint(setup):
+    lifecycle(setup, "tp", event_unit("tp_getppid", "tracepoint:syscalls/sys_enter_getppid"), getppid, unpin)
+
+
+def test_raw_tracepoint(setup):
+    lifecycle(setup, "rawtp", event_unit("raw_sys_enter", "raw_tracepoint:sys_enter"), getppid, unpin)
+
+
+@pytest.mark.parametrize("kind", ["uprobe", "uretprobe"])
+def test_uprobe_on_a_binary_built_for_the_test(setup, target_binary, kind):
+    run = lambda: subprocess.run([str(target_binary), "3"], check=True)  # noqa: E731
+    text = event_unit(f"{kind}_hit", f"{kind}:{target_binary}:bpfunits_target")
+    lifecycle(setup, kind, text, run, unpin)
+
+
+def test_cgroup_skb_egress_on_a_cgroup_made_for_the_test(setup, cgroup, veth_pair):
+    text = event_unit("cgroup_egress", "cgroup-skb-egress", f"Cgroup={cgroup}\n")
+    lifecycle(setup, "cgegress", text, lambda: in_cgroup(cgroup, veth_pair, 3), link_detach)
+
+
+@pytest.mark.parametrize("kind", ["kprobe", "kretprobe"])
+def test_kprobe(setup, kind):
+    text = event_unit(f"{kind}_getppid", f"{kind}:__x64_sys_getppid")
+    if probe.features().has(probe.KPROBE_EVENTS):
+        lifecycle(setup, kind, text, getppid, unpin)
+        return
+    write(setup.units, f"{kind}.unit", text)
+    [event] = setup.apply().events
+    assert (event.action, event.outcome) == ("blocked", "blocked")
+    assert event.errors == (
+        f"unit {kind}: {kind}:__x64_sys_getppid: this kernel ({os.uname().release}) lacks kprobe events "
+        "(CONFIG_KPROBE_EVENTS) (no /sys/bus/event_source/devices/kprobe), which units on kprobe hooks needs: "
+        "it came with Linux 4.17",)
+
+
+@pytest.mark.parametrize("kind", ["fentry", "fexit"])
+def test_fentry_and_fexit_are_a_clear_error_here(setup, kind):
+    write(setup.units, f"{kind}.unit", event_unit("tp_getppid", f"{kind}:__x64_sys_getppid"))
+    [event] = setup.apply().events
+    assert (event.action, event.outcome) == ("blocked", "blocked")
+    assert event.errors[0].startswith(
+        f"unit {kind}: {kind}:__x64_sys_getppid: this kernel ({os.uname().release}) lacks BPF_PROG_TYPE_TRACING "
+        "(fentry/fexit) permitted (BPF_PROG_LOAD: Operation not permitted")
+    assert not eventlink.unit_events_path(setup.root, kind).exists()
