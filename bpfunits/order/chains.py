@@ -63,6 +63,21 @@ def unknown_references(units: dict[str, Unit], masked: Iterable[str] = ()) -> li
     return found
 
 
+def ignored_order(units: Iterable[Unit]) -> list[Diagnostic]:
+    """Warnings for ordering keys on event hooks, whose programs run in no order bpfunits sets:
+    the keys are ignored there."""
+    found = []
+    for unit in units:
+        if isinstance(unit.hook, Hook):
+            continue
+        set_keys = [(k, n) for k, n, v in (("before", "Before", unit.before), ("after", "After", unit.after),
+                                          ("position", "Position", unit.position)) if v]
+        for key, name in set_keys:
+            found.append(warning(f"{name}= is ignored: programs on the {unit.hook.kind.value} hook run alone, in no "
+                                 "order bpfunits sets", unit.where(key), unit.name, f"{name}="))
+    return found
+
+
 def verification_interfaces(units: Iterable[Unit], host: Iterable[str]) -> list[str]:
     """Interfaces to order against when verifying: the host's, plus every name a unit spells out,
     so conflicts on interfaces this machine lacks (a control node, a CI runner) are still found."""

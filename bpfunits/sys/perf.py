@@ -56,10 +56,21 @@ def tracefs() -> Path | None:
     return next((p for p in TRACEFS if (p / "events").is_dir()), None)
 
 
+def mount_tracefs() -> Path:
+    """tracefs, mounted at its place where it is not yet (as bpffs is, for pins)."""
+    found = tracefs()
+    if found is not None:
+        return found
+    where = TRACEFS[0]
+    if libc.mount(b"nodev", os.fsencode(where), b"tracefs", 0, None) != 0:
+        err = ctypes.get_errno()
+        raise PerfError(f"tracefs is not mounted, and mounting it at {where} failed: {os.strerror(err)}: "
+                        "tracepoints cannot be found")
+    return where
+
+
 def tracepoint_id(category: str, name: str) -> int:
-    root = tracefs()
-    if root is None:
-        raise PerfError("tracefs is not mounted (/sys/kernel/tracing): tracepoints cannot be found")
+    root = mount_tracefs()
     try:
         return int((root / "events" / category / name / "id").read_text())
     except FileNotFoundError:

@@ -85,6 +85,7 @@ def test_two_units_count_into_one_map_and_the_owners_maps_stay_while_used(setup,
     assert not bpffs_root.unit_path("owner").exists()
 
 
+@pytest.mark.matrix
 def test_a_shape_mismatch_names_both_units_and_changes_nothing(setup, veth_pair, bpffs_root):
     units, run = setup
     write(units, "owner.unit", unit("counter.bpf.o", "xdp", veth_pair.if_a))

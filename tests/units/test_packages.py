@@ -2,6 +2,7 @@
 
 import os
 
+from bpfunits.cli import main
 from bpfunits.units.search import load_units
 from tests.unitfiles import write
 
@@ -46,3 +47,46 @@ def test_percent_i_outside_an_instance_is_an_error(tmp_path):
     got = [str(d) for d in load_units((tmp_path,)).diagnostics]
     assert got == [f"{tmp_path}/connlimit.unit:3: error: unit connlimit: MapsFrom= uses %i, but unit connlimit "
                    "is no instance of a template (NAME@INSTANCE)"]
+
+
+def test_verify_warns_that_ordering_keys_are_ignored_on_event_hooks(tmp_path, capsys, bpf_objects):
+    write(tmp_path, "release.unit", f"""
+        [Unit]
+        After=connlimit
+        [Program]
+        Object={bpf_objects}/examples/connlimit.bpf.o
+        Name=connlimit_release
+        [Attach]
+        Hook=tracepoint:sock/inet_sock_set_state
+        Position=last
+    """)
+    write(tmp_path, "connlimit.unit", f"[Program]\nObject={bpf_objects}/examples/connlimit.bpf.o\n"
+          "Name=xdp_connlimit\n[Attach]\nHook=xdp\nInterfaces=veth0\n")
+    assert main(["verify", "--units-dir", str(tmp_path), "--interfaces", "veth0"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines() == [
+        f"{tmp_path}/release.unit:2: warning: unit release: After= is ignored: programs on the tracepoint hook run "
+        "alone, in no order bpfunits sets",
+        f"{tmp_path}/release.unit:8: warning: unit release: Position= is ignored: programs on the tracepoint hook "
+        "run alone, in no order bpfunits sets",
+        "2 units valid, 0 errors, 2 warnings",
+    ]
+
+
+def test_event_hooks_refuse_interfaces_and_read_their_targets(tmp_path):
+    write(tmp_path, "a.unit", "[Program]\nObject=a.o\n[Attach]\nHook=tracepoint:sock/inet_sock_set_state\n"
+          "Interfaces=eth0\n")
+    write(tmp_path, "b.unit", "[Program]\nObject=a.o\n[Attach]\nHook=kprobe:tcp_close+0x10\n")
+    write(tmp_path, "c.unit", "[Program]\nObject=a.o\n[Attach]\nHook=cgroup-skb-ingress\n")
+    write(tmp_path, "d.unit", "[Program]\nObject=a.o\n[Attach]\nHook=tracepoint:no_slash\n")
+    write(tmp_path, "e.unit", "[Program]\nObject=a.o\n[Attach]\nHook=cgroup-skb-egress\nCgroup=/sys/fs/cgroup/x\n")
+    result = load_units((tmp_path,))
+    assert [str(d) for d in result.diagnostics] == [
+        f"{tmp_path}/a.unit:5: error: unit a: Interfaces= does not apply on the tracepoint hook, where the program "
+        "runs alone and on no interface",
+        f"{tmp_path}/c.unit:4: error: unit c: Hook=cgroup-skb-ingress needs Cgroup=/sys/fs/cgroup/...",
+        f"{tmp_path}/d.unit:4: error: unit d: Hook=tracepoint:no_slash does not read as tracepoint:CATEGORY/NAME",
+    ]
+    assert result.units["b"].hook.value == "kprobe:tcp_close+0x10"
+    assert result.units["e"].hook.value == "cgroup-skb-egress:/sys/fs/cgroup/x"
+    assert result.units["e"].interfaces == ()
