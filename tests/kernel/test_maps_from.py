@@ -4,6 +4,7 @@ unit's maps by name, those maps stay while used, and a shape mismatch changes no
 from __future__ import annotations
 
 import struct
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -109,3 +110,28 @@ def test_maps_from_a_unit_that_does_not_exist_is_that_units_error(setup, veth_pa
     result = run()
     assert [e for h in result.hooks for e in h.errors] == [
         "unit user: MapsFrom= names unit ghost, which is not a valid unit"]
+
+
+def test_template_instances_each_have_their_own_state(setup, veth_pair, bpffs_root):
+    """One template pair (a counter and its companion taking its maps) serves two interfaces."""
+    units, run = setup
+    second = "bu-tenant2"  # another veth, both ends in the test's namespace (gone with it)
+    subprocess.run(["ip", "-n", veth_pair.ns_a, "link", "add", second, "type", "veth", "peer", "name", "bu-tenant2p"],
+                   check=True)
+    templates = units.parent / "templates"
+    write(templates, "count@.unit", unit("counter.bpf.o", "xdp", "%i"))
+    write(templates, "tccount@.unit", unit("shared_counter.bpf.o", "tc-ingress", "%i", "MapsFrom=count@%i"))
+    for interface in (veth_pair.if_a, second):
+        for template in ("count@", "tccount@"):
+            (units / f"{template}{interface}.unit").symlink_to(templates / f"{template}.unit")
+    result = run()
+    assert not result.failed, [h.errors for h in result.hooks]
+    assert sorted((h.key.interface, h.key.hook.value, h.ordered) for h in result.hooks) == sorted(
+        (interface, hook, (f"{template}{interface}",))
+        for interface in (veth_pair.if_a, second) for hook, template in (("xdp", "count@"), ("tc-ingress", "tccount@")))
+    maps = {i: mappins.pinned(bpffs_root.unit_path(f"count@{i}") / "packets") for i in (veth_pair.if_a, second)}
+    assert all(maps.values()) and maps[veth_pair.if_a].id != maps[second].id
+    assert not any(bpffs_root.unit_path(f"tccount@{i}").exists() for i in maps)
+    send_frames(veth_pair.ns_b, veth_pair.if_b, [frame(i) for i in range(10)])
+    counted = packets(bpffs_root, f"count@{veth_pair.if_a}")
+    assert counted >= 20 and counted % 2 == 0
