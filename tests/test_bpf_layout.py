@@ -127,6 +127,7 @@ UAPI = [
     ("BpfProgInfo", "prog_tags", 184, 8),
     ("BpfProgInfo", "run_time_ns", 192, 8),
     ("BpfProgInfo", "run_cnt", 200, 8),
+    ("EnableStatsAttr", "type", 0, 4),
     ("RawTracepointOpenAttr", "name", 0, 8),
     ("RawTracepointOpenAttr", "prog_fd", 8, 4),
     ("CgroupQueryAttr", "target_fd", 0, 4),

@@ -63,19 +63,28 @@ def _program_identity(prog_id: int) -> tuple[str, tuple[int, ...]] | None:
 
 
 def _run_count(prog_id: int | None) -> int | None:
-    if prog_id is None or not os.path.exists("/proc/sys/kernel/bpf_stats_enabled"):
+    """How often the program ran, as far as the kernel counted: while kernel.bpf_stats_enabled is
+    1 or a BPF_ENABLE_STATS fd is open (which the sysctl does not show). None when it never
+    counted, where 0 would suggest the program never ran."""
+    if prog_id is None:
         return None
     try:
-        with open("/proc/sys/kernel/bpf_stats_enabled") as f:
-            if f.read().strip() != "1":
-                return None
         fd = bpf.prog_get_fd_by_id(prog_id)
-    except (OSError, bpf.BpfError):
+    except bpf.BpfError:
         return None
     try:
-        return bpf.prog_info(fd).run_cnt
+        info = bpf.prog_info(fd)
     finally:
         os.close(fd)
+    return info.run_cnt if info.run_cnt or info.run_time_ns or _stats_enabled() else None
+
+
+def _stats_enabled() -> bool:
+    try:
+        with open("/proc/sys/kernel/bpf_stats_enabled") as f:
+            return f.read().strip() == "1"
+    except OSError:
+        return False
 
 
 def reconcile_events(units: dict[str, Unit], programs: Programs, root: StateRoot, *, apply: bool,

@@ -24,6 +24,7 @@ from bpfunits.sys.bpfattr import (
     BpfProgInfo,
     BtfLoadAttr,
     CgroupQueryAttr,
+    EnableStatsAttr,
     GetIdAttr,
     InfoAttr,
     LinkCreateAttr,
@@ -68,6 +69,7 @@ class Cmd(IntEnum):
     OBJ_GET_INFO_BY_FD = 15
     PROG_QUERY = 16
     RAW_TRACEPOINT_OPEN = 17
+    ENABLE_STATS = 32
     BTF_LOAD = 18
     MAP_FREEZE = 22
     LINK_CREATE = 28
@@ -629,6 +631,11 @@ def link_update(link_fd: int, new_prog_fd: int, *, old_prog_fd: int | None = Non
 
 def link_detach(link_fd: int) -> None:
     _call(Cmd.LINK_DETACH, LinkDetachAttr(link_fd=link_fd))
+
+
+def enable_stats() -> int:
+    """Count programs' runs and run time (BPF_STATS_RUN_TIME) while the fd returned is open."""
+    return _call(Cmd.ENABLE_STATS, EnableStatsAttr(type=0))
 
 
 def raw_tracepoint_open(name: str, prog_fd: int) -> int:

@@ -228,6 +228,12 @@ class LinkUpdateAttr(Attr):
     _fields_ = [("link_fd", u32), ("new_prog_fd", u32), ("flags", u32), ("old_prog_fd", u32)]
 
 
+class EnableStatsAttr(Attr):
+    """BPF_ENABLE_STATS (the union's `enable_stats` member)."""
+
+    _fields_ = [("type", u32)]
+
+
 class LinkDetachAttr(Attr):
     """BPF_LINK_DETACH (the union's `link_detach` member)."""
 

@@ -5,6 +5,7 @@ unit goes. A kind the kernel lacks is that unit's clear error."""
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import secrets
 import struct
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from bpfunits.cli import main
 from bpfunits.config import load_config
 from bpfunits.hooks import eventlink, probe
 from bpfunits.hooks.events import parse_event_hook
@@ -240,3 +242,29 @@ def test_fentry_and_fexit_are_a_clear_error(setup, kind):
         assert event.errors[0].startswith(
             f"unit {kind}: {kind}:__x64_sys_getppid: this kernel ({os.uname().release}) lacks BPF_PROG_TYPE_TRACING "
             "(fentry/fexit) permitted (BPF_PROG_LOAD: Operation not permitted")
+
+
+def test_plan_and_status_show_event_units(setup, tmp_path, veth_pair, capsys):
+    write(setup.units, "tp.unit", event_unit("tp_getppid", "tracepoint:syscalls/sys_enter_getppid"))
+    if refused_here(setup, "tp", "tracepoint:syscalls/sys_enter_getppid"):
+        return
+    cli = ["--config", str(tmp_path / "bpfunits.yaml"), "--units-dir", str(setup.units), "--netns", veth_pair.ns_a]
+    assert main(["plan", *cli]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "tracepoint:syscalls/sys_enter_getppid tp: attach (planned)", "  note: not running", "1 planned"]
+    assert main(["apply", *cli, "--json"]) == 0
+    [applied] = json.loads(capsys.readouterr().out)["events"]
+    assert (applied["unit"], applied["action"], applied["outcome"]) == ("tp", "attach", "applied")
+    stats = bpf.enable_stats()  # run counts, while the fd is open
+    try:
+        getppid(7)
+        assert main(["status", *cli, "--json"]) == 0
+        [status] = json.loads(capsys.readouterr().out)["events"]
+        assert (status["prog_id"], status["link_id"]) == (applied["prog_id"], applied["link_id"])
+        assert status["run_count"] >= 7
+        assert main(["status", *cli]) == 0
+        line = capsys.readouterr().out.splitlines()[-1]
+        assert line.startswith(f"tracepoint:syscalls/sys_enter_getppid  tp  (prog {applied['prog_id']} link "
+                               f"{applied['link_id']}, ran ")
+    finally:
+        os.close(stats)
