@@ -68,4 +68,11 @@ int cgroup_egress(struct __sk_buff *skb)
 	return 1; /* let it go */
 }
 
+SEC("cgroup/sock_create")
+int cgroup_sock_create(struct bpf_sock *sk)
+{
+	hit();
+	return 1; /* let it be created */
+}
+
 char LICENSE[] SEC("license") = "GPL";

@@ -84,7 +84,7 @@ def target_binary(tmp_path) -> Path:
     source = tmp_path / "target.c"
     source.write_text(TARGET_C)
     binary = tmp_path / "bpfunits-target"
-    subprocess.run(["cc", "-O1", "-o", str(binary), str(source)], check=True)
+    subprocess.run(["clang", "-O1", "-o", str(binary), str(source)], check=True)  # scripts/setup-host.sh has it
     return binary
 
 
@@ -207,10 +207,13 @@ def test_uprobe_on_a_binary_built_for_the_test(setup, target_binary, kind):
     lifecycle(setup, kind, text, run, unpin)
 
 
-@pytest.mark.matrix
-def test_cgroup_skb_egress_on_a_cgroup_made_for_the_test(setup, cgroup, veth_pair):
-    text = event_unit("cgroup_egress", "cgroup-skb-egress", f"Cgroup={cgroup}\n")
-    lifecycle(setup, "cgegress", text, lambda: in_cgroup(cgroup, veth_pair, 3), link_detach)
+@pytest.mark.parametrize(("kind", "program"), [
+    pytest.param("cgroup-skb-egress", "cgroup_egress", marks=pytest.mark.matrix),
+    ("cgroup-sock-create", "cgroup_sock_create"),
+])
+def test_cgroup_hooks_on_a_cgroup_made_for_the_test(setup, cgroup, veth_pair, kind, program):
+    text = event_unit(program, kind, f"Cgroup={cgroup}\n")
+    lifecycle(setup, program.replace("_", "-"), text, lambda: in_cgroup(cgroup, veth_pair, 3), link_detach)
 
 
 @pytest.mark.parametrize("kind", [pytest.param("kprobe", marks=pytest.mark.matrix), "kretprobe"])
