@@ -104,8 +104,8 @@ def parse_event_hook(text: str, cgroup: str | None = None) -> EventHook:
     if kind.is_cgroup:
         if sep:
             raise EventHookError(f"{kind.value} takes its cgroup from Cgroup=, not after a colon")
-        if not cgroup:
-            raise EventHookError(f"{kind.value} needs Cgroup=/sys/fs/cgroup/...")
+        if not cgroup or not cgroup.startswith("/"):
+            raise EventHookError(f"{kind.value} needs Cgroup=/sys/fs/cgroup/... (an absolute path)")
         return EventHook(kind, cgroup)
     pattern, spelling = _TARGETS[kind]
     if not re.fullmatch(pattern, target):

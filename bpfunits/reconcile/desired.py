@@ -34,12 +34,11 @@ class Programs:
     """Each unit's program for one reconcile, taken from `cache` (which owns it) and shared by
     every hook it is on (so a unit's maps are one set, whatever its interfaces)."""
 
-    def __init__(self, root: StateRoot, cache: ProgramCache, policy: FilePolicy = FilePolicy(),
-                 units: dict[str, Unit] | None = None):
+    def __init__(self, root: StateRoot, cache: ProgramCache, policy: FilePolicy = FilePolicy()):
         self.root = root
         self.cache = cache
         self.policy = policy
-        self.units = units or {}  # every valid unit, by name: where MapsFrom= finds its owners
+        self.units: dict[str, Unit] = {}  # every valid unit, by name: where MapsFrom= finds its owners
         self.loaded: dict[str, CachedProgram] = {}
         self.errors: dict[str, str] = {}
         self.resets: dict[str, tuple[mappins.ShapeChange, ...]] = {}

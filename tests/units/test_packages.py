@@ -84,7 +84,7 @@ def test_event_hooks_refuse_interfaces_and_read_their_targets(tmp_path):
     assert [str(d) for d in result.diagnostics] == [
         f"{tmp_path}/a.unit:5: error: unit a: Interfaces= does not apply on the tracepoint hook, where the program "
         "runs alone and on no interface",
-        f"{tmp_path}/c.unit:4: error: unit c: Hook=cgroup-skb-ingress needs Cgroup=/sys/fs/cgroup/...",
+        f"{tmp_path}/c.unit:4: error: unit c: Hook=cgroup-skb-ingress needs Cgroup=/sys/fs/cgroup/... (an absolute path)",
         f"{tmp_path}/d.unit:4: error: unit d: Hook=tracepoint:no_slash does not read as tracepoint:CATEGORY/NAME",
     ]
     assert result.units["b"].hook.value == "kprobe:tcp_close+0x10"
