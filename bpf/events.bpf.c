@@ -68,6 +68,13 @@ int cgroup_egress(struct __sk_buff *skb)
 	return 1; /* let it go */
 }
 
+SEC("cgroup_skb/ingress")
+int cgroup_ingress(struct __sk_buff *skb)
+{
+	hit();
+	return 1; /* let it in */
+}
+
 SEC("cgroup/sock_create")
 int cgroup_sock_create(struct bpf_sock *sk)
 {

@@ -129,10 +129,11 @@ def create(hook: EventHook, prog_fd: int) -> int:
                 target = os.open(hook.target, os.O_RDONLY | os.O_DIRECTORY)
             except OSError as e:
                 raise EventAttachError(f"cgroup {hook.target}: {e.strerror}") from e
+            attach_type = hook.expected_attach_type  # BPF_CGROUP_INET_INGRESS is 0
         else:
-            target = _perf_event(hook)
+            target, attach_type = _perf_event(hook), bpf.AttachType.PERF_EVENT
         try:
-            return bpf.link_create(prog_fd, target, hook.expected_attach_type or bpf.AttachType.PERF_EVENT)
+            return bpf.link_create(prog_fd, target, attach_type)
         finally:
             os.close(target)
     except (bpf.BpfError, perf.PerfError, elfsym.SymbolError) as e:

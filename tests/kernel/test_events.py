@@ -8,6 +8,7 @@ import ctypes
 import json
 import os
 import secrets
+import socket
 import struct
 import subprocess
 from collections.abc import Callable, Iterator
@@ -24,7 +25,7 @@ from bpfunits.reconcile.engine import Result, reconcile
 from bpfunits.reconcile.node import Node
 from bpfunits.state import pins
 from bpfunits.sys import bpf, netns
-from tests.fixtures.netns import ADDR_B
+from tests.fixtures.netns import ADDR_A, ADDR_B
 from tests.unitfiles import write
 
 pytestmark = pytest.mark.kernel
@@ -121,6 +122,27 @@ def _fs_magic(path: Path) -> int:
     return struct.unpack_from("<q", buf.raw, 0)[0]
 
 
+def received_in_cgroup(cgroup: Path, veth_pair, datagrams: int) -> None:
+    """A process in `cgroup` (in namespace a) receives UDP datagrams sent from namespace b."""
+    script = (f"import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('{ADDR_A}', 9000)); "
+              f"s.settimeout(5); print('ready', flush=True); [s.recv(8) for _ in range({datagrams})]")
+    receiver = subprocess.Popen(["nsenter", f"--net=/run/netns/{veth_pair.ns_a}", "sh", "-c",
+                                 f"echo $$ > {cgroup}/cgroup.procs && exec python3 -c \"{script}\""],
+                                stdout=subprocess.PIPE, text=True)
+    try:
+        assert receiver.stdout is not None and receiver.stdout.readline() == "ready\n"
+        with veth_pair.inside_b():
+            sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        with sender:
+            for _ in range(datagrams):
+                sender.sendto(b"x", (ADDR_A, 9000))
+        assert receiver.wait(timeout=10) == 0
+    finally:
+        if receiver.poll() is None:
+            receiver.kill()
+            receiver.wait()
+
+
 def in_cgroup(cgroup: Path, veth_pair, datagrams: int) -> None:
     """Send UDP datagrams to namespace b from a process in `cgroup` (in namespace a)."""
     script = (f"import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
@@ -209,11 +231,16 @@ def test_uprobe_on_a_binary_built_for_the_test(setup, target_binary, kind):
 
 @pytest.mark.parametrize(("kind", "program"), [
     pytest.param("cgroup-skb-egress", "cgroup_egress", marks=pytest.mark.matrix),
+    ("cgroup-skb-ingress", "cgroup_ingress"),
     ("cgroup-sock-create", "cgroup_sock_create"),
 ])
 def test_cgroup_hooks_on_a_cgroup_made_for_the_test(setup, cgroup, veth_pair, kind, program):
     text = event_unit(program, kind, f"Cgroup={cgroup}\n")
-    lifecycle(setup, program.replace("_", "-"), text, lambda: in_cgroup(cgroup, veth_pair, 3), link_detach)
+    if kind == "cgroup-skb-ingress":
+        trigger = lambda: received_in_cgroup(cgroup, veth_pair, 3)  # noqa: E731
+    else:
+        trigger = lambda: in_cgroup(cgroup, veth_pair, 3)  # noqa: E731
+    lifecycle(setup, program.replace("_", "-"), text, trigger, link_detach)
 
 
 @pytest.mark.parametrize("kind", [pytest.param("kprobe", marks=pytest.mark.matrix), "kretprobe"])
