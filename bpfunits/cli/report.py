@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bpfunits.cli import common
+from bpfunits.cli import common, events
 from bpfunits.sys import netns
 from bpfunits.plan.model import ChainState
 from bpfunits.reconcile.engine import HookResult, Outcome, Result, reconcile
@@ -59,8 +59,11 @@ def show(result: Result, as_json: bool) -> None:
             print(("  ! " if failed else "  note: ") + line.replace("\n", "\n    "))
         if hook.uncarried:
             print(f"  warning: {hook.uncarried}")
-    counts = {o: sum(h.outcome is o for h in result.hooks) for o in Outcome}
-    print(", ".join(f"{n} {o.value}" for o, n in counts.items() if n) or "no hooks")
+    events.print_changes(result.events)
+    counts = {o.value: sum(h.outcome is o for h in result.hooks) for o in Outcome}
+    for e in result.events:
+        counts[e.outcome] += 1
+    print(", ".join(f"{n} {o}" for o, n in counts.items() if n) or "no hooks")
 
 
 def to_json(result: Result) -> dict:
@@ -68,6 +71,7 @@ def to_json(result: Result) -> dict:
         "changed": result.changed,
         "failed": result.failed,
         "hooks": [_hook_json(h) for h in result.hooks],
+        "events": [events.to_json(e) for e in result.events],
         "diagnostics": [d.to_json() for d in result.diagnostics],
     }
 

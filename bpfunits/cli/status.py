@@ -7,7 +7,7 @@ import sys
 import time
 from dataclasses import asdict
 
-from bpfunits.cli import common
+from bpfunits.cli import common, events
 from bpfunits.daemon import statefile
 from bpfunits.errors import BpfUnitsError
 from bpfunits.sys import netns
@@ -46,11 +46,13 @@ def run(args: argparse.Namespace) -> int:
     hooks = status_of(result, retries)
     if args.json:
         diagnostics = [d.to_json() for d in result.diagnostics]
-        common.print_json({"hooks": [_json(h) for h in hooks], "diagnostics": diagnostics})
+        common.print_json({"hooks": [_json(h) for h in hooks], "events": [events.to_json(e) for e in result.events],
+                           "diagnostics": diagnostics})
     else:
         common.print_diagnostics(result.diagnostics)
         for h in hooks:
             _text(h)
+        events.print_status(result.events)
     return 1 if result.failed else 0
 
 

@@ -14,7 +14,7 @@ import base64
 import errno
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bpfunits.sys.libbpf import BpfObject, LibbpfError
@@ -58,6 +58,9 @@ class LoadRequest:
     prog_type: int
     expected_attach_type: int | None
     pins: dict[str, str | None]  # per map: its pin path; None for no pin; absent: as the object says
+    # Per map: the fd of a map to use instead (another unit's); the worker, forked from the
+    # process holding it, has it under the same number.
+    reuse: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -86,7 +89,8 @@ class OpenedObject:
         """Load `request.program`; LibbpfError with libbpf's output if the load fails."""
         self._worker.send(
             {"program": request.program, "prog_type": request.prog_type,
-             "expected_attach_type": request.expected_attach_type, "pins": request.pins}
+             "expected_attach_type": request.expected_attach_type, "pins": request.pins,
+             "reuse": request.reuse}
         )
         message = self._worker.receive(LOAD_TIMEOUT)
         with parsing(message):
@@ -164,6 +168,8 @@ def _serve(channel: Channel, data: bytes, path: Path, pin_root: Path | None) -> 
         if m.name in wanted["pins"]:
             pin = wanted["pins"][m.name]
             m.set_pin_path(None if pin is None else Path(pin))
+        if m.name in wanted["reuse"]:
+            m.reuse_fd(wanted["reuse"][m.name])
     try:
         obj.load()
     except LibbpfError as exc:

@@ -32,7 +32,8 @@ from bpfunits.order.graph import Chain, HookKey
 from bpfunits.plan.diff import plan_all
 from bpfunits.plan.model import Action, Desired, HookPlan
 from bpfunits.reconcile import observed as observing
-from bpfunits.reconcile.desired import Programs, blocked_by_broken_units, build_id, desired_chain
+from bpfunits.reconcile.desired import Programs, blocked_by_broken_units, build_id, desired_chain, map_owners
+from bpfunits.reconcile.events import EventResult, reconcile_events
 from bpfunits.reconcile.lock import exclusive
 from bpfunits.reconcile.memory import EVERYTHING, Changes, Left, Memory, Retry
 from bpfunits.reconcile.node import Node
@@ -75,10 +76,12 @@ class Result:
     total: int = 0  # hooks that run or want a chain of bpfunits, or run something else
     ordered: int = 0  # the interfaces whose units were ordered (what the reconcile cost grows with)
     retries: dict[HookKey, Retry] = field(default_factory=dict)  # failing hooks, and when they are tried again
+    events: list[EventResult] = field(default_factory=list)  # the units on event hooks (one program each)
 
     @property
     def changed(self) -> bool:
-        return any(h.outcome in (Outcome.APPLIED, Outcome.PLANNED) for h in self.hooks)
+        return any(h.outcome in (Outcome.APPLIED, Outcome.PLANNED) for h in self.hooks) or any(
+            e.outcome in ("applied", "planned") for e in self.events)
 
     def next_retry(self) -> float | None:
         """When (time.monotonic()) the first failing hook is tried again."""
@@ -94,7 +97,7 @@ class Result:
     def failed(self) -> bool:
         return any(h.outcome in (Outcome.BLOCKED, Outcome.FAILED) or h.errors for h in self.hooks) or any(
             d.severity is Severity.ERROR for d in self.diagnostics
-        )
+        ) or any(e.errors for e in self.events)
 
 
 # Up to this many hooks, a reconcile reads each with its own requests rather than one listing of
@@ -199,6 +202,7 @@ class _Run:
             if self.changes.kernel:
                 drifted = {k for k in self.drifted(observer) if not self.memory.waiting(k, now)}
                 touched |= {k.interface for k in drifted}
+        self.programs.units = loaded.units
         if self.apply:
             self.node.units = loaded
             self.memory.interfaces = dict(self.live)
@@ -238,14 +242,17 @@ class _Run:
             hook.running, hook.foreign = (before.ours, before.observation.foreign) if before else (None, ())
             hook.ordered = self.chains[plan.key].names if plan.key in self.chains else ()
             result.hooks.append(hook)
+        result.events = reconcile_events(loaded.units, self.programs, self.root, apply=self.apply, broken=broken)
         result.unit_errors = {**broken, **self.programs.errors}
         if self.apply:
             self.remember(result, inputs, scope, now)
-            result.diagnostics += self.clean_up(scope)
+            result.diagnostics += self.clean_up(scope, {e.unit for e in result.events if e.running})
         # Programs stay cached while their unit is on some hook: those ordered here, and where
         # only some interfaces were looked at, those running on the others.
         keep = {u.name for chain in self.chains.values() for u in chain.units}
-        self.node.programs.sweep(keep=keep if touched is None else keep | self.memory.running_units())
+        keep = keep if touched is None else keep | self.memory.running_units()
+        keep |= {u.name for u in loaded.units.values() if not u.chained}
+        self.node.programs.sweep(keep=keep | map_owners(loaded.units, keep))
         self.node.facts.sweep(keep=self.memory.programs())
         result.total = len(self.memory.hooks) if self.apply else len(result.hooks)
         result.retries = dict(self.memory.retries)
@@ -455,7 +462,7 @@ class _Run:
         finally:
             os.close(old_fd)
 
-    def clean_up(self, scope: set[HookKey] | None) -> list[Diagnostic]:
+    def clean_up(self, scope: set[HookKey] | None, on_events: set[str]) -> list[Diagnostic]:
         """Remove the maps of units that no longer run anywhere (only after their programs left
         the datapath), the pins of this namespace's interfaces that are gone, the empty folders of
         the hooks looked at (a kill between detaching and pruning leaves them), and links pinned
@@ -481,8 +488,9 @@ class _Run:
                     remove_tree(parent)
         if any(s.observed.errors for s in self.states.values()):
             return []
-        running = elsewhere.units | self.memory.running_units()
-        keep = {self.root.unit_path(name) for name in running}
+        running = elsewhere.units | self.memory.running_units() | on_events
+        units = self.node.units.units if self.node.units else self.programs.units
+        keep = {self.root.unit_path(name) for name in running | map_owners(units, running)}
         errors = []
         for folder in children(self.root.units_path):
             if folder not in keep:

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bpfunits.hooks import Hook
+from bpfunits.hooks.events import EventHook
 from bpfunits.load import mappins
 from bpfunits.state.bpffs import StateRoot
-from bpfunits.load.load import LoadError, ObjectFile, load_object_program, read_object
-from bpfunits.load.program import LoadedProgram
+from bpfunits.load.load import LoadError, ObjectFile, SharedMap, load_object_program, read_object
+from bpfunits.load.program import LoadedProgram, MapRef
 from bpfunits.units.model import Unit
 from bpfunits.untrusted import FilePolicy
 
@@ -32,7 +33,8 @@ class ProgramKey:
     source: bool
     defines: tuple[tuple[str, str], ...]
     name: str | None
-    hook: Hook
+    hook: Hook | EventHook
+    shared: tuple[tuple[str, str, int], ...] = ()  # maps of other units it uses: (name, owner, id)
 
 
 @dataclass
@@ -41,6 +43,11 @@ class CachedProgram:
     program: LoadedProgram
     pins: dict[str, int | None]  # per map that holds state: the map pinned for it when last used
     stack_depths: tuple[int, ...] | None = None  # the verifier's, per function; set by the first link
+
+    def own_maps(self) -> list[MapRef]:
+        """The program's maps but those taken from other units (MapsFrom=)."""
+        shared = {name for name, _, _ in self.key.shared}
+        return [ref for name, ref in self.program.maps.items() if name not in shared]
 
     def binds_pinned_maps(self, pins: dict[str, int | None]) -> bool:
         """Whether each pin holds what it held when last used, or this program's own map (a
@@ -55,27 +62,33 @@ class ProgramCache:
 
     _entries: dict[str, CachedProgram] = field(default_factory=dict)
 
-    def get(self, unit: Unit, root: StateRoot, policy: FilePolicy) -> CachedProgram:
+    def get(self, unit: Unit, root: StateRoot, policy: FilePolicy,
+            shared: dict[str, SharedMap] | None = None) -> CachedProgram:
         """The unit's program: the cached one if nothing that determines it changed, else newly
-        loaded (LoadError and the like when it does not load; then it is not kept)."""
+        loaded (LoadError and the like when it does not load; then it is not kept). `shared`:
+        the maps of other units it uses (MapsFrom=), by name; other maps there make it another
+        program."""
+        shared = shared or {}
         data = unit_program_file(unit, policy)  # read each time: a changed file is a new key
         key = ProgramKey(str(root.path), unit.name, data.sha256, unit.program.source is not None,
-                         unit.program.defines, unit.program.name, unit.hook)
+                         unit.program.defines, unit.program.name, unit.hook,
+                         tuple(sorted((n, m.owner, m.id) for n, m in shared.items())))
         cached = self._entries.get(unit.name)
         if cached is not None and cached.key == key:
-            pins = mappins.pinned_ids(root, unit.name, cached.program.maps.values())
+            pins = mappins.pinned_ids(root, unit.name, cached.own_maps())
             if cached.binds_pinned_maps(pins):
                 cached.pins = pins
                 return cached
         self.drop(unit.name)
-        program = load_unit_program(unit, root, policy, data)
+        program = load_unit_program(unit, root, policy, data, shared)
+        entry = CachedProgram(key, program, {})
         try:
-            pins = mappins.pinned_ids(root, unit.name, program.maps.values())
+            entry.pins = mappins.pinned_ids(root, unit.name, entry.own_maps())
         except BaseException:
             program.close()
             raise
-        self._entries[unit.name] = CachedProgram(key, program, pins)
-        return self._entries[unit.name]
+        self._entries[unit.name] = entry
+        return entry
 
     def drop(self, unit: str) -> None:
         cached = self._entries.pop(unit, None)
@@ -109,7 +122,8 @@ def unit_program_file(unit: Unit, policy: FilePolicy = FilePolicy()) -> ObjectFi
 
 
 def load_unit_program(
-    unit: Unit, root: StateRoot, policy: FilePolicy = FilePolicy(), data: ObjectFile | None = None
+    unit: Unit, root: StateRoot, policy: FilePolicy = FilePolicy(), data: ObjectFile | None = None,
+    shared: dict[str, SharedMap] | None = None,
 ) -> LoadedProgram:
     """Load a unit's program: an ELF object with libbpf, or C source with bcc. `policy`: what
     its object or source file must be to be read; `data`: that file, already read."""
@@ -117,6 +131,8 @@ def load_unit_program(
     data = data or unit_program_file(unit, policy)
     if unit.program.source is not None:
         from bpfunits.load.bcc import load_source_program  # bcc is heavy; only Source= needs it
+
+        assert isinstance(unit.hook, Hook)  # units.build refuses Source= on event hooks
 
         return load_source_program(
             unit.program.source,
@@ -136,4 +152,5 @@ def load_unit_program(
         label=label,
         persist_maps=True,
         data=data,
+        shared=shared,
     )

@@ -23,12 +23,15 @@ from bpfunits.sys.bpfattr import (
     BpfMapInfo,
     BpfProgInfo,
     BtfLoadAttr,
+    CgroupQueryAttr,
+    EnableStatsAttr,
     GetIdAttr,
     InfoAttr,
     LinkCreateAttr,
     LinkDetachAttr,
     LinkUpdateAttr,
     MapCreateAttr,
+    RawTracepointOpenAttr,
     MapElemAttr,
     ObjAttr,
     ProgLoadAttr,
@@ -65,6 +68,8 @@ class Cmd(IntEnum):
     MAP_GET_FD_BY_ID = 14
     OBJ_GET_INFO_BY_FD = 15
     PROG_QUERY = 16
+    RAW_TRACEPOINT_OPEN = 17
+    ENABLE_STATS = 32
     BTF_LOAD = 18
     MAP_FREEZE = 22
     LINK_CREATE = 28
@@ -84,6 +89,7 @@ class ProgType(IntEnum):
     XDP = 6
     PERF_EVENT = 7
     CGROUP_SKB = 8
+    CGROUP_SOCK = 9
     RAW_TRACEPOINT = 17
     TRACING = 26
     EXT = 28
@@ -93,6 +99,8 @@ class ProgType(IntEnum):
 class AttachType(IntEnum):
     CGROUP_INET_INGRESS = 0
     CGROUP_INET_EGRESS = 1
+    CGROUP_INET_SOCK_CREATE = 2
+    PERF_EVENT = 41
     XDP = 37
     TCX_INGRESS = 46
     TCX_EGRESS = 47
@@ -443,6 +451,8 @@ class ProgInfo:
     name: str
     tag: str
     map_ids: tuple[int, ...]
+    run_cnt: int = 0  # runs, counted while kernel.bpf_stats_enabled is 1
+    run_time_ns: int = 0
 
 
 @dataclass(frozen=True)
@@ -486,7 +496,8 @@ def prog_info(fd: int) -> ProgInfo:
             break
         room = info.nr_map_ids
     map_ids = tuple(ids[: info.nr_map_ids])
-    return ProgInfo(id=info.id, type=info.type, name=_cstr(info.name), tag=bytes(info.tag).hex(), map_ids=map_ids)
+    return ProgInfo(id=info.id, type=info.type, name=_cstr(info.name), tag=bytes(info.tag).hex(), map_ids=map_ids,
+                    run_cnt=info.run_cnt, run_time_ns=info.run_time_ns)
 
 
 def map_info(fd: int) -> MapInfo:
@@ -631,6 +642,32 @@ def link_update(link_fd: int, new_prog_fd: int, *, old_prog_fd: int | None = Non
 
 def link_detach(link_fd: int) -> None:
     _call(Cmd.LINK_DETACH, LinkDetachAttr(link_fd=link_fd))
+
+
+def enable_stats() -> int:
+    """Count programs' runs and run time (BPF_STATS_RUN_TIME) while the fd returned is open."""
+    return _call(Cmd.ENABLE_STATS, EnableStatsAttr(type=0))
+
+
+def raw_tracepoint_open(name: str, prog_fd: int) -> int:
+    """Attach a raw tracepoint program; the fd returned is a bpf_link (5.7+)."""
+    return _call(Cmd.RAW_TRACEPOINT_OPEN, RawTracepointOpenAttr(name=name.encode() + b"\0", prog_fd=prog_fd),
+                 f"raw tracepoint {name}")
+
+
+def cgroup_prog_ids(cgroup_fd: int, attach_type: int) -> tuple[int, ...]:
+    """The programs attached to a cgroup hook (those of its own, not inherited ones)."""
+    count = 64
+    while True:
+        ids = (ctypes.c_uint32 * count)()
+        attr = CgroupQueryAttr(target_fd=cgroup_fd, attach_type=attach_type, prog_ids=ids, count=count)
+        ret, err = _raw(Cmd.PROG_QUERY, attr)
+        if ret < 0 and err == errno_mod.ENOSPC:
+            count = max(count * 2, attr.count)
+            continue
+        if ret < 0:
+            raise BpfError("BPF_PROG_QUERY", err, "cgroup")
+        return tuple(ids[: attr.count])
 
 
 @dataclass(frozen=True)
