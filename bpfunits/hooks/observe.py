@@ -218,6 +218,12 @@ class Observer:
         for pinned in claim.link_infos:
             if _runs(pinned, ifindex, prog_id):
                 return pinned.id
+        # The pins were read just before the interface: a link updated in between runs another
+        # program now. Read again, it costs a request per pin, not a listing of every link.
+        for pinned in claim.link_infos:
+            info = _link_info(pinned.id)
+            if info is not None and _runs(info, ifindex, prog_id):
+                return info.id
         if self._xdp_links is None or not self.whole_namespace:
             self._xdp_links = {}
             for link_id in bpf.link_ids():

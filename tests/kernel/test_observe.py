@@ -10,8 +10,9 @@ from bpfunits.hooks import Hook
 from bpfunits.hooks import attach, probe, tcx
 from bpfunits.sys import bpf
 from bpfunits.hooks.attach import AttachOptions
+from bpfunits.hooks import observe as observing
 from bpfunits.hooks.observe import Backend, observe
-from bpfunits.hooks.probe import TcBackend
+from bpfunits.hooks.probe import TcBackend, XdpBackend
 from tests.kernel.test_attach_clsbpf import tc_add_foreign
 from tests.traffic import through_hook
 
@@ -70,3 +71,29 @@ def test_ours_means_pinned_under_this_root(veth_pair, bpffs_root, other_root, co
         (same,) = observe(veth_pair.ifindex_a, hook, other_root).programs
     assert mine.ours and not same.ours
     assert (same.prog_id, same.link_id, same.backend) == (mine.prog_id, mine.link_id, mine.backend)
+
+
+@pytest.mark.needs(probe.XDP_LINK)
+def test_an_xdp_link_updated_between_its_pin_and_the_interface_is_read_is_found_by_its_pin(
+        veth_pair, bpffs_root, counters, monkeypatch):
+    first, second = counters(Hook.XDP, "a"), counters(Hook.XDP, "b")
+    with veth_pair.inside_a():
+        idx = veth_pair.ifindex_a
+        attach.attach(idx, Hook.XDP, first.fd, bpffs_root, AttachOptions(xdp_backend=XdpBackend.LINK))
+        read_interface = observing.nlread.interface
+        swaps = [second.fd]
+
+        def swapped_meanwhile(ifindex):
+            # Our own daemon's swap, landing between the read of the pins and of the interface.
+            monkeypatch.setattr(observing.nlread, "interface", read_interface)
+            attach.replace(idx, Hook.XDP, swaps.pop(), bpffs_root)
+            return read_interface(ifindex)
+
+        def every_link():
+            raise AssertionError("every link listed, to find the one pinned")
+
+        monkeypatch.setattr(observing.nlread, "interface", swapped_meanwhile)
+        monkeypatch.setattr(observing.bpf, "link_ids", every_link)
+        seen = observe(idx, Hook.XDP, bpffs_root)
+        assert not swaps
+    assert [(p.name, p.backend, p.ours) for p in seen.programs] == [("xdp_count_b", Backend.XDP_LINK, True)]
