@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from bpfunits.declare.typed import check_declarations
 from bpfunits.load.load import (
     ChecksumMismatch,
     LoadError,
@@ -49,8 +50,9 @@ def check_program(unit: Unit, policy: FilePolicy, *, trial_load: bool = False) -
         return at("sha256", exc)
     except LoadError as exc:
         return at(file_key, exc)
+    declared = check_declarations(unit, data)
     if program.object is None:
-        return _trial(unit, policy, at) if trial_load else []  # bcc alone can read a source
+        return declared + (_trial(unit, policy, at) if trial_load else [])  # bcc alone can read a source
     try:
         facts = open_object_facts(path, data, label)
         select_program(facts.programs, program.name, unit.hook, path, label)
@@ -62,8 +64,8 @@ def check_program(unit: Unit, policy: FilePolicy, *, trial_load: bool = False) -
     if len(facts.maps) > limit:
         many = (f"{path} defines {len(facts.maps)} maps, and a chain holds at most {limit} of its units' "
                 f"({MAX_MAPS} per program, less bpfunits' own {OWN_MAPS}): it fits only if the program uses fewer")
-        return [warning(many, unit.where("object"), unit.name, _INI["object"])]
-    return _trial(unit, policy, at) if trial_load else []
+        return [warning(many, unit.where("object"), unit.name, _INI["object"]), *declared]
+    return declared + (_trial(unit, policy, at) if trial_load and not declared else [])
 
 
 def _trial(unit: Unit, policy: FilePolicy, at: Callable[[str, LoadError], list[Diagnostic]]) -> list[Diagnostic]:
