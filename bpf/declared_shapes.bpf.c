@@ -1,8 +1,8 @@
 // Types for declared values (tests/units/test_declared_values.py): ints of every size and sign,
 // bools, enums, char arrays, arrays, nested structs, unions, be16/be32, addresses, MACs, LPM keys,
 // per-CPU maps, and globals in .rodata, .data, .bss and custom .data.*/.rodata.* sections.
-// Its XDP program returns `verdict | data_verdict | bss_verdict | custom_verdict` (all XDP_PASS
-// (2) or 0 by default): setting any of them to 1 (XDP_DROP) alone drops every frame.
+// Its XDP program drops every frame when any of verdict, data_verdict, bss_verdict or custom_verdict
+// (one per kind of data section) is XDP_DROP (1), and passes it otherwise.
 #include <linux/bpf.h>
 #include <linux/in6.h>
 #include <bpf/bpf_helpers.h>
@@ -96,14 +96,18 @@ SEC("xdp")
 int declared_shapes(struct xdp_md *ctx)
 {
 	__u32 zero = 0;
+	struct prefix_v4 k4 = {};
+	struct prefix_v6 k6 = {};
 	__u64 *count = bpf_map_lookup_elem(&per_cpu, &zero);
 
 	if (count)
 		*count += custom_limit + rodata_port + greeting[0] + rodata_action;
-	if (bpf_map_lookup_elem(&shapes, &zero) || bpf_map_lookup_elem(&lpm_v4, &zero)
-	    || bpf_map_lookup_elem(&lpm_v6, &zero))
+	if (bpf_map_lookup_elem(&shapes, &zero) && bpf_map_lookup_elem(&lpm_v4, &k4)
+	    && bpf_map_lookup_elem(&lpm_v6, &k6))
 		return XDP_PASS;
-	return verdict & data_verdict & (bss_verdict ? bss_verdict : XDP_PASS) & custom_verdict;
+	if (verdict == XDP_DROP || data_verdict == XDP_DROP || bss_verdict == XDP_DROP || custom_verdict == XDP_DROP)
+		return XDP_DROP;
+	return XDP_PASS;
 }
 
 char LICENSE[] SEC("license") = "GPL";

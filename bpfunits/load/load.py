@@ -169,7 +169,8 @@ def _malformed_as_load_error(path: Path, label: str) -> Iterator[None]:
 
 
 def _load_in_worker(
-    data: ObjectFile, path: Path, pin_root: Path | None, name: str | None, hook: Hook, persist_maps: bool, label: str
+    data: ObjectFile, path: Path, pin_root: Path | None, name: str | None, hook: Hook, persist_maps: bool, label: str,
+    globals_: tuple[tuple[int, int, bytes], ...] = (),
 ) -> LoadedProgram:
     with _malformed_as_load_error(path, label), open_object(data.data, path, pin_root) as opened:
         program = select_program(opened.facts.programs, name, hook, path, label)
@@ -180,7 +181,7 @@ def _load_in_worker(
         # On tc, the attach type the object's section gives (none for SEC("tc")).
         attach = expected_attach_type_of(hook) or None
         try:
-            loaded = opened.load(LoadRequest(program.name, prog_type_of(hook), attach, pins))
+            loaded = opened.load(LoadRequest(program.name, prog_type_of(hook), attach, pins, globals_))
         except LibbpfError as e:
             log = "".join(iter_log_sections(e.output, "-- BEGIN PROG LOAD LOG --", "-- END PROG LOAD LOG --"))
             if log:
@@ -207,6 +208,7 @@ def load_object_program(
     persist_maps: bool = False,
     policy: FilePolicy = FilePolicy(),
     data: ObjectFile | None = None,
+    globals_: tuple[tuple[int, int, bytes], ...] = (),
 ) -> LoadedProgram:
     """Load program `name` (or the object's one program for `hook`) from the ELF object at
     `path`, with maps pinned by name under `pin_root` (a bpffs folder, created if missing, and
@@ -214,7 +216,8 @@ def load_object_program(
     is pinned there too, so the next load of the same unit reuses it. A failed load leaves no
     pin it created. Without `pin_root`, nothing is pinned (a trial load). libbpf runs in a
     worker process: an object that crashes it is ObjectMalformed. `policy`: what the object file
-    must be to be read; `data`: its bytes, already read under it."""
+    must be to be read; `data`: its bytes, already read under it; `globals_`: global variables
+    to set before load, as (DATASEC BTF id of their section, offset, bytes)."""
     path, hook = Path(path), Hook(hook)
     label = label or str(path)
     if pin_root is not None and os.path.ismount(pin_root):
@@ -222,14 +225,14 @@ def load_object_program(
         raise LoadError(f"{label}: refusing to pin maps into the bpffs mount point {pin_root}")
     object_file = data or read_object(path, label, sha256, policy)
     if pin_root is None:
-        return _load_in_worker(object_file, path, None, name, hook, False, label)
+        return _load_in_worker(object_file, path, None, name, hook, False, label, globals_)
     pin_root = Path(pin_root)
     created_root = not pin_root.exists()
     if not persist_maps:  # libbpf pins the maps an object declares LIBBPF_PIN_BY_NAME there
         pin_root.mkdir(parents=True, exist_ok=True)
     pins_before = _pins_under(pin_root)
     try:
-        result = _load_in_worker(object_file, path, pin_root, name, hook, persist_maps, label)
+        result = _load_in_worker(object_file, path, pin_root, name, hook, persist_maps, label, globals_)
     except BaseException:
         for pin in _pins_under(pin_root) - pins_before:
             pin.unlink(missing_ok=True)

@@ -17,7 +17,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from bpfunits.sys.libbpf import BpfObject, LibbpfError
+from bpfunits.load import mappins
+from bpfunits.sys import bpf
+from bpfunits.sys.bpf import BpfError
+from bpfunits.sys.libbpf import BpfObject, LibbpfError, ObjectMap
 from bpfunits.load.mapfds import with_map_fds
 from bpfunits.load.worker import MAX_FDS, Channel, Message, Worker, WorkerFailed, forked, parsing
 
@@ -58,6 +61,8 @@ class LoadRequest:
     prog_type: int
     expected_attach_type: int | None
     pins: dict[str, str | None]  # per map: its pin path; None for no pin; absent: as the object says
+    # Global variables set before load: (DATASEC type id of their section, offset, bytes).
+    globals: tuple[tuple[int, int, bytes], ...] = ()
 
 
 @dataclass
@@ -86,7 +91,8 @@ class OpenedObject:
         """Load `request.program`; LibbpfError with libbpf's output if the load fails."""
         self._worker.send(
             {"program": request.program, "prog_type": request.prog_type,
-             "expected_attach_type": request.expected_attach_type, "pins": request.pins}
+             "expected_attach_type": request.expected_attach_type, "pins": request.pins,
+             "globals": [(sec, off, data.hex()) for sec, off, data in request.globals]}
         )
         message = self._worker.receive(LOAD_TIMEOUT)
         with parsing(message):
@@ -165,9 +171,11 @@ def _serve(channel: Channel, data: bytes, path: Path, pin_root: Path | None) -> 
             pin = wanted["pins"][m.name]
             m.set_pin_path(None if pin is None else Path(pin))
     try:
+        patched = _set_globals(maps, wanted.get("globals", []))
         obj.load()
-    except LibbpfError as exc:
-        channel.send(_libbpf_error(exc))
+        _write_mutable_globals(patched)
+    except (LibbpfError, BpfError) as exc:
+        channel.send(_libbpf_error(exc if isinstance(exc, LibbpfError) else LibbpfError(str(exc), exc.errno or 0)))
         return
     loaded = [(m.name, m.fd, m.pin_path) for m in maps if m.fd >= 0]
     if len(loaded) + 1 > MAX_FDS:
@@ -178,6 +186,35 @@ def _serve(channel: Channel, data: bytes, path: Path, pin_root: Path | None) -> 
         {"ok": {"prog_fd": program.fd, "insns": base64.b64encode(program.insns()).decode(), "maps": loaded}},
         [program.fd, *(fd for _, fd, _ in loaded)],
     )
+
+
+def _set_globals(maps: list[ObjectMap], globals_: list) -> list[tuple[ObjectMap, list[tuple[int, bytes]]]]:
+    """Write the globals into their sections' initial values; the maps and patches done."""
+    by_section: dict[int, list[tuple[int, bytes]]] = {}
+    for section, offset, data in globals_:
+        by_section.setdefault(int(section), []).append((int(offset), bytes.fromhex(data)))
+    patched = []
+    for m in maps:
+        if m.btf_value_type_id in by_section:
+            patches = by_section.pop(m.btf_value_type_id)
+            m.patch_initial_value(patches)
+            patched.append((m, patches))
+    if by_section:
+        raise LibbpfError(f"no map holds the data sections (BTF ids {sorted(by_section)}) of the globals set", 2)
+    return patched
+
+
+def _write_mutable_globals(patched: list[tuple[ObjectMap, list[tuple[int, bytes]]]]) -> None:
+    """libbpf writes no initial value into a .data or .bss map it reuses from a pin (the unit's state
+    across reloads): the declared globals are written into it here (the rest of it is kept)."""
+    key = bytes(4)
+    for m, patches in patched:
+        if not mappins.holds_state(m.name):
+            continue  # .rodata: new and frozen at each load, with the initial value set above
+        value = bytearray(bpf.map_lookup(m.fd, key, m.shape[2]) or bytes(m.shape[2]))
+        for offset, data in patches:
+            value[offset: offset + len(data)] = data
+        bpf.map_update(m.fd, key, bytes(value))
 
 
 def _libbpf_error(exc: LibbpfError) -> dict:

@@ -14,7 +14,7 @@ class ChainMember:
     components are equal run the same code in the same order with the same dispatch."""
 
     unit: str
-    sha256: str  # digest of the program's object or source file
+    sha256: str  # digest of the program's object or source file (and of its Global= values, if any)
     tag: str  # the kernel's program tag: catches code changes the file digest cannot (Define=)
     proceed_on: tuple[int, ...]  # verdict codes, sorted
     # Maps that hold state, (name, id). Wanted: those pinned for the unit now; running: those the

@@ -10,9 +10,12 @@ reconcile did not ask for is released at its end: its unit went, changed or no l
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from bpfunits.declare.typed import typed_declarations
 from bpfunits.hooks import Hook
 from bpfunits.load import mappins
 from bpfunits.state.bpffs import StateRoot
@@ -33,6 +36,7 @@ class ProgramKey:
     defines: tuple[tuple[str, str], ...]
     name: str | None
     hook: Hook
+    globals: tuple[tuple[str, str], ...]  # Global=: set before load, so a change is a new program
 
 
 @dataclass
@@ -60,7 +64,7 @@ class ProgramCache:
         loaded (LoadError and the like when it does not load; then it is not kept)."""
         data = unit_program_file(unit, policy)  # read each time: a changed file is a new key
         key = ProgramKey(str(root.path), unit.name, data.sha256, unit.program.source is not None,
-                         unit.program.defines, unit.program.name, unit.hook)
+                         unit.program.defines, unit.program.name, unit.hook, unit.program.globals)
         cached = self._entries.get(unit.name)
         if cached is not None and cached.key == key:
             pins = mappins.pinned_ids(root, unit.name, cached.program.maps.values())
@@ -128,6 +132,12 @@ def load_unit_program(
             data=data,
         )
     assert unit.program.object is not None  # unit_program_file refused a unit naming neither
+    typed = typed_declarations(unit, data.data)
+    if unit.program.globals:
+        # Chains record their programs by digest (and kernel tag, blind to data sections): a changed
+        # Global= must read as another program, so that the hooks running it relink.
+        declared = json.dumps(unit.program.globals).encode()
+        data = replace(data, sha256=hashlib.sha256(data.sha256.encode() + b"\0" + declared).hexdigest())
     return load_object_program(
         unit.program.object,
         unit.hook,
@@ -136,4 +146,5 @@ def load_unit_program(
         label=label,
         persist_maps=True,
         data=data,
+        globals_=tuple((g.datasec, g.offset, g.data) for g in typed.globals),
     )

@@ -61,6 +61,9 @@ _fn("bpf_map__key_size", ctypes.c_uint32, _map_p)
 _fn("bpf_map__value_size", ctypes.c_uint32, _map_p)
 _fn("bpf_map__max_entries", ctypes.c_uint32, _map_p)
 _fn("bpf_map__map_flags", ctypes.c_uint32, _map_p)
+_fn("bpf_map__btf_value_type_id", ctypes.c_uint32, _map_p)
+_fn("bpf_map__initial_value", ctypes.c_void_p, _map_p, ctypes.POINTER(ctypes.c_size_t))
+_fn("bpf_map__set_initial_value", ctypes.c_int, _map_p, ctypes.c_void_p, ctypes.c_size_t)
 _fn("bpf_object__btf", ctypes.c_void_p, _obj_p)
 _fn("btf__find_by_name_kind", ctypes.c_int32, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_uint32)
 _fn("btf__type_by_id", ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint32)
@@ -190,6 +193,26 @@ class ObjectMap:
         None: neither (a new map, not pinned)."""
         raw = os.fsencode(path) if path is not None else None
         _check(_lib.bpf_map__set_pin_path(self.handle, raw), f"bpf_map__set_pin_path({self.name})")
+
+    @property
+    def btf_value_type_id(self) -> int:
+        """For the map libbpf makes of a data section (.rodata, .data.x...), the section's DATASEC id."""
+        return _lib.bpf_map__btf_value_type_id(self.handle)
+
+    def patch_initial_value(self, patches: list[tuple[int, bytes]]) -> None:
+        """Before load: overwrite (offset, bytes) ranges of a data section map's initial value."""
+        size = ctypes.c_size_t()
+        address = _lib.bpf_map__initial_value(self.handle, ctypes.byref(size))
+        if not address:
+            raise LibbpfError(f"map {self.name} has no initial value", 22)
+        image = bytearray(ctypes.string_at(address, size.value))
+        for offset, data in patches:
+            if offset + len(data) > len(image):
+                raise LibbpfError(f"map {self.name}: {len(data)} bytes at {offset} run past its {len(image)}", 22)
+            image[offset: offset + len(data)] = data
+        buf = ctypes.create_string_buffer(bytes(image), len(image))
+        _check(_lib.bpf_map__set_initial_value(self.handle, buf, len(image)),
+               f"bpf_map__set_initial_value({self.name})")
 
     @property
     def shape(self) -> tuple[int, int, int, int, int]:
