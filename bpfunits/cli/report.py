@@ -29,7 +29,7 @@ def register_reconcile(sub, name: str, *, apply: bool, help: str, description: s
 def _run(args: argparse.Namespace, apply: bool) -> int:
     with netns.inside(args.netns):
         result = reconcile(common.config(args), apply=apply)
-    show(result, args.json)
+    show(result, args.json, apply)
     return exit_code(result, args.detailed_exitcode)
 
 
@@ -39,7 +39,7 @@ def exit_code(result: Result, detailed: bool) -> int:
     return EXIT_CHANGED if detailed and result.changed else EXIT_OK
 
 
-def show(result: Result, as_json: bool) -> None:
+def show(result: Result, as_json: bool, applied: bool = True) -> None:
     if as_json:
         common.print_json(to_json(result))
         return
@@ -57,6 +57,12 @@ def show(result: Result, as_json: bool) -> None:
         failed = hook.outcome in (Outcome.BLOCKED, Outcome.FAILED)
         for line in plan.reasons + tuple(e for e in hook.errors if e not in plan.reasons):
             print(("  ! " if failed else "  note: ") + line.replace("\n", "\n    "))
+    for unit in sorted({d.unit for d in result.entries}):
+        print(f"unit {unit}: map entries ({'written' if applied else 'to write'})")
+        for d in (d for d in result.entries if d.unit == unit):
+            print(f"  {d}")
+    for e in result.entry_errors:
+        print(f"! {e}")
     counts = {o: sum(h.outcome is o for h in result.hooks) for o in Outcome}
     print(", ".join(f"{n} {o.value}" for o, n in counts.items() if n) or "no hooks")
 
@@ -67,6 +73,8 @@ def to_json(result: Result) -> dict:
         "failed": result.failed,
         "hooks": [_hook_json(h) for h in result.hooks],
         "diagnostics": [d.to_json() for d in result.diagnostics],
+        "entries": [d.to_json() for d in result.entries],
+        "entry_errors": list(result.entry_errors),
     }
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from bpfunits.config import Config
+from bpfunits.declare import entries as declared_entries
 from bpfunits.errors import BpfUnitsError
 from bpfunits.hooks import Hook
 from bpfunits.hooks import attach as attaching
@@ -73,10 +74,13 @@ class Result:
     total: int = 0  # hooks that run or want a chain of bpfunits, or run something else
     ordered: int = 0  # the interfaces whose units were ordered (what the reconcile cost grows with)
     retries: dict[HookKey, Retry] = field(default_factory=dict)  # failing hooks, and when they are tried again
+    # Declared map entries the kernel lacked (written by apply, shown by plan).
+    entries: list[declared_entries.EntryDiff] = field(default_factory=list)
+    entry_errors: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
-        return any(h.outcome in (Outcome.APPLIED, Outcome.PLANNED) for h in self.hooks)
+        return bool(self.entries) or any(h.outcome in (Outcome.APPLIED, Outcome.PLANNED) for h in self.hooks)
 
     def next_retry(self) -> float | None:
         """When (time.monotonic()) the first failing hook is tried again."""
@@ -92,7 +96,7 @@ class Result:
     def failed(self) -> bool:
         return any(h.outcome in (Outcome.BLOCKED, Outcome.FAILED) or h.errors for h in self.hooks) or any(
             d.severity is Severity.ERROR for d in self.diagnostics
-        )
+        ) or bool(self.entry_errors)
 
 
 # Up to this many hooks, a reconcile reads each with its own requests rather than one listing of
@@ -229,6 +233,8 @@ class _Run:
                 self.desired[key] = block
 
         result = Result(diagnostics=list(loaded.diagnostics), ordered=len(self.live if touched is None else touched))
+        # Before any chain is attached: a new unit never runs without its declared entries.
+        self.sync_entries(loaded, result)
         for plan in plan_all(self.desired.values(), [s.observed for s in self.states.values()]):
             before = self.states.get(plan.key)
             hook = self.carry_out(plan)
@@ -247,6 +253,24 @@ class _Run:
         result.total = len(self.memory.hooks) if self.apply else len(result.hooks)
         result.retries = dict(self.memory.retries)
         return result
+
+    def sync_entries(self, loaded: LoadResult, result: Result) -> None:
+        """Compare the declared map entries of every unit whose program is at hand (loaded for this
+        reconcile, or cached as running) with its maps; apply writes what differs."""
+        for name, unit in sorted(loaded.units.items()):
+            cached = self.node.programs.cached(name)
+            if cached is None or cached.unit != unit or cached.typed is None or cached.typed.obj is None:
+                continue
+            maps = cached.program.maps
+            try:
+                diffs = declared_entries.differences(name, cached.typed, maps, unit.exact_maps)
+                if self.apply and diffs:
+                    per_cpu = frozenset(m for m, t in cached.typed.obj.maps.items() if t.per_cpu)
+                    declared_entries.repair(diffs, maps, per_cpu)
+            except (BpfUnitsError, OSError) as e:
+                result.entry_errors.append(f"unit {name}: map entries: {e}")
+                continue
+            result.entries += diffs
 
     def where_units_moved(self, before: LoadResult, after: LoadResult) -> set[str]:
         """The interfaces where a unit that changed (its file, a drop-in, its object, added,

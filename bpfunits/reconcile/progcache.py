@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from bpfunits.declare.typed import typed_declarations
+from bpfunits.declare.typed import Typed, typed_declarations
 from bpfunits.hooks import Hook
 from bpfunits.load import mappins
 from bpfunits.state.bpffs import StateRoot
@@ -45,6 +45,10 @@ class CachedProgram:
     program: LoadedProgram
     pins: dict[str, int | None]  # per map that holds state: the map pinned for it when last used
     stack_depths: tuple[int, ...] | None = None  # the verifier's, per function; set by the first link
+    # The unit as last asked for, and its declarations typed by the object's BTF (entries may change
+    # without the program changing).
+    unit: Unit | None = None
+    typed: Typed | None = None
 
     def binds_pinned_maps(self, pins: dict[str, int | None]) -> bool:
         """Whether each pin holds what it held when last used, or this program's own map (a
@@ -63,23 +67,27 @@ class ProgramCache:
         """The unit's program: the cached one if nothing that determines it changed, else newly
         loaded (LoadError and the like when it does not load; then it is not kept)."""
         data = unit_program_file(unit, policy)  # read each time: a changed file is a new key
+        typed = typed_declarations(unit, data.data)
         key = ProgramKey(str(root.path), unit.name, data.sha256, unit.program.source is not None,
                          unit.program.defines, unit.program.name, unit.hook, unit.program.globals)
         cached = self._entries.get(unit.name)
         if cached is not None and cached.key == key:
             pins = mappins.pinned_ids(root, unit.name, cached.program.maps.values())
             if cached.binds_pinned_maps(pins):
-                cached.pins = pins
+                cached.pins, cached.unit, cached.typed = pins, unit, typed
                 return cached
         self.drop(unit.name)
-        program = load_unit_program(unit, root, policy, data)
+        program = load_unit_program(unit, root, policy, data, typed)
         try:
             pins = mappins.pinned_ids(root, unit.name, program.maps.values())
         except BaseException:
             program.close()
             raise
-        self._entries[unit.name] = CachedProgram(key, program, pins)
+        self._entries[unit.name] = CachedProgram(key, program, pins, unit=unit, typed=typed)
         return self._entries[unit.name]
+
+    def cached(self, unit: str) -> CachedProgram | None:
+        return self._entries.get(unit)
 
     def drop(self, unit: str) -> None:
         cached = self._entries.pop(unit, None)
@@ -113,7 +121,8 @@ def unit_program_file(unit: Unit, policy: FilePolicy = FilePolicy()) -> ObjectFi
 
 
 def load_unit_program(
-    unit: Unit, root: StateRoot, policy: FilePolicy = FilePolicy(), data: ObjectFile | None = None
+    unit: Unit, root: StateRoot, policy: FilePolicy = FilePolicy(), data: ObjectFile | None = None,
+    typed: Typed | None = None,
 ) -> LoadedProgram:
     """Load a unit's program: an ELF object with libbpf, or C source with bcc. `policy`: what
     its object or source file must be to be read; `data`: that file, already read."""
@@ -132,7 +141,7 @@ def load_unit_program(
             data=data,
         )
     assert unit.program.object is not None  # unit_program_file refused a unit naming neither
-    typed = typed_declarations(unit, data.data)
+    typed = typed or typed_declarations(unit, data.data)
     if unit.program.globals:
         # Chains record their programs by digest (and kernel tag, blind to data sections): a changed
         # Global= must read as another program, so that the hooks running it relink.
