@@ -14,6 +14,7 @@ from enum import Enum
 
 from bpfunits.declare.typed import Typed
 from bpfunits.load.program import MapRef
+from bpfunits.units.model import MapEntry
 from bpfunits.sys import bpf
 
 log = logging.getLogger("bpfunits.entries")
@@ -106,3 +107,30 @@ def repair(diffs: list[EntryDiff], maps: Mapping[str, MapRef], per_cpu: frozense
                 value = (value + bytes(stride - len(value))) * bpf.possible_cpus()
             bpf.map_update(ref.fd, d.raw_key, value)
         log.info("unit %s: map entry %s", d.unit, d)
+
+
+@dataclass(frozen=True)
+class EntryStatus:
+    """A declared entry, or an undeclared one of an exact map, as `status --maps` shows it."""
+
+    unit: str
+    map: str
+    key: str
+    value: str
+    state: str  # ok, missing, differs, undeclared
+    found: str | None = None
+
+    def to_json(self) -> dict:
+        return {"unit": self.unit, "map": self.map, "key": self.key, "value": self.value, "state": self.state,
+                "found": self.found}
+
+
+def entry_status(declared: list[tuple[str, MapEntry]], diffs: list[EntryDiff]) -> list[EntryStatus]:
+    by_key = {(d.unit, d.map, d.key): d for d in diffs}
+    states = {Change.ADD: "missing", Change.UPDATE: "differs"}
+    shown = []
+    for unit, e in declared:
+        d = by_key.get((unit, e.map, e.key))
+        shown.append(EntryStatus(unit, e.map, e.key, e.value, states[d.change] if d else "ok", d.found if d else None))
+    shown += [EntryStatus(d.unit, d.map, d.key, d.value, "undeclared") for d in diffs if d.change is Change.REMOVE]
+    return sorted(shown, key=lambda s: (s.unit, s.map, s.key))

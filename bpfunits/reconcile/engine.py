@@ -21,7 +21,7 @@ from bpfunits.state import pins
 from bpfunits.sys import bpf, netns
 from bpfunits.state.bpffs import StateRoot, children, ensure_mounted, names, prune_empty, remove_tree
 from bpfunits.hooks.observe import Attached, Observer
-from bpfunits.units.model import Location, Unit
+from bpfunits.units.model import Location, MapEntry, Unit
 from bpfunits.hooks.probe import TcBackend, XdpBackend
 from bpfunits.hooks.tcx import TcPosition
 from bpfunits.hooks.xdp import XdpMode
@@ -76,6 +76,7 @@ class Result:
     retries: dict[HookKey, Retry] = field(default_factory=dict)  # failing hooks, and when they are tried again
     # Declared map entries the kernel lacked (written by apply, shown by plan).
     entries: list[declared_entries.EntryDiff] = field(default_factory=list)
+    declared: list[tuple[str, MapEntry]] = field(default_factory=list)  # (unit, entry) compared with the kernel
     entry_errors: list[str] = field(default_factory=list)
 
     @property
@@ -271,6 +272,7 @@ class _Run:
                 result.entry_errors.append(f"unit {name}: map entries: {e}")
                 continue
             result.entries += diffs
+            result.declared += [(name, e) for e in unit.map_entries if e.map in maps]
 
     def where_units_moved(self, before: LoadResult, after: LoadResult) -> set[str]:
         """The interfaces where a unit that changed (its file, a drop-in, its object, added,

@@ -48,8 +48,9 @@ def arrivals(pair, frames: list[bytes]) -> dict[str, int]:
     return counts
 
 
-def cli(capsys, pair, units: Path, root, command: str = "apply") -> dict:
-    code = main([command, "--netns", pair.ns_a, "--units-dir", str(units), "--bpffs-root", str(root.path), "--json"])
+def cli(capsys, pair, units: Path, root, command: str = "apply", *extra: str) -> dict:
+    code = main([command, "--netns", pair.ns_a, "--units-dir", str(units), "--bpffs-root", str(root.path), "--json",
+                 *extra])
     out = capsys.readouterr().out
     assert code == 0, out
     return json.loads(out)
@@ -81,6 +82,9 @@ def test_declared_deny_prefix_exact_removal_and_repair(tmp_path, capsys, veth_pa
     try:
         bpf.map_update(pinned, prefix_key("198.19.77.0/24"), struct.pack("<I", 2))  # by hand
         assert arrivals(veth_pair, frames) == {}
+        status = cli(capsys, veth_pair, units, bpffs_root, "status", "--maps")
+        assert [(m["key"], m["value"], m["state"]) for m in status["maps"]] == [
+            ("198.19.66.0/24", "2", "ok"), ("198.19.77.0/24", "2", "undeclared")]
         doc = cli(capsys, veth_pair, units, bpffs_root)
         assert [(e["change"], e["key"]) for e in doc["entries"]] == [("-", "198.19.77.0/24")]
         assert doc["hooks"][0]["outcome"] == "unchanged", "entries are written with no relink"
@@ -88,6 +92,8 @@ def test_declared_deny_prefix_exact_removal_and_repair(tmp_path, capsys, veth_pa
 
         bpf.map_delete(pinned, prefix_key("198.19.66.0/24"))  # drift
         assert arrivals(veth_pair, frames) == {DENIED: FRAMES, OTHER: FRAMES}
+        status = cli(capsys, veth_pair, units, bpffs_root, "status", "--maps")
+        assert [(m["key"], m["state"]) for m in status["maps"]] == [("198.19.66.0/24", "missing")]
         doc = cli(capsys, veth_pair, units, bpffs_root)
         assert [(e["change"], e["key"]) for e in doc["entries"]] == [("+", "198.19.66.0/24")]
         assert arrivals(veth_pair, frames) == {OTHER: FRAMES}, "apply restored the declared entry"
