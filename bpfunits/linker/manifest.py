@@ -29,6 +29,7 @@ class ManifestEntry:
     # The unit program's maps the chain uses, (name, id): which of a unit's maps it runs with
     # (empty in manifests from before they were recorded).
     maps: tuple[tuple[str, int], ...] = ()
+    globals: tuple[tuple[str, str], ...] = ()  # the unit's Global= values the chain was loaded with
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,8 @@ class Manifest:
         data = json.loads(raw.rstrip(b"\0"))
         entries = tuple(
             ManifestEntry(**{**e, "proceed_on": tuple(e["proceed_on"]),
-                             "maps": tuple((str(n), int(i)) for n, i in e.get("maps", ()))})
+                             "maps": tuple((str(n), int(i)) for n, i in e.get("maps", ())),
+                             "globals": tuple((str(n), str(v)) for n, v in e.get("globals", ()))})
             for e in data["components"]
         )
         return cls(data["version"], data["hook"], entries, data.get("owner", ""))

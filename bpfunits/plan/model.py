@@ -14,13 +14,15 @@ class ChainMember:
     components are equal run the same code in the same order with the same dispatch."""
 
     unit: str
-    sha256: str  # digest of the program's object or source file (and of its Global= values, if any)
+    sha256: str  # digest of the program's object or source file
     tag: str  # the kernel's program tag: catches code changes the file digest cannot (Define=)
     proceed_on: tuple[int, ...]  # verdict codes, sorted
     # Maps that hold state, (name, id). Wanted: those pinned for the unit now; running: those the
     # chain uses. Not part of equality: a pin that is gone is pinned again from the running chain,
     # and only a running map other than the pinned one asks for a rebuild (see plan.diff).
     maps: tuple[tuple[str, int], ...] = field(default=(), compare=False)
+    # Global= (name, value): set in the program's data sections, which neither digest nor tag sees.
+    globals: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

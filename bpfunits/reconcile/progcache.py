@@ -10,9 +10,7 @@ reconcile did not ask for is released at its end: its unit went, changed or no l
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bpfunits.declare.typed import Typed, typed_declarations
@@ -142,11 +140,6 @@ def load_unit_program(
         )
     assert unit.program.object is not None  # unit_program_file refused a unit naming neither
     typed = typed or typed_declarations(unit, data.data)
-    if unit.program.globals:
-        # Chains record their programs by digest (and kernel tag, blind to data sections): a changed
-        # Global= must read as another program, so that the hooks running it relink.
-        declared = json.dumps(unit.program.globals).encode()
-        data = replace(data, sha256=hashlib.sha256(data.sha256.encode() + b"\0" + declared).hexdigest())
     return load_object_program(
         unit.program.object,
         unit.hook,

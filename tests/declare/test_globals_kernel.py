@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import struct
 from pathlib import Path
 
 import pytest
 
 from bpfunits.cli import main
+from bpfunits.state.bpffs import folder_name
+from bpfunits.sys import bpf
 from tests.traffic import through_hook
 from bpfunits.hooks import Hook
 from tests.unitfiles import write
@@ -17,8 +21,8 @@ OBJ = Path(__file__).resolve().parents[2] / "bpf" / "declared_shapes.bpf.o"
 FRAMES = 20
 
 
-def apply(capsys, pair, units: Path, root) -> dict:
-    code = main(["apply", "--netns", pair.ns_a, "--units-dir", str(units), "--bpffs-root", str(root.path), "--json"])
+def apply(capsys, pair, units: Path, root, command: str = "apply") -> dict:
+    code = main([command, "--netns", pair.ns_a, "--units-dir", str(units), "--bpffs-root", str(root.path), "--json"])
     out = capsys.readouterr().out
     assert code == 0, out
     return json.loads(out)
@@ -37,10 +41,32 @@ def test_globals_of_every_section_set_before_load(tmp_path, capsys, veth_pair, b
     # One section at a time: .rodata (frozen), .data, .bss, a custom .data.* section.
     for name in ("verdict", "data_verdict", "bss_verdict", "custom_verdict"):
         write(units, "shapes.unit", shapes_unit(veth_pair, f"{name}=1"))
+        planned = apply(capsys, veth_pair, units, bpffs_root, "plan")["hooks"][0]
+        assert planned["changed"] == ["shapes"]
+        assert f"unit shapes: ~ global {name} (as compiled) -> 1" in planned["reasons"]
         doc = apply(capsys, veth_pair, units, bpffs_root)
         assert doc["hooks"][0]["outcome"] == "applied", f"a changed {name} reloads the unit and relinks"
         assert through_hook(veth_pair, Hook.XDP, FRAMES) == 0, f"{name}=1 (XDP_DROP) drops"
         # .data and .bss are the unit's state, pinned across reloads: setting the value back is declared too.
         write(units, "shapes.unit", shapes_unit(veth_pair, f"{name}=2"))
-        apply(capsys, veth_pair, units, bpffs_root)
+        reasons = apply(capsys, veth_pair, units, bpffs_root)["hooks"][0]["reasons"]
+        assert f"unit shapes: ~ global {name} 1 -> 2" in reasons
         assert through_hook(veth_pair, Hook.XDP, FRAMES) == FRAMES, f"{name}=2 (XDP_PASS) passes"
+
+
+def test_per_cpu_and_struct_entries(tmp_path, capsys, veth_pair, bpffs_root, bpf_objects):
+    units = tmp_path / "units"
+    text = shapes_unit(veth_pair) + ("[Map]\nEntry=per_cpu 1 0x2a\n"
+                                     "Entry=shapes 7 {u16=0x1234 inner={nport=443} mac=02:00:00:00:00:01 name=eth0}\n")
+    write(units, "shapes.unit", text)
+    doc = apply(capsys, veth_pair, units, bpffs_root)
+    # An array's keys always exist: its declared value replaces the zeros.
+    assert sorted((e["map"], e["change"], e["found"]) for e in doc["entries"]) == [
+        ("per_cpu", "~", "0x0"), ("shapes", "+", None)]
+    assert apply(capsys, veth_pair, units, bpffs_root)["entries"] == []
+    fd = bpf.obj_get(str(bpffs_root.unit_path("shapes") / folder_name("per_cpu")))
+    try:
+        values = bpf.map_lookup_percpu(fd, struct.pack("<I", 1), 8)
+    finally:
+        os.close(fd)
+    assert values == [struct.pack("<Q", 42)] * bpf.possible_cpus(), "every CPU holds the value"
