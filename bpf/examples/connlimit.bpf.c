@@ -13,9 +13,9 @@
  *               0 means the built-in default (rodata default_max_conns = 100).
  *   conns       LRU_HASH, IPv4 source (network order) -> u64 open connections.
  *
- * Configure (little-endian host; at most 20 connections per source):
- *   bpftool map update pinned /sys/fs/bpf/bpfunits/units/connlimit/config \
- *       key 0 0 0 0 value 20 0 0 0
+ * Configure in the unit (at most 20 connections per source):
+ *   [Map]
+ *   Entry=config 0 {max_conns=20}
  * Inspect: bpftool map dump pinned /sys/fs/bpf/bpfunits/units/connlimit/conns
  */
 #include "parse.h"

@@ -136,7 +136,7 @@ class _Reader:
             return
         entry_key, policy_key = BY_INI[("Map", "Entry")], BY_INI[("Map", "Policy")]
         for name_node, body in node.value:
-            if not isinstance(body, yaml.MappingNode):
+            if not isinstance(name_node, yaml.ScalarNode) or not isinstance(body, yaml.MappingNode):
                 self.fail(shape, body, "maps")
                 continue
             for k, v in body.value:
@@ -144,7 +144,7 @@ class _Reader:
                     self.assignments.append(Assignment(policy_key, (f"{name_node.value} {v.value}",), self.where(k)))
                 elif k.value == "entries" and isinstance(v, yaml.SequenceNode):
                     for item in v.value:
-                        fields = {f.value: f_value for f, f_value in item.value} \
+                        fields = {f.value: f_value for f, f_value in item.value if isinstance(f, yaml.ScalarNode)} \
                             if isinstance(item, yaml.MappingNode) else {}
                         if set(fields) != {"key", "value"}:
                             self.fail("'entries' items are mappings of key and value", item, "maps")

@@ -141,3 +141,27 @@ def test_verify_accepts_declarations_that_fit_and_reports_json(tmp_path, capsys)
 def test_help_lists_the_keys():
     for key in ("Global=", "Entry=", "Policy=", "[Map]"):
         assert key in UNIT_LANGUAGE
+
+
+def test_yaml_maps_shape_errors_name_the_line(tmp_path):
+    write(tmp_path, "a.yaml", f"""\
+        program: {{object: {OBJ}}}
+        attach: {{hook: xdp, interfaces: veth0}}
+        maps:
+          lpm_v4:
+            polcy: exact
+            entries:
+              - {{key: 10.0.0.0/8}}
+        """)
+    got = [str(d) for d in load_units((tmp_path,)).diagnostics]
+    shape = "'maps' maps each map name to {policy: merge|exact, entries: [{key: ..., value: ...}]}"
+    assert got == [
+        f"{tmp_path}/a.yaml:5: error: unit a: {shape}",
+        f"{tmp_path}/a.yaml:7: error: unit a: 'entries' items are mappings of key and value",
+    ]
+
+
+def test_readme_key_table_lists_the_keys():
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    for key in ("`[Program]` `Global=NAME=VALUE`", "`[Map]` `Entry=MAP KEY VALUE`", "`[Map]` `Policy=MAP"):
+        assert key in readme
