@@ -259,6 +259,8 @@ class _Run:
         """Compare the declared map entries of every unit whose program is at hand (loaded for this
         reconcile, or cached as running) with its maps; apply writes what differs."""
         for name, unit in sorted(loaded.units.items()):
+            if not unit.map_entries and not unit.exact_maps:
+                continue
             cached = self.node.programs.cached(name)
             if cached is None or cached.unit != unit or cached.typed is None or cached.typed.obj is None:
                 continue
