@@ -12,13 +12,20 @@ import pytest
 from bpfunits.cli import main
 from bpfunits.state.bpffs import folder_name
 from bpfunits.sys import bpf
-from tests.traffic import through_hook
-from bpfunits.hooks import Hook
+from tests.traffic import Receiver, frame, send_frames
 from tests.unitfiles import write
 
 pytestmark = pytest.mark.kernel
 OBJ = Path(__file__).resolve().parents[2] / "bpf" / "declared_shapes.bpf.o"
 FRAMES = 20
+
+
+def through_xdp(pair, n: int) -> int:
+    """Send `n` test frames from B into A's XDP hook; how many arrived (waiting only until they stop)."""
+    with Receiver(pair.ns_a, pair.if_a) as rx:
+        send_frames(pair.ns_b, pair.if_b, [frame(i) for i in range(n)])
+        rx.settle(quiet=0.3)
+        return rx.stop()
 
 
 def apply(capsys, pair, units: Path, root, command: str = "apply") -> dict:
@@ -37,21 +44,22 @@ def test_globals_of_every_section_set_before_load(tmp_path, capsys, veth_pair, b
     units = tmp_path / "units"
     write(units, "shapes.unit", shapes_unit(veth_pair))
     apply(capsys, veth_pair, units, bpffs_root)
-    assert through_hook(veth_pair, Hook.XDP, FRAMES) == FRAMES, "every verdict defaults to pass"
-    # One section at a time: .rodata (frozen), .data, .bss, a custom .data.* section.
-    for name in ("verdict", "data_verdict", "bss_verdict", "custom_verdict"):
-        write(units, "shapes.unit", shapes_unit(veth_pair, f"{name}=1"))
-        planned = apply(capsys, veth_pair, units, bpffs_root, "plan")["hooks"][0]
-        assert planned["changed"] == ["shapes"]
-        assert f"unit shapes: ~ global {name} (as compiled) -> 1" in planned["reasons"]
+    assert through_xdp(veth_pair, FRAMES) == FRAMES, "every verdict defaults to pass"
+    write(units, "shapes.unit", shapes_unit(veth_pair, "verdict=1"))
+    planned = apply(capsys, veth_pair, units, bpffs_root, "plan")["hooks"][0]
+    assert planned["changed"] == ["shapes"] and "unit shapes: ~ global verdict (as compiled) -> 1" in planned["reasons"]
+    # One section at a time drops: .rodata (frozen), .data, .bss, a custom .data.* section. .data and
+    # .bss are the unit's state, pinned across reloads: the one before is declared back to pass.
+    names = ("verdict", "data_verdict", "bss_verdict", "custom_verdict")
+    for before, name in zip((None, *names), names, strict=False):
+        write(units, "shapes.unit", shapes_unit(veth_pair, f"{name}=1", *([f"{before}=2"] if before else [])))
         doc = apply(capsys, veth_pair, units, bpffs_root)
         assert doc["hooks"][0]["outcome"] == "applied", f"a changed {name} reloads the unit and relinks"
-        assert through_hook(veth_pair, Hook.XDP, FRAMES) == 0, f"{name}=1 (XDP_DROP) drops"
-        # .data and .bss are the unit's state, pinned across reloads: setting the value back is declared too.
-        write(units, "shapes.unit", shapes_unit(veth_pair, f"{name}=2"))
-        reasons = apply(capsys, veth_pair, units, bpffs_root)["hooks"][0]["reasons"]
-        assert f"unit shapes: ~ global {name} 1 -> 2" in reasons
-        assert through_hook(veth_pair, Hook.XDP, FRAMES) == FRAMES, f"{name}=2 (XDP_PASS) passes"
+        assert through_xdp(veth_pair, FRAMES) == 0, f"{name}=1 (XDP_DROP) drops"
+    write(units, "shapes.unit", shapes_unit(veth_pair, "custom_verdict=2"))
+    reasons = apply(capsys, veth_pair, units, bpffs_root)["hooks"][0]["reasons"]
+    assert "unit shapes: ~ global custom_verdict 1 -> 2" in reasons
+    assert through_xdp(veth_pair, FRAMES) == FRAMES, "custom_verdict=2 (XDP_PASS) passes"
 
 
 def test_per_cpu_and_struct_entries(tmp_path, capsys, veth_pair, bpffs_root, bpf_objects):
@@ -70,3 +78,10 @@ def test_per_cpu_and_struct_entries(tmp_path, capsys, veth_pair, bpffs_root, bpf
     finally:
         os.close(fd)
     assert values == [struct.pack("<Q", 42)] * bpf.possible_cpus(), "every CPU holds the value"
+
+
+def test_verify_load_runs_the_verifier_with_the_declared_globals(tmp_path, capsys, veth_pair, bpf_objects):
+    write(tmp_path, "shapes.unit", shapes_unit(veth_pair, "verdict=1", "custom_limit=9", 'greeting="yo"'))
+    code = main(["verify", "--load", "--units-dir", str(tmp_path), "--interfaces", veth_pair.if_a])
+    out = capsys.readouterr().out
+    assert code == 0 and out.strip().endswith("1 units valid, 0 errors, 0 warnings"), out
