@@ -43,13 +43,6 @@ SERVER, PEER_ADDR, PREFIXLEN = "198.18.0.1", "198.18.0.2", 15
 UDP_PORT = 5353
 MAX_CONNS = 10  # connlimit's limit for the demo (its built-in default, 100, is more than we send)
 DENIED = ipaddress.IPv4Network("198.19.66.0/24")
-# The example units' configuration, declared ([Map] entries typed by each object's BTF): a drop-in each
-# in the demo's own units folder. 2 is the filter's "deny".
-CONFIGURATION = {
-    "ratelimit": "[Map]\nEntry=config 0 {rate=10 burst=20}\n",
-    "connlimit": f"[Map]\nEntry=config 0 {{max_conns={MAX_CONNS}}}\n",
-    "filter": f"[Map]\nPolicy=prefixes_v4 exact\nEntry=prefixes_v4 {DENIED} 2\n",
-}
 REFILL = 2.1  # seconds for ratelimit's buckets to refill (burst 20 at 10 SYN/s, its defaults)
 DAEMON_WAIT = scaled(20.0)  # seconds for the daemon to start or to apply the edit
 
@@ -344,18 +337,17 @@ def main_steps(d: Demo, step: Steps, started: list[subprocess.Popen]) -> None:
     say(f"   configuration {d.config}:")
     say("     " + d.config.read_text().rstrip().replace("\n", "\n     "))
 
-    step("the demo's configuration of the example programs, declared in drop-ins")
+    step("the example programs' configuration, declared in their units")
     say(f"   ratelimit: 10 SYN/s, bursts of 20; connlimit: at most {MAX_CONNS} connections per source; "
         f"filter: deny {DENIED}, and nothing else in its prefix map")
-    for unit, text in CONFIGURATION.items():
-        path = d.units / f"{unit}.d" / "50-demo.conf"
-        path.parent.mkdir(parents=True)
-        path.write_text(text)
-        say(f"$ cat {path}")
-        say(text.rstrip())
+    for name in ("ratelimit.unit", "connlimit.unit", "filter.yaml"):
+        text = (REPO / EXAMPLES / name).read_text()
+        at = text.index("[Map]" if name.endswith(".unit") else "maps:")
+        say(f"$ tail -n +{text.count(chr(10), 0, at) + 1} {EXAMPLES}/{name}")
+        say(text[at:].rstrip())
 
     step("the units and their order")
-    run(["bpfunits", "verify", "--units-dir", str(d.units), "--units-dir", EXAMPLES, "--interfaces", IFACE])
+    run(["bpfunits", "verify", "--units-dir", EXAMPLES, "--interfaces", IFACE])
     run(["bpfunits", "order", "--units-dir", EXAMPLES, "--interfaces", IFACE])
 
     step("bpfunits plan: the chains, and the map entries apply writes before attaching them")

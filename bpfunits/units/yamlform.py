@@ -144,10 +144,15 @@ class _Reader:
                     self.assignments.append(Assignment(policy_key, (f"{name_node.value} {v.value}",), self.where(k)))
                 elif k.value == "entries" and isinstance(v, yaml.SequenceNode):
                     for item in v.value:
+                        if isinstance(item, yaml.ScalarNode):  # "KEY VALUE", as after Entry=MAP
+                            text = f"{name_node.value} {item.value}"
+                            self.assignments.append(Assignment(entry_key, (text,), self.where(item)))
+                            continue
                         fields = {f.value: f_value for f, f_value in item.value if isinstance(f, yaml.ScalarNode)} \
                             if isinstance(item, yaml.MappingNode) else {}
                         if set(fields) != {"key", "value"}:
-                            self.fail("'entries' items are mappings of key and value", item, "maps")
+                            self.fail("'entries' items are mappings of key and value (or \"KEY VALUE\" text)",
+                                      item, "maps")
                             continue
                         key, value = (render(self.value(fields[f])) for f in ("key", "value"))
                         text = f"{name_node.value} {key} {value}"

@@ -46,7 +46,7 @@ maps:
       - key: 0
         value: {{u8: 1, inner: {{port: 80, nport: 443}}, list: [1, 2, 3], mac: "02:00:00:00:00:01"}}
   per_cpu:
-    entries: [{{key: 1, value: 5}}]
+    entries: ["1 5"]
 """
 
 
@@ -157,7 +157,7 @@ def test_yaml_maps_shape_errors_name_the_line(tmp_path):
     shape = "'maps' maps each map name to {policy: merge|exact, entries: [{key: ..., value: ...}]}"
     assert got == [
         f"{tmp_path}/a.yaml:5: error: unit a: {shape}",
-        f"{tmp_path}/a.yaml:7: error: unit a: 'entries' items are mappings of key and value",
+        f"{tmp_path}/a.yaml:7: error: unit a: 'entries' items are mappings of key and value (or \"KEY VALUE\" text)",
     ]
 
 

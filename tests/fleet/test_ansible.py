@@ -74,7 +74,8 @@ UNITS = [
      "object": str(OBJECTS / "ratelimit.bpf.o"), "program": "xdp_ratelimit", "hook": "xdp",
      "interfaces": ["bpfu-fl*", "!bpfu-fl-mgmt"], "position": "first", "proceed_on": ["pass"]},
     {"name": "connlimit", "after": ["ratelimit"], "object": str(OBJECTS / "connlimit.bpf.o"), "hook": "xdp",
-     "interfaces": "bpfu-fl0"},
+     "interfaces": "bpfu-fl0", "globals": {"default_max_conns": 50}, "map_policies": ["config merge"],
+     "map_entries": ["config 0 {max_conns=10}"]},
     {"name": "counted", "source": str(ROOT / "bpf" / "bcc_counter.c"), "define": {"SLOTS": 4, "DEBUG": 1},
      "hook": "tc-egress", "interfaces": ["bpfu-fl0"], "proceed_on": ["ok", "next"]},
 ]
@@ -88,10 +89,15 @@ After=ratelimit
 
 [Program]
 Object={OBJECTS}/connlimit.bpf.o
+Global=default_max_conns=50
 
 [Attach]
 Hook=xdp
 Interfaces=bpfu-fl0
+
+[Map]
+Policy=config merge
+Entry=config 0 {{max_conns=10}}
 """,
     "counted.unit": f"""\
 # Managed by the bpfunits Ansible role or Salt formula: edits here are overwritten.
