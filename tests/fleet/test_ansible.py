@@ -255,7 +255,8 @@ def test_plan_reports_pending_chains_until_they_are_applied(tmp_path, veth_pair,
 @pytest.mark.kernel
 def test_plan_errors_fail_the_play(tmp_path, veth_pair, plan_options):
     """A unit whose program the kernel's verifier refuses passes verify (no kernel) but fails plan."""
-    units = [dict(UNITS[1], interfaces=[veth_pair.if_a], object=str(ROOT / "bpf" / "invalid.bpf.o"))]
+    units = [dict(UNITS[1], interfaces=[veth_pair.if_a], object=str(ROOT / "bpf" / "invalid.bpf.o"), globals={},
+                  map_policies=[], map_entries=[])]  # invalid.bpf.o has none of connlimit's globals and maps
     run = play(tmp_path, units, **plan_options)
     assert task_status(run, "Plan the kernel's chains") == "fatal"
     assert recap(run)["failed"] == 1
