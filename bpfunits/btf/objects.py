@@ -44,6 +44,7 @@ class ObjectBtf:
     maps: dict[str, MapType]
     globals: dict[str, Global]
     datasecs: dict[str, int]  # section name: its DATASEC type id (libbpf's internal map's BTF value type)
+    images: dict[str, bytes]  # section name: its initial bytes, as libbpf loads them (zeros for .bss)
 
 
 def is_global_section(name: str) -> bool:
@@ -75,7 +76,8 @@ def object_btf(data: bytes) -> ObjectBtf:
                 if isinstance(var, Var):
                     at = _symbol_offset(elf, t.name, var.name, offset)
                     globals_[var.name] = Global(var.name, t.name, at, var.type)
-    return ObjectBtf(btf, maps, globals_, datasecs)
+    images = {name: s.data or bytes(s.size) for name, s in elf.sections.items() if name in datasecs}
+    return ObjectBtf(btf, maps, globals_, datasecs, images)
 
 
 def _symbol_offset(elf: Elf, section: str, name: str, btf_offset: int) -> int:
@@ -99,13 +101,4 @@ def _map_type(btf: Btf, var: Var) -> MapType | None:
     if not isinstance(kind, Array):
         return None
     return MapType(var.name, kind.length, fields["key"], fields["value"])
-
-
-def section_image(obj: ObjectBtf, data: bytes, section: str) -> bytes:
-    """A global section's initial bytes, as libbpf would load them (zeros for .bss)."""
-    elf = read_elf(data)
-    s = elf.sections.get(section)
-    if s is None:
-        raise BtfError(f"the object has no section {section}")
-    return s.data or bytes(s.size)
 

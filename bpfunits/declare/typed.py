@@ -37,6 +37,7 @@ class Typed:
     globals: tuple[GlobalWrite, ...]
     entries: tuple[EntryWrite, ...]
     obj: ObjectBtf | None  # None when the unit declares nothing
+    compiled: tuple[tuple[str, str], ...] = ()  # every global's value in the object, as declarations spell it
 
     def show_key(self, map_name: str, key: bytes, like: str | None = None) -> str:
         """A key as declarations spell it (an LPM-trie key as a prefix)."""
@@ -117,7 +118,17 @@ def typed_declarations(unit: Unit, data: bytes) -> Typed:
                               unit.where("policy", name), unit.name, "Policy="))
     if problems:
         raise DeclarationError(problems)
-    return Typed(tuple(globals_), tuple(entries), obj)
+    return Typed(tuple(globals_), tuple(entries), obj, _compiled(obj))
+
+
+def _compiled(obj: ObjectBtf) -> tuple[tuple[str, str], ...]:
+    found = []
+    for g in obj.globals.values():
+        image = obj.images.get(g.section, b"")
+        raw = image[g.offset: g.offset + obj.btf.size(g.type)]
+        if len(raw) == obj.btf.size(g.type):
+            found.append((g.name, render(decode(obj.btf, g.type, raw))))
+    return tuple(found)
 
 
 def check_declarations(unit: Unit, data: bytes) -> list[Diagnostic]:

@@ -23,6 +23,8 @@ class ChainMember:
     maps: tuple[tuple[str, int], ...] = field(default=(), compare=False)
     # Global= (name, value): set in the program's data sections, which neither digest nor tag sees.
     globals: tuple[tuple[str, str], ...] = ()
+    # Every global's value in the object as compiled, for plan lines (wanted chains only).
+    compiled: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)

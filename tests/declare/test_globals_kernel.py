@@ -47,7 +47,7 @@ def test_globals_of_every_section_set_before_load(tmp_path, capsys, veth_pair, b
     assert through_xdp(veth_pair, FRAMES) == FRAMES, "every verdict defaults to pass"
     write(units, "shapes.unit", shapes_unit(veth_pair, "verdict=1"))
     planned = apply(capsys, veth_pair, units, bpffs_root, "plan")["hooks"][0]
-    assert planned["changed"] == ["shapes"] and "unit shapes: ~ global verdict (as compiled) -> 1" in planned["reasons"]
+    assert planned["changed"] == ["shapes"] and "unit shapes: ~ global verdict 2 -> 1" in planned["reasons"]
     # One section at a time drops: .rodata (frozen), .data, .bss, a custom .data.* section. .data and
     # .bss are the unit's state, pinned across reloads: the one before is declared back to pass.
     names = ("verdict", "data_verdict", "bss_verdict", "custom_verdict")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from bpfunits.cli import main
 from bpfunits.cli.common import UNIT_LANGUAGE
+from bpfunits.declare.typed import typed_declarations
 from bpfunits.units.model import MapEntry
 from bpfunits.units.search import load_units
 from tests.unitfiles import write
@@ -165,3 +166,16 @@ def test_readme_key_table_lists_the_keys():
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     for key in ("`[Program]` `Global=NAME=VALUE`", "`[Map]` `Entry=MAP KEY VALUE`", "`[Map]` `Policy=MAP"):
         assert key in readme
+
+
+def test_typed_declarations_encode_and_know_the_compiled_values(tmp_path):
+    write(tmp_path, "a.unit", INI)
+    unit = load_units((tmp_path,)).units["a"]
+    typed = typed_declarations(unit, OBJ.read_bytes())
+    assert {(g.name, g.section, g.data) for g in typed.globals} == {
+        ("verdict", ".rodata", b"\2\0\0\0"), ("data_verdict", ".data", b"\2\0\0\0"),
+        ("greeting", ".rodata", b"hi there")}
+    assert {e.entry.map: len(e.value) for e in typed.entries} == {"lpm_v4": 4, "shapes": 136, "per_cpu": 8}
+    compiled = dict(typed.compiled)
+    assert (compiled["verdict"], compiled["greeting"], compiled["custom_limit"], compiled["bss_verdict"],
+            compiled["rodata_action"]) == ("2", "hi", "7", "0", "ACTION_ALLOW")
