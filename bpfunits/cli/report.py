@@ -60,7 +60,8 @@ def show(result: Result, as_json: bool, applied: bool = True) -> None:
     for unit in sorted({d.unit for d in result.entries}):
         print(f"unit {unit}: map entries ({'written' if applied else 'to write'})")
         for d in (d for d in result.entries if d.unit == unit):
-            print(f"  {d}")
+            for line in d.lines():
+                print(f"  {line}")
     for e in result.entry_errors:
         print(f"! {e}")
     counts = {o: sum(h.outcome is o for h in result.hooks) for o in Outcome}

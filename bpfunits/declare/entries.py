@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import errno
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum
 
+from bpfunits.declare.syntax import Value, parse_value, render
 from bpfunits.declare.typed import Typed
 from bpfunits.load.program import MapRef
 from bpfunits.units.model import MapEntry
@@ -36,15 +37,21 @@ class EntryDiff:
     found: str | None = None  # for an update, the value found
     raw_key: bytes = b""
     raw_value: bytes = b""
+    # For an update, what differs, member by member: (path, found, declared), as `config[0].rate 5 -> 50`.
+    leaves: tuple[tuple[str, str, str], ...] = ()
+
+    def lines(self) -> list[str]:
+        if self.change is Change.UPDATE:
+            return [f"~ {self.map}[{self.key}]{path} {old} -> {new}" for path, old, new in self.leaves]
+        return [f"{self.change.value} {self.map} {self.key} = {self.value}"]
 
     def __str__(self) -> str:
-        if self.change is Change.UPDATE:
-            return f"~ {self.map} {self.key} = {self.found} -> {self.value}"
-        return f"{self.change.value} {self.map} {self.key} = {self.value}"
+        return "; ".join(self.lines())
 
     def to_json(self) -> dict:
         return {"unit": self.unit, "map": self.map, "change": self.change.value, "key": self.key,
-                "value": self.value, "found": self.found}
+                "value": self.value, "found": self.found,
+                "members": [{"path": p, "found": f, "value": v} for p, f, v in self.leaves]}
 
 
 def _values(ref: MapRef, key: bytes, per_cpu: bool) -> list[bytes] | None:
@@ -73,7 +80,10 @@ def differences(unit: str, typed: Typed, maps: Mapping[str, MapRef], exact: froz
         wrong = next((v for v in values if v != write.value), None)
         if wrong is not None:
             shown = typed.show_value(e.map, wrong, e.value)
-            found.append(EntryDiff(unit, e.map, Change.UPDATE, e.key, e.value, shown, write.key, write.value))
+            wanted = typed.show_value(e.map, write.value, e.value)  # with the members left out, as zeros
+            leaves = tuple(leaf_changes(parse_value(shown), parse_value(wanted))) or (("", shown, wanted),)
+            found.append(EntryDiff(unit, e.map, Change.UPDATE, e.key, e.value, shown, write.key, write.value,
+                                   leaves))
     for name in sorted(exact):
         ref = maps.get(name)
         if ref is None:
@@ -88,6 +98,18 @@ def differences(unit: str, typed: Typed, maps: Mapping[str, MapRef], exact: froz
             found.append(EntryDiff(unit, name, Change.REMOVE, typed.show_key(name, key),
                                    typed.show_value(name, values[0]), None, key))
     return found
+
+
+def leaf_changes(found: Value, wanted: Value, path: str = "") -> Iterator[tuple[str, str, str]]:
+    """(path, found, wanted) for each member or item that differs, down to where the shapes part."""
+    if isinstance(found, dict) and isinstance(wanted, dict) and found.keys() == wanted.keys():
+        for name in wanted:
+            yield from leaf_changes(found[name], wanted[name], f"{path}.{name}")
+    elif isinstance(found, list) and isinstance(wanted, list) and len(found) == len(wanted):
+        for i, (f, w) in enumerate(zip(found, wanted, strict=True)):
+            yield from leaf_changes(f, w, f"{path}[{i}]")
+    elif found != wanted:
+        yield path, render(found), render(wanted)
 
 
 def repair(diffs: list[EntryDiff], maps: Mapping[str, MapRef], per_cpu: frozenset[str]) -> None:
@@ -106,7 +128,8 @@ def repair(diffs: list[EntryDiff], maps: Mapping[str, MapRef], per_cpu: frozense
                 stride = (ref.value_size + 7) & ~7
                 value = (value + bytes(stride - len(value))) * bpf.possible_cpus()
             bpf.map_update(ref.fd, d.raw_key, value)
-        log.info("unit %s: map entry %s", d.unit, d)
+        for line in d.lines():
+            log.info("unit %s: map entry %s", d.unit, line)
 
 
 @dataclass(frozen=True)
