@@ -122,6 +122,15 @@ class Btf:
             type_id = t.type
         raise BtfError("BTF typedefs loop")
 
+    def integer(self, type_id: int) -> tuple[int, bool] | None:
+        """(size in bytes, signed) when the type is an integer or an enum (through typedefs and
+        qualifiers); None for any other type."""
+        try:
+            t, _ = self.resolve(type_id)
+        except BtfError:
+            return None
+        return (t.size, t.signed) if isinstance(t, Int | Enum) else None
+
     def size(self, type_id: int) -> int:
         t, _ = self.resolve(type_id)
         if isinstance(t, Int | Enum | Composite):

@@ -69,6 +69,7 @@ _fn("btf__find_by_name_kind", ctypes.c_int32, ctypes.c_void_p, ctypes.c_char_p, 
 _fn("btf__type_by_id", ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint32)
 _fn("btf__load_from_kernel_by_id", ctypes.c_void_p, ctypes.c_uint32)
 _fn("btf__free", None, ctypes.c_void_p)
+_fn("btf__raw_data", ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint32))
 _fn("btf__name_by_offset", ctypes.c_char_p, ctypes.c_void_p, ctypes.c_uint32)
 
 # int (*)(enum libbpf_print_level, const char *fmt, va_list ap); on x86-64 a va_list argument
@@ -223,7 +224,7 @@ class ObjectMap:
                 _lib.bpf_map__max_entries(h), _lib.bpf_map__map_flags(h))
 
 
-_BTF_KIND_INT, _BTF_KIND_PTR, _BTF_KIND_STRUCT, _BTF_KIND_ENUM, _BTF_KIND_FWD = 1, 2, 4, 6, 7
+_BTF_KIND_PTR, _BTF_KIND_STRUCT, _BTF_KIND_FWD = 2, 4, 7
 _BTF_KIND_FUNC, _BTF_KIND_FUNC_PROTO = 12, 13
 _BTF_MODIFIERS = {8, 9, 10, 11, 18}  # typedef, volatile, const, restrict, type tag
 
@@ -249,22 +250,16 @@ def _strip_modifiers(btf: int, btf_type: tuple[int, int, int, int] | None) -> tu
     return None
 
 
-def integer_type(btf_id: int, type_id: int) -> tuple[int, bool] | None:
-    """(size in bytes, signed) of type `type_id` in the kernel's BTF object `btf_id`, when it is
-    an integer or an enum (through typedefs and qualifiers); None for any other type."""
+def kernel_btf(btf_id: int) -> bytes | None:
+    """The raw BTF of the kernel's BTF object `btf_id` (bpfunits.btf.types parses it); None when
+    it cannot be read."""
     btf = _lib.btf__load_from_kernel_by_id(btf_id)
     if not btf or btf > 2**64 - 4096:  # libbpf 1.x returns NULL; older, an encoded error
         return None
     try:
-        t = _strip_modifiers(btf, _btf_type(btf, type_id))
-        if t is None:
-            return None
-        if _kind(t) == _BTF_KIND_INT:
-            encoding = ctypes.c_uint32.from_address(t[3] + 12).value
-            return t[2], bool((encoding >> 24) & 1)
-        if _kind(t) == _BTF_KIND_ENUM:
-            return t[2], bool(t[1] >> 31)  # kind_flag: a signed enum
-        return None
+        size = ctypes.c_uint32()
+        raw = _lib.btf__raw_data(btf, ctypes.byref(size))
+        return ctypes.string_at(raw, size.value) if raw else None
     finally:
         _lib.btf__free(btf)
 
