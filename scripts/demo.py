@@ -111,11 +111,13 @@ def _udp() -> bytes:
     return struct.pack("!HHHH", CLIENT_PORT, UDP_PORT, 8 + len(payload), 0) + payload  # checksum 0: none
 
 
-def frames(dst_mac: bytes, src_mac: bytes) -> list[bytes]:
+def frames(dst_mac: bytes, src_mac: bytes, first_port: int) -> list[bytes]:
+    """Each source's SYNs from ports `first_port` on: a round's own connections, as connlimit lets a
+    SYN of a connection it knows (a retransmission) pass."""
     eth = dst_mac + src_mac + struct.pack("!H", 0x0800)
     out = []
     for s in SOURCES:
-        out += [eth + _ipv4(s.addr, 6, _syn(40000 + i)) for i in range(s.syns)]
+        out += [eth + _ipv4(s.addr, 6, _syn(first_port + i)) for i in range(s.syns)]
         out += [eth + _ipv4(s.addr, 17, _udp()) for _ in range(s.udps)]
     return out
 
@@ -260,12 +262,12 @@ def receive_all(sock: socket.socket) -> list[tuple[bytes, tuple[str, int]]]:
             return got
 
 
-def send_traffic(d: Demo) -> None:
+def send_traffic(d: Demo, first_port: int) -> None:
     say(f"   raw Ethernet frames (AF_PACKET) from ns b to the server {SERVER} behind {IFACE}:")
     for s in SOURCES:
         udp = f" + {s.udps:2} UDP" if s.udps else " " * 9
         say(f"   {s.addr:<12} {s.syns:3} SYN{udp}   {s.role}")
-    batch = frames(mac(d.ns_a, IFACE), mac(d.ns_b, PEER))
+    batch = frames(mac(d.ns_a, IFACE), mac(d.ns_b, PEER), first_port)
     with udp_socket(d.ns_a, SERVER, UDP_PORT) as server, udp_socket(d.ns_b, "0.0.0.0", CLIENT_PORT) as clients:
         with netns.inside(d.ns_b):
             sender = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
@@ -358,7 +360,7 @@ def main_steps(d: Demo, step: Steps, started: list[subprocess.Popen]) -> None:
     run(["bpftool", "map", "dump", "pinned", d.pin("filter", "prefixes_v4")])
 
     step("sending traffic")
-    send_traffic(d)
+    send_traffic(d, first_port=40000)
     first_round = time.monotonic()
 
     step("bpfunits status")
@@ -391,7 +393,7 @@ def main_steps(d: Demo, step: Steps, started: list[subprocess.Popen]) -> None:
     step("the same traffic again, on the new chain")
     # ratelimit refills 10 tokens a second: after 2 s its buckets are full again, as in round one.
     time.sleep(max(0.0, first_round + REFILL - time.monotonic()))
-    send_traffic(d)
+    send_traffic(d, first_port=41000)
     run(["bpfunits", "status", *d.common()])
     say("   (this round only: each unit's counters went on from their totals across the relink, as "
         "`status` and the daemon's metrics show them)")

@@ -67,9 +67,9 @@ def icmp_echo() -> bytes:
     return struct.pack("!BBHHH", 8, 0, 0, 1, 1) + b"ping"
 
 
-def tcp_v4(src: str, flags: int, *, vlan: int | None = None, options: bytes = b"") -> bytes:
-    """A TCP segment from `src` to SERVER with `flags`, as an Ethernet frame."""
-    return ethernet(ETH_P_IP, ipv4(src, IPPROTO_TCP, tcp(flags), options=options), vlan=vlan)
+def tcp_v4(src: str, flags: int, *, vlan: int | None = None, options: bytes = b"", sport: int = 40000) -> bytes:
+    """A TCP segment from `src` (port `sport`) to SERVER with `flags`, as an Ethernet frame."""
+    return ethernet(ETH_P_IP, ipv4(src, IPPROTO_TCP, tcp(flags, sport=sport), options=options), vlan=vlan)
 
 
 def syn(src: str, **kw) -> bytes:

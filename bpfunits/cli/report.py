@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bpfunits.cli import common
+from bpfunits.cli import common, events
 from bpfunits.sys import netns
 from bpfunits.plan.model import ChainState
 from bpfunits.reconcile.engine import HookResult, Outcome, Result, reconcile
@@ -57,15 +57,20 @@ def show(result: Result, as_json: bool, applied: bool = True) -> None:
         failed = hook.outcome in (Outcome.BLOCKED, Outcome.FAILED)
         for line in plan.reasons + tuple(e for e in hook.errors if e not in plan.reasons):
             print(("  ! " if failed else "  note: ") + line.replace("\n", "\n    "))
+        if hook.uncarried:
+            print(f"  warning: {hook.uncarried}")
+    events.print_changes(result.events)
     for unit in sorted({d.unit for d in result.entries}):
         print(f"unit {unit}: map entries ({'written' if applied else 'to write'})")
         for d in (d for d in result.entries if d.unit == unit):
             for line in d.lines():
                 print(f"  {line}")
-    for e in result.entry_errors:
-        print(f"! {e}")
-    counts = {o: sum(h.outcome is o for h in result.hooks) for o in Outcome}
-    print(", ".join(f"{n} {o.value}" for o, n in counts.items() if n) or "no hooks")
+    for message in result.entry_errors:
+        print(f"! {message}")
+    counts = {o.value: sum(h.outcome is o for h in result.hooks) for o in Outcome}
+    for e in result.events:
+        counts[e.outcome] += 1
+    print(", ".join(f"{n} {o}" for o, n in counts.items() if n) or "no hooks")
 
 
 def to_json(result: Result) -> dict:
@@ -73,6 +78,7 @@ def to_json(result: Result) -> dict:
         "changed": result.changed,
         "failed": result.failed,
         "hooks": [_hook_json(h) for h in result.hooks],
+        "events": [events.to_json(e) for e in result.events],
         "diagnostics": [d.to_json() for d in result.diagnostics],
         "entries": [d.to_json() for d in result.entries],
         "entry_errors": list(result.entry_errors),
@@ -101,5 +107,6 @@ def _hook_json(h: HookResult) -> dict:
         "changed": list(p.changed),
         "reasons": list(p.reasons),
         "errors": list(h.errors),
+        "warnings": [h.uncarried] if h.uncarried else [],
         "prog_id": h.prog_id,
     }

@@ -7,7 +7,7 @@ import sys
 import time
 from dataclasses import asdict
 
-from bpfunits.cli import common
+from bpfunits.cli import common, events
 from bpfunits.daemon import statefile
 from bpfunits.declare.entries import EntryStatus, entry_status
 from bpfunits.errors import BpfUnitsError
@@ -51,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     entries = entry_status(result.declared, result.entries) if args.maps else []
     if args.json:
         diagnostics = [d.to_json() for d in result.diagnostics]
-        doc = {"hooks": [_json(h) for h in hooks], "diagnostics": diagnostics}
+        doc = {"hooks": [_json(h) for h in hooks], "events": [events.to_json(e) for e in result.events],
+               "diagnostics": diagnostics}
         if args.maps:
             doc["maps"] = [e.to_json() for e in entries]
         common.print_json(doc)
@@ -59,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         common.print_diagnostics(result.diagnostics)
         for h in hooks:
             _text(h)
+        events.print_status(result.events)
         if args.maps:
             _maps_text(entries, result.entry_errors)
     return 1 if result.failed else 0

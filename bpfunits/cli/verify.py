@@ -10,7 +10,7 @@ from bpfunits.cli import common
 from bpfunits.errors import BpfUnitsError
 from bpfunits.hooks import probe
 from bpfunits.load.objcheck import check_program
-from bpfunits.order.chains import order_all, unknown_references, verification_interfaces
+from bpfunits.order.chains import ignored_order, order_all, unknown_references, verification_interfaces
 from bpfunits.units.diagnostics import Severity
 
 
@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     programs = [d for u in sorted(units, key=lambda u: u.name)
                 for d in check_program(u, settings.file_policy, trial_load=args.load)]
     diagnostics = loaded.diagnostics + programs + unknown_references(loaded.units, loaded.masked)
+    diagnostics += ignored_order(units)
     diagnostics += [e.diagnostic() for e in ordering.errors]
     valid = len(units) - len({d.unit for d in programs if d.severity is Severity.ERROR})
     errors = sum(d.severity is Severity.ERROR for d in diagnostics)

@@ -131,6 +131,21 @@ def _compiled(obj: ObjectBtf) -> tuple[tuple[str, str], ...]:
     return tuple(found)
 
 
+def refuse_borrowed(unit: Unit, owners: dict[str, str]) -> None:
+    """DeclarationError if the unit declares entries (Entry=, Policy=) in a map it takes from another
+    unit (MapsFrom=, `owners`: map name to its unit): a map's entries are declared by its owner
+    alone, so that no two units declare them differently."""
+    problems = [error(f"Entry={e.map} {e.key} {e.value}: map {e.map} is unit {owners[e.map]}'s (MapsFrom=): "
+                      f"declare its entries in unit {owners[e.map]}",
+                      unit.where("entry", f"{e.map} {e.key}"), unit.name, "Entry=")
+                for e in unit.map_entries if e.map in owners]
+    problems += [error(f"Policy={name} exact: map {name} is unit {owners[name]}'s (MapsFrom=): declare its policy "
+                       f"in unit {owners[name]}", unit.where("policy", name), unit.name, "Policy=")
+                 for name in sorted(unit.exact_maps & owners.keys())]
+    if problems:
+        raise DeclarationError(problems)
+
+
 def check_declarations(unit: Unit, data: bytes) -> list[Diagnostic]:
     try:
         typed_declarations(unit, data)

@@ -115,10 +115,12 @@ class _Claim:
         self.owner = owner
         self.facts = facts
         self.links: dict[int, bool] = {}  # pinned link id -> pinned in its own hook folder
+        self.link_infos: list[bpf.LinkInfo] = []  # the pinned links, as read with the pins
         self.progs: dict[int, bool] = {}
         for home, folder in folders:
             if (link := pins.link_info(folder)) is not None:
                 self.links.setdefault(link.id, home)
+                self.link_infos.append(link)
             if (prog := pins.prog_id(folder)) is not None:
                 self.progs.setdefault(prog, home)
 
@@ -213,10 +215,9 @@ class Observer:
 
     def _xdp_link_id(self, ifindex: int, prog_id: int, claim: _Claim) -> int | None:
         """The XDP link running `prog_id` on `ifindex`: one we pinned, else found among all links."""
-        for link_id in claim.links:
-            info = _link_info(link_id)
-            if info is not None and _runs(info, ifindex, prog_id):
-                return link_id
+        for pinned in claim.link_infos:
+            if _runs(pinned, ifindex, prog_id):
+                return pinned.id
         if self._xdp_links is None or not self.whole_namespace:
             self._xdp_links = {}
             for link_id in bpf.link_ids():

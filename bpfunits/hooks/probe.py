@@ -82,10 +82,18 @@ BPF_STATS = Feature(
 FREPLACE = Feature(
     "freplace", "BPF_PROG_TYPE_EXT (freplace) permitted", "5.6", "libxdp's dispatcher (xdp-loader) beside bpfunits"
 )
+PERF_LINK = Feature("perf_link", "bpf_link for perf events (BPF_LINK_CREATE, BPF_PERF_EVENT)", "5.15",
+                    "units on tracepoint, kprobe and uprobe hooks")
+CGROUP_LINK = Feature("cgroup_link", "bpf_link for cgroup hooks", "5.7", "units on cgroup-* hooks")
+KPROBE_EVENTS = Feature("kprobe_events", "kprobe events (CONFIG_KPROBE_EVENTS)", "4.17", "units on kprobe hooks")
+UPROBE_EVENTS = Feature("uprobe_events", "uprobe events (CONFIG_UPROBE_EVENTS)", "4.17", "units on uprobe hooks")
+TRACING_PROGS = Feature("tracing", "BPF_PROG_TYPE_TRACING (fentry/fexit) permitted", "5.5",
+                        "units on fentry and fexit hooks")
 
 FEATURES: tuple[Feature, ...] = (
     MEMCG_ACCOUNTING, JMP32, BPF_CALLS, MAP_FREEZE, FUNC_INFO, SUBPROG_TAIL_CALLS, SUBPROG_TAIL_CALL_RETURNS, BPF_LOOP,
     XDP_LINK, LINK_UPDATE, XDP_REPLACE, TCX, TCX_QUERY, CLS_BPF, BPF_STATS, FREPLACE,
+    PERF_LINK, CGROUP_LINK, KPROBE_EVENTS, UPROBE_EVENTS, TRACING_PROGS,
 )  # fmt: skip
 
 # What bpfunits cannot run without: each entry is satisfied by any one of its features.
@@ -419,6 +427,38 @@ def _freplace() -> str | None:
     return None
 
 
+def _link_kind(prog_type: int, attach_type: int) -> str | None:
+    # As libbpf probes it: with no target (fd -1), a kernel that has the kind of link looks for
+    # the target and fails with EBADF; one that has not refuses the attach type first.
+    prog = _prog(_returns(0), prog_type)
+    try:
+        os.close(bpf.link_create(prog, -1 & 0xFFFFFFFF, attach_type))
+    except bpf.BpfError as e:
+        if e.errno != errno.EBADF:
+            return e.strerror
+    finally:
+        os.close(prog)
+    return None
+
+
+def _pmu(name: str) -> Callable[[], str | None]:
+    def probe() -> str | None:
+        folder = f"/sys/bus/event_source/devices/{name}"
+        return None if os.path.isdir(folder) else f"no {folder}"
+
+    return probe
+
+
+def _tracing() -> str | None:
+    # As for freplace: without a target, EINVAL where the type is permitted, EPERM where not.
+    try:
+        os.close(_prog(_returns(0), bpf.ProgType.TRACING, expected_attach_type=24))
+    except bpf.BpfError as e:
+        if e.errno == errno.EPERM:
+            return e.strerror
+    return None
+
+
 _PROBES: dict[Feature, Callable[[], str | None]] = {
     JMP32: _jmp32,
     BPF_CALLS: _bpf_calls,
@@ -436,6 +476,11 @@ _PROBES: dict[Feature, Callable[[], str | None]] = {
     CLS_BPF: _cls_bpf,
     BPF_STATS: _bpf_stats,
     FREPLACE: _freplace,
+    PERF_LINK: lambda: _link_kind(bpf.ProgType.TRACEPOINT, bpf.AttachType.PERF_EVENT),
+    CGROUP_LINK: lambda: _link_kind(bpf.ProgType.CGROUP_SKB, bpf.AttachType.CGROUP_INET_INGRESS),
+    KPROBE_EVENTS: _pmu("kprobe"),
+    UPROBE_EVENTS: _pmu("uprobe"),
+    TRACING_PROGS: _tracing,
 }
 
 

@@ -5,17 +5,19 @@ component, one u64 per verdict code and one for any other code, laid out as Coun
 The chain counts into key 0. Key 1, which only user space writes, holds what each unit had counted
 on the hook before this chain replaced the one there (see `carried`), every verdict written out in
 the same layout: every count is the sum of both keys, so counters never go back while a unit stays
-on its hook. read_counts is the one reader of that layout, write_base its one writer from user
+on its hook. _Reader is the one reader of that layout, write_base its one writer from user
 space."""
 
 from __future__ import annotations
 
 import os
 import struct
+from operator import add
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
+from bpfunits.errors import BpfUnitsError
 from bpfunits.hooks import Hook
 from bpfunits.sys import bpf
 from bpfunits.linker.component import LinkError
@@ -67,41 +69,70 @@ def verdict_range(hook: Hook) -> tuple[int, int]:
     return min(codes), max(codes)
 
 
-def read_counts(layout: CounterLayout, names: list[str], carried: list[int] | None = None,
-                lookup: bpf.PercpuLookup | None = None) -> list[ComponentCounts]:
+def read_counts(layout: CounterLayout, names: list[str]) -> list[ComponentCounts]:
     """Each component's counts, summed over CPUs, the chain's own (key 0) plus those carried
-    over to it (key 1; none in a chain from before carried counts). `carried`: key 1's words as
-    read_carried() found them earlier, rather than read again; `lookup`: key 0's, made once for
-    many reads."""
-    live = _sum(layout, _KEY, lookup)
-    base = _sum(layout, _BASE_KEY) if carried is None else carried
-    last = layout.rows - 1
-    out: list[ComponentCounts] = []
-    entered_next = 0  # packets that entered the component after this one in this chain
-    for i in reversed(range(len(names))):
-        row = [live[layout.offset(i, r) // 8] for r in range(layout.rows)]
-        code = layout.derived(i)
-        if code is not None:
-            row[code - layout.low] = entered_next  # derived, in this chain's own counts only
-        entered_next = sum(row)
-        row = [count + base[layout.offset(i, r) // 8] for r, count in enumerate(row)]
-        out.append(ComponentCounts(names[i], {layout.low + r: row[r] for r in range(last)}, row[last]))
-    return out[::-1]
+    over to it (key 1; none in a chain from before carried counts)."""
+    return _Reader(layout, names).read()
 
 
-def read_carried(layout: CounterLayout) -> list[int]:
-    """Key 1's words, for read_counts to add."""
-    return _sum(layout, _BASE_KEY)
+class _Reader:
+    """read_counts, again and again: the lookup's buffers, where each component's counts lie in
+    the value, and the carried counts (key 1) are found once, so that a read is one lookup and
+    a few calls into C (a scrape of thousands of chains is mostly reads)."""
 
+    def __init__(self, layout: CounterLayout, names: list[str]) -> None:
+        self.names = names
+        self._width = layout.rows  # counts per component
+        self._low = layout.low
+        cpus = bpf.possible_cpus()
+        stride = (layout.value_size + 7) & ~7
+        # Every component's row of counts, one after another (component-major).
+        order = [layout.offset(i, r) for i in range(len(names)) for r in range(layout.rows)]
+        # The words of those counts in each CPU's value (in the order they lie there), skipping
+        # the rest (rows start on a cache line: most of the value is padding): one unpack picks
+        # them for every CPU.
+        at = sorted(order)
+        gaps = [at[0]] + [b - a - 8 for a, b in zip(at, at[1:], strict=False)]
+        cpu = "".join(f"{gap}xQ" if gap else "Q" for gap in gaps) + f"{stride - at[-1] - 8}x"
+        self._unpack = struct.Struct("<" + cpu * cpus).unpack
+        # Each count, in the order wanted, is the sum of every CPU's copy of its word: one
+        # strided slice of what the unpack gives (which holds each CPU's words in turn).
+        position = {offset: k for k, offset in enumerate(at)}
+        self._columns = [slice(position[o], None, len(at)) for o in order]
+        # Per component, the row whose count is derived (see CounterLayout), or None.
+        self._derived = [None if (code := layout.derived(i)) is None else code - layout.low
+                         for i in range(len(names))]
+        self._lookup = bpf.PercpuLookup(layout.map_fd, _KEY, layout.value_size)
+        carried = bpf.PercpuLookup(layout.map_fd, _BASE_KEY, layout.value_size)()
+        self._carried = self._sum(carried) if carried is not None and any(carried) else None
 
-def _sum(layout: CounterLayout, key: bytes, lookup: bpf.PercpuLookup | None = None) -> list[int]:
-    """The words of `key`'s value, each summed over CPUs."""
-    words = layout.value_size // 8
-    values = lookup() if lookup is not None else bpf.map_lookup_percpu(layout.map_fd, key, layout.value_size)
-    if not values:
-        return [0] * words
-    form = struct.Struct(f"<{words}Q")
-    return [sum(column) for column in zip(*(form.unpack(v) for v in values), strict=True)]
+    def _sum(self, value: bytes) -> list[int]:
+        """The components' rows in `value` (every CPU's), summed over CPUs."""
+        return list(map(sum, map(self._unpack(value).__getitem__, self._columns)))
+
+    def rows(self) -> list[tuple[str, list[int]]]:
+        """Each component's name and counts, one per verdict code from the layout's low to its
+        high and a last one for any other code (read's counts, before making them
+        ComponentCounts: a scrape of thousands of chains needs no more)."""
+        value = self._lookup()
+        rows = self._width
+        live = self._sum(value) if value is not None else [0] * (len(self.names) * rows)
+        out: list[tuple[str, list[int]]] = []
+        entered_next = 0  # packets that entered the component after this one in this chain
+        for i in reversed(range(len(self.names))):
+            row = live[i * rows:(i + 1) * rows]
+            derived = self._derived[i]
+            if derived is not None:
+                row[derived] = entered_next  # derived, in this chain's own counts only
+            entered_next = sum(row)
+            if self._carried is not None:
+                row = list(map(add, row, self._carried[i * rows:(i + 1) * rows]))
+            out.append((self.names[i], row))
+        return out[::-1]
+
+    def read(self) -> list[ComponentCounts]:
+        codes = range(self._low, self._low + self._width - 1)
+        return [ComponentCounts(name, dict(zip(codes, row, strict=False)), row[-1]) for name, row in self.rows()]
 
 
 def write_base(layout: CounterLayout, names: list[str], counts: dict[str, ComponentCounts]) -> None:
@@ -127,11 +158,14 @@ class OpenCounters:
         self.names = names
         # The carried counts are written only around the swap that puts the chain on its hook
         # (see carried), which is over by the time anyone finds the chain there: read once.
-        self._carried = read_carried(layout)
-        self._lookup = bpf.PercpuLookup(layout.map_fd, _KEY, layout.value_size)
+        self._reader = _Reader(layout, names)
 
     def read(self) -> list[ComponentCounts]:
-        return read_counts(self.layout, self.names, self._carried, self._lookup)
+        return self._reader.read()
+
+    def rows(self) -> list[tuple[str, list[int]]]:
+        """read()'s counts as rows: see _Reader.rows."""
+        return self._reader.rows()
 
     def close(self) -> None:
         os.close(self.layout.map_fd)
@@ -170,8 +204,14 @@ def read_counters(prog_id: int) -> list[ComponentCounts] | None:
         counters.close()
 
 
+@dataclass
+class Carry:
+    """What `carried` did: `failure` says why the counts were not (all) carried over."""
+    failure: str | None = None
+
+
 @contextmanager
-def carried(old_prog_id: int | None, new_prog_fd: int) -> Iterator[None]:
+def carried(old_prog_id: int | None, new_prog_fd: int) -> Iterator[Carry]:
     """Around the swap of a hook's chain (old_prog_id, None when there is none) for a new one
     (not attached yet): each unit on both keeps counting from what it had counted there.
 
@@ -179,16 +219,28 @@ def carried(old_prog_id: int | None, new_prog_fd: int) -> Iterator[None]:
     one's final counts (what it counted in between included): the new chain's counts never go
     below what the old one showed. Only user space writes key 1, so no packet the datapath
     counts is lost to the write. Packets still inside the old program when the second read
-    happens (microseconds after the swap) are not carried."""
-    old = open_counters(old_prog_id) if old_prog_id is not None else None
-    new = open_counters(_prog_id(new_prog_fd)) if old is not None else None
+    happens (microseconds after the swap) are not carried.
+
+    Best effort: counters never hold up or undo a swap. Whatever fails here (the old program
+    gone, a read or a write refused) leaves the new chain counting from what was carried so far
+    (maybe 0), and the yielded Carry says why."""
+    carry = Carry()
+    old = new = None
     try:
-        if old is None or new is None:
-            yield
-            return
-        write_base(new.layout, new.names, {c.name: c for c in old.read()})
-        yield
-        write_base(new.layout, new.names, {c.name: c for c in old.read()})
+        try:
+            old = open_counters(old_prog_id) if old_prog_id is not None else None
+            new = open_counters(_prog_id(new_prog_fd)) if old is not None else None
+            if old is not None and new is not None:
+                write_base(new.layout, new.names, {c.name: c for c in old.read()})
+        except (BpfUnitsError, OSError) as e:
+            carry.failure = f"counters not carried over before the swap: {e}"
+        yield carry
+        if carry.failure is None and old is not None and new is not None:
+            try:
+                write_base(new.layout, new.names, {c.name: c for c in old.read()})
+            except (BpfUnitsError, OSError) as e:
+                carry.failure = (f"counters not carried over after the swap (what the old chain counted during "
+                                 f"the swap is lost): {e}")
     finally:
         for opened in (old, new):
             if opened is not None:

@@ -11,7 +11,12 @@ import struct
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
+from bpfunits.errors import BpfUnitsError
 from bpfunits.sys import bpf
+
+
+class ManifestError(BpfUnitsError):
+    """A map named like a manifest that does not hold one this bpfunits reads."""
 
 
 MAP_NAME = "bpfu_manifest"
@@ -44,14 +49,22 @@ class Manifest:
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Manifest:
-        data = json.loads(raw.rstrip(b"\0"))
-        entries = tuple(
-            ManifestEntry(**{**e, "proceed_on": tuple(e["proceed_on"]),
-                             "maps": tuple((str(n), int(i)) for n, i in e.get("maps", ())),
-                             "globals": tuple((str(n), str(v)) for n, v in e.get("globals", ()))})
-            for e in data["components"]
-        )
-        return cls(data["version"], data["hook"], entries, data.get("owner", ""))
+        """ManifestError when `raw` is not a manifest of this format: any root process can make a
+        program carry a frozen map of this name, and another bpfunits version another format."""
+        try:
+            data = json.loads(raw.rstrip(b"\0"))
+            if data["format"] != FORMAT:
+                raise ManifestError(f"manifest format {data['format']!r}, this bpfunits reads {FORMAT}")
+            entries = tuple(
+                ManifestEntry(str(e["unit"]), str(e["sha256"]), str(e["tag"]),
+                              tuple(int(v) for v in e["proceed_on"]), str(e["mode"]),
+                              tuple((str(n), int(i)) for n, i in e.get("maps", ())),
+                              tuple((str(n), str(v)) for n, v in e.get("globals", ())))
+                for e in data["components"]
+            )
+            return cls(str(data["version"]), str(data["hook"]), entries, str(data.get("owner", "")))
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as e:
+            raise ManifestError(f"not a manifest bpfunits can read: {e!r}") from e
 
 
 def create_manifest_map(manifest: Manifest) -> int:
@@ -97,16 +110,24 @@ def manifest_of(map_fds: dict[str, int]) -> Manifest | None:
 
 def _read(fd: int, info: bpf.MapInfo) -> Manifest | None:
     """The manifest in map `fd`: only a map nobody can have written since it was made (frozen,
-    read-only for programs) counts."""
+    read-only for programs) and that holds a manifest of this format counts. A chain of ours
+    whose manifest does not (another version's) is then of unknown content, never unchanged."""
     if not _sealed(fd, info):
         return None
     raw = bpf.map_lookup(fd, _KEY, info.value_size)
-    return Manifest.from_bytes(raw) if raw else None
+    try:
+        return Manifest.from_bytes(raw) if raw else None
+    except ManifestError:
+        return None
 
 
 def _sealed(fd: int, info: bpf.MapInfo) -> bool:
     if not info.flags & bpf.BPF_F_RDONLY_PROG:
         return False
     # The kernel reports a map's frozen state only in its fdinfo (since 5.2, with BPF_MAP_FREEZE).
-    with open(f"/proc/self/fdinfo/{fd}") as fdinfo:
-        return any(line.split() == ["frozen:", "1"] for line in fdinfo)
+    fdinfo = os.open(f"/proc/self/fdinfo/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        text = os.read(fdinfo, 4096)  # a map's fdinfo is a few hundred bytes
+    finally:
+        os.close(fdinfo)
+    return any(line.split() == [b"frozen:", b"1"] for line in text.splitlines())

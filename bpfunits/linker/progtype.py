@@ -5,6 +5,7 @@ its first user's type and expected attach type)."""
 from __future__ import annotations
 
 from bpfunits.hooks import Hook
+from bpfunits.hooks.events import EventHook
 from bpfunits.sys import bpf
 
 # Per kind of hook: the program type, and the expected attach type libbpf gives SEC("xdp") and
@@ -15,9 +16,13 @@ _PROGRAMS = {
 }
 
 
-def prog_type_of(hook: Hook) -> bpf.ProgType:
+def prog_type_of(hook: Hook | EventHook) -> int:
+    if isinstance(hook, EventHook):
+        return hook.prog_type
     return _PROGRAMS[Hook(hook).is_tc][0]
 
 
-def expected_attach_type_of(hook: Hook) -> int:
+def expected_attach_type_of(hook: Hook | EventHook) -> int:
+    if isinstance(hook, EventHook):
+        return hook.expected_attach_type
     return _PROGRAMS[Hook(hook).is_tc][1]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bpfunits.errors import BpfUnitsError
 from bpfunits.hooks import Hook
+from bpfunits.hooks.events import EventHook
 from bpfunits.linker.progtype import expected_attach_type_of, prog_type_of
 from bpfunits.load import mappins
 from bpfunits.sys import bpf
@@ -75,6 +76,46 @@ class ProgramRejected(LoadError, bpf.VerifierError):
         )
 
 
+class SharedMapMismatch(LoadError):
+    """A map this unit takes from another (MapsFrom=) is declared with another shape here."""
+
+
+@dataclass(frozen=True)
+class SharedMap:
+    """A map of another unit's program that this unit's program uses instead of its own."""
+
+    owner: str  # the unit whose map it is
+    fd: int
+    id: int
+    shape: tuple[int, int, int, int, int]
+
+
+_SHAPE_FIELDS = ("type", "key size", "value size", "max entries", "flags")
+
+
+def _check_shared(maps: tuple[MapFacts, ...], shared: dict[str, SharedMap], label: str,
+                  sections: set[int]) -> dict[str, int]:
+    """The fds of the shared maps this object declares, once each has the shape it declares and
+    none holds a global this load sets (`sections`: their DATASEC ids), which the owner's would
+    not take."""
+    reuse = {}
+    for m in maps:
+        if m.name not in shared:
+            continue
+        theirs = shared[m.name]
+        if m.value_type in sections:
+            raise LoadError(f"{label}: Global= sets a variable of map {m.name}, which it takes from unit "
+                            f"{theirs.owner} (MapsFrom=): declare it in unit {theirs.owner}")
+        if m.shape != theirs.shape:
+            diff = ", ".join(f"{f} {mine} here, {other} in unit {theirs.owner}"
+                             for f, mine, other in zip(_SHAPE_FIELDS, m.shape, theirs.shape, strict=True)
+                             if mine != other)
+            raise SharedMapMismatch(f"{label}: map {m.name} taken from unit {theirs.owner} (MapsFrom=) has another "
+                                    f"shape: {diff}")
+        reuse[m.name] = theirs.fd
+    return reuse
+
+
 @dataclass(frozen=True)
 class ObjectFile:
     """An object's (or source's) bytes as read once, and their SHA256: what was hashed is what
@@ -103,7 +144,7 @@ def read_object(path: Path, label: str, sha256: str | None, policy: FilePolicy) 
 
 
 def select_program(
-    programs: tuple[ProgramFacts, ...], name: str | None, hook: Hook, path: Path, label: str
+    programs: tuple[ProgramFacts, ...], name: str | None, hook: Hook | EventHook, path: Path, label: str
 ) -> ProgramFacts:
     """Program `name`, or the object's one program for `hook`; refused if it cannot run there."""
     listing = ", ".join(f"{p.name} (SEC {p.section!r})" for p in programs) or "none"
@@ -169,7 +210,9 @@ def _malformed_as_load_error(path: Path, label: str) -> Iterator[None]:
 
 
 def _load_in_worker(
-    data: ObjectFile, path: Path, pin_root: Path | None, name: str | None, hook: Hook, persist_maps: bool, label: str,
+    data: ObjectFile, path: Path, pin_root: Path | None, name: str | None, hook: Hook | EventHook, persist_maps: bool,
+    label: str,
+    shared: dict[str, SharedMap],
     globals_: tuple[tuple[int, int, bytes], ...] = (),
 ) -> LoadedProgram:
     with _malformed_as_load_error(path, label), open_object(data.data, path, pin_root) as opened:
@@ -178,10 +221,12 @@ def _load_in_worker(
             pins: dict[str, str | None] = {m.name: None for m in opened.facts.maps}
         else:
             pins = _persistent_pins(opened.facts.maps, pin_root) if persist_maps else {}
+        reuse = _check_shared(opened.facts.maps, shared, label, {sec for sec, _, _ in globals_})
+        pins.update({m: None for m in reuse})  # neither pinned nor reused from this unit's folder
         # On tc, the attach type the object's section gives (none for SEC("tc")).
         attach = expected_attach_type_of(hook) or None
         try:
-            loaded = opened.load(LoadRequest(program.name, prog_type_of(hook), attach, pins, globals_))
+            loaded = opened.load(LoadRequest(program.name, prog_type_of(hook), attach, pins, globals_, reuse))
         except LibbpfError as e:
             log = "".join(iter_log_sections(e.output, "-- BEGIN PROG LOAD LOG --", "-- END PROG LOAD LOG --"))
             if log:
@@ -199,7 +244,7 @@ def is_frags_section(section: str) -> bool:
 
 def load_object_program(
     path: Path,
-    hook: Hook,
+    hook: Hook | EventHook,
     pin_root: Path | None,
     *,
     name: str | None = None,
@@ -208,6 +253,7 @@ def load_object_program(
     persist_maps: bool = False,
     policy: FilePolicy = FilePolicy(),
     data: ObjectFile | None = None,
+    shared: dict[str, SharedMap] | None = None,
     globals_: tuple[tuple[int, int, bytes], ...] = (),
 ) -> LoadedProgram:
     """Load program `name` (or the object's one program for `hook`) from the ELF object at
@@ -216,23 +262,26 @@ def load_object_program(
     is pinned there too, so the next load of the same unit reuses it. A failed load leaves no
     pin it created. Without `pin_root`, nothing is pinned (a trial load). libbpf runs in a
     worker process: an object that crashes it is ObjectMalformed. `policy`: what the object file
-    must be to be read; `data`: its bytes, already read under it; `globals_`: global variables
-    to set before load, as (DATASEC BTF id of their section, offset, bytes)."""
-    path, hook = Path(path), Hook(hook)
+    must be to be read; `data`: its bytes, already read under it; `shared`: maps of other units
+    to use, by name, instead of the object's own (refused if the object declares another shape);
+    `globals_`: global variables to set before load, as (DATASEC BTF id of their section, offset,
+    bytes), refused in a section whose map is shared."""
+    path, hook = Path(path), hook if isinstance(hook, EventHook) else Hook(hook)
     label = label or str(path)
     if pin_root is not None and os.path.ismount(pin_root):
         # libbpf would pin maps by name straight into a shared bpffs root.
         raise LoadError(f"{label}: refusing to pin maps into the bpffs mount point {pin_root}")
     object_file = data or read_object(path, label, sha256, policy)
     if pin_root is None:
-        return _load_in_worker(object_file, path, None, name, hook, False, label, globals_)
+        return _load_in_worker(object_file, path, None, name, hook, False, label, shared or {}, globals_)
     pin_root = Path(pin_root)
     created_root = not pin_root.exists()
     if not persist_maps:  # libbpf pins the maps an object declares LIBBPF_PIN_BY_NAME there
         pin_root.mkdir(parents=True, exist_ok=True)
     pins_before = _pins_under(pin_root)
     try:
-        result = _load_in_worker(object_file, path, pin_root, name, hook, persist_maps, label, globals_)
+        result = _load_in_worker(object_file, path, pin_root, name, hook, persist_maps, label, shared or {},
+                                 globals_)
     except BaseException:
         for pin in _pins_under(pin_root) - pins_before:
             pin.unlink(missing_ok=True)

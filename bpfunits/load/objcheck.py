@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bpfunits.declare.typed import check_declarations, typed_declarations
+from bpfunits.hooks import Hook
 from bpfunits.load.load import (
     ChecksumMismatch,
     LoadError,
@@ -79,6 +80,8 @@ def _trial(unit: Unit, policy: FilePolicy, at: Callable[[str, LoadError], list[D
     try:
         if program.source is not None:
             from bpfunits.load.bcc import load_source_program  # bcc is heavy; only Source= needs it
+
+            assert isinstance(unit.hook, Hook)  # units.build refuses Source= on event hooks
 
             load_source_program(program.source, unit.hook, name=program.name, defines=program.defines,
                                 sha256=program.sha256, label=label, policy=policy).close()

@@ -14,7 +14,7 @@ import base64
 import errno
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bpfunits.load import mappins
@@ -47,6 +47,7 @@ class MapFacts:
     name: str
     shape: tuple[int, int, int, int, int]  # type, key size, value size, max entries, flags
     pin_path: str | None  # where the object asks for it to be pinned (LIBBPF_PIN_BY_NAME)
+    value_type: int = 0  # its value's BTF id: for a data section's map, the section's DATASEC
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,9 @@ class LoadRequest:
     pins: dict[str, str | None]  # per map: its pin path; None for no pin; absent: as the object says
     # Global variables set before load: (DATASEC type id of their section, offset, bytes).
     globals: tuple[tuple[int, int, bytes], ...] = ()
+    # Per map: the fd of a map to use instead (another unit's); the worker, forked from the
+    # process holding it, has it under the same number.
+    reuse: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -92,7 +96,8 @@ class OpenedObject:
         self._worker.send(
             {"program": request.program, "prog_type": request.prog_type,
              "expected_attach_type": request.expected_attach_type, "pins": request.pins,
-             "globals": [(sec, off, data.hex()) for sec, off, data in request.globals]}
+             "globals": [(sec, off, data.hex()) for sec, off, data in request.globals],
+             "reuse": request.reuse}
         )
         message = self._worker.receive(LOAD_TIMEOUT)
         with parsing(message):
@@ -136,7 +141,8 @@ def _facts(body: dict) -> ObjectFacts:
     try:
         return ObjectFacts(
             tuple(ProgramFacts(str(n), str(s), int(t), c if c is None else str(c)) for n, s, t, c in body["programs"]),
-            tuple(MapFacts(str(n), _shape(shape), p if p is None else str(p)) for n, shape, p in body["maps"]),
+            tuple(MapFacts(str(n), _shape(shape), p if p is None else str(p), int(v))
+                  for n, shape, p, v in body["maps"]),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise WorkerFailed(f"the worker sent facts that do not parse ({exc})") from exc
@@ -155,7 +161,7 @@ def _serve(channel: Channel, data: bytes, path: Path, pin_root: Path | None) -> 
     maps = obj.maps()
     channel.send({"ok": {
         "programs": [(p.name, p.section, p.type, obj.context_type(p.name)) for p in programs.values()],
-        "maps": [(m.name, m.shape, m.requested_pin_path) for m in maps],
+        "maps": [(m.name, m.shape, m.requested_pin_path, m.btf_value_type_id) for m in maps],
     }})
     request = channel.receive()
     if request is None:  # the parent only wanted the facts
@@ -170,6 +176,8 @@ def _serve(channel: Channel, data: bytes, path: Path, pin_root: Path | None) -> 
         if m.name in wanted["pins"]:
             pin = wanted["pins"][m.name]
             m.set_pin_path(None if pin is None else Path(pin))
+        if m.name in wanted["reuse"]:
+            m.reuse_fd(wanted["reuse"][m.name])
     try:
         patched = _set_globals(maps, wanted.get("globals", []))
         obj.load()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 
 from bpfunits.hooks import Hook
+from bpfunits.hooks.events import EventHook
 from bpfunits.sys import bpf
 from bpfunits.load.objworker import ProgramFacts
 
@@ -28,9 +29,14 @@ def type_name(prog_type: int) -> str:
         return f"type {prog_type}"
 
 
-def misfit(program: ProgramFacts, hook: Hook) -> str | None:
+def misfit(program: ProgramFacts, hook: Hook | EventHook) -> str | None:
     """Why `program` cannot run on `hook` ("is in section 'tc-ingress', a tc program"), naming
     what says so; None when nothing does (a section nobody knows is typed from the hook)."""
+    if isinstance(hook, EventHook):
+        known = program.libbpf_type != bpf.ProgType.UNSPEC
+        if known and program.libbpf_type != hook.prog_type:
+            return f"is in section {program.section!r}, a {type_name(program.libbpf_type)} program"
+        return None
     hook = Hook(hook)
     kind = "tc" if hook.is_tc else "xdp"
     if program.libbpf_type != bpf.ProgType.UNSPEC and not _libbpf_fits(program.libbpf_type, hook):

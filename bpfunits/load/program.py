@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from bpfunits.closing import Closing
 from bpfunits.errors import BpfUnitsError
 from bpfunits.hooks import Hook
+from bpfunits.hooks.events import EventHook
 from bpfunits.sys import bpf
 
 
@@ -46,7 +47,7 @@ class LoadedProgram(Closing):
 
     fd: int
     name: str
-    hook: Hook
+    hook: Hook | EventHook
     prog_type: int
     id: int
     tag: str
@@ -81,7 +82,7 @@ class LoadedProgram(Closing):
 def loaded_program(
     prog_fd: int,
     name: str,
-    hook: Hook,
+    hook: Hook | EventHook,
     insns: bytes,
     maps: dict[str, tuple[int, str | None]],
     sha256: str,

@@ -23,6 +23,8 @@ def expand(units: Iterable[Unit], available: Iterable[str]) -> dict[HookKey, lis
     available = list(available)
     placed: dict[HookKey, list[Unit]] = {}
     for unit in units:
+        if not isinstance(unit.hook, Hook):
+            continue  # an event unit: on no interface, in no chain
         for name in ifsel.select(unit.interfaces, available):
             placed.setdefault(HookKey(name, unit.hook), []).append(unit)
     return placed
@@ -58,6 +60,21 @@ def unknown_references(units: dict[str, Unit], masked: Iterable[str] = ()) -> li
                 why = "is masked" if other in masked else "exists nowhere"
                 label = f"{key.capitalize()}={other}"
                 found.append(warning(f"{label}: unit {other} {why}", unit.where(key, other), unit.name, label))
+    return found
+
+
+def ignored_order(units: Iterable[Unit]) -> list[Diagnostic]:
+    """Warnings for ordering keys on event hooks, whose programs run in no order bpfunits sets:
+    the keys are ignored there."""
+    found = []
+    for unit in units:
+        if isinstance(unit.hook, Hook):
+            continue
+        set_keys = [(k, n) for k, n, v in (("before", "Before", unit.before), ("after", "After", unit.after),
+                                          ("position", "Position", unit.position)) if v]
+        for key, name in set_keys:
+            found.append(warning(f"{name}= is ignored: programs on the {unit.hook.kind.value} hook run alone, in no "
+                                 "order bpfunits sets", unit.where(key), unit.name, f"{name}="))
     return found
 
 

@@ -20,6 +20,8 @@ def describe(hook: HookResult) -> str:
         text += f" ({', '.join(parts)})"
     if why:
         text += f": {why}"
+    if hook.uncarried:
+        text += f" (warning: {hook.uncarried})"
     return text
 
 
@@ -29,9 +31,14 @@ def log_result(log: logging.Logger, result: Result, trigger: str) -> None:
     for hook in result.hooks:
         if hook.outcome is Outcome.UNCHANGED:
             continue
-        level = logging.ERROR if hook.outcome in (Outcome.BLOCKED, Outcome.FAILED) else logging.INFO
+        if hook.outcome in (Outcome.BLOCKED, Outcome.FAILED):
+            level = logging.ERROR
+        else:
+            level = logging.WARNING if hook.uncarried else logging.INFO
         fields = {"trigger": trigger, "interface": hook.key.interface, "hook": hook.key.hook.value,
                   "action": hook.plan.action.value, "outcome": hook.outcome.value, "prog_id": hook.prog_id}
+        if hook.uncarried:
+            fields["warning"] = hook.uncarried
         text = describe(hook)
         retry = result.retries.get(hook.key)
         if retry is not None:
@@ -40,6 +47,15 @@ def log_result(log: logging.Logger, result: Result, trigger: str) -> None:
             text += f" (failed {times} in a row; next try in {wait:.0f} s)"
             fields.update(failures=retry.failures, retry_in=round(wait, 1))
         log.log(level, text, extra={"fields": fields})
+    for e in result.events:
+        if e.outcome == "unchanged":
+            continue
+        level = logging.ERROR if e.outcome in ("blocked", "failed") else logging.INFO
+        said = e.action if e.action == e.outcome else f"{e.action} {e.outcome}"
+        why = "; ".join(e.reasons + e.errors)
+        log.log(level, f"{e.hook} {e.unit}: {said}" + (f": {why}" if why else ""),
+                extra={"fields": {"trigger": trigger, "unit": e.unit, "hook": e.hook, "action": e.action,
+                                  "outcome": e.outcome, "prog_id": e.prog_id, "link_id": e.link_id}})
     unchanged = sum(h.outcome is Outcome.UNCHANGED for h in result.hooks)
     log.info(f"reconcile ({trigger}): {len(result.hooks)} hooks, {unchanged} unchanged, "
              f"{result.ordered} interfaces ordered",

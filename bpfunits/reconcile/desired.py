@@ -6,7 +6,10 @@ from dataclasses import replace
 from fnmatch import fnmatchcase
 
 from bpfunits.errors import BpfUnitsError
+from bpfunits.hooks import Hook
 from bpfunits.load import mappins
+from bpfunits.load.load import LoadError, SharedMap
+from bpfunits.sys import bpf
 from bpfunits.state.bpffs import StateRoot
 from bpfunits.load.program import LoadedProgram
 from bpfunits.linker.component import Component, component_of
@@ -35,27 +38,54 @@ class Programs:
         self.root = root
         self.cache = cache
         self.policy = policy
+        self.units: dict[str, Unit] = {}  # every valid unit, by name: where MapsFrom= finds its owners
         self.loaded: dict[str, CachedProgram] = {}
         self.errors: dict[str, str] = {}
         self.resets: dict[str, tuple[mappins.ShapeChange, ...]] = {}
+        self._loading: set[str] = set()
 
     def get(self, unit: Unit) -> LoadedProgram | None:
         if unit.name not in self.loaded and unit.name not in self.errors:
             try:
-                self.loaded[unit.name] = self.cache.get(unit, self.root, self.policy)
+                self._loading.add(unit.name)
+                self.loaded[unit.name] = self.cache.get(unit, self.root, self.policy, self.shared_maps(unit))
             except mappins.MapPinError as exc:
                 self.errors[unit.name] = f"unit {unit.name}: {exc}"
             except BpfUnitsError as exc:
                 self.errors[unit.name] = str(exc)
             except (OSError, ValueError) as exc:  # whatever else one unit's input provokes stays its error
                 self.errors[unit.name] = f"unit {unit.name}: {exc}"
+            finally:
+                self._loading.discard(unit.name)
         cached = self.loaded.get(unit.name)
         return cached.program if cached else None
+
+    def shared_maps(self, unit: Unit) -> dict[str, SharedMap]:
+        """The maps of the units `unit` takes maps from (MapsFrom=), by name, the first unit
+        having a name winning; those units' programs are loaded first (the owner of a map is the
+        unit whose own map it is)."""
+        shared: dict[str, SharedMap] = {}
+        for name in unit.program.maps_from:
+            owner = self.units.get(name)
+            if owner is None:
+                raise LoadError(f"unit {unit.name}: MapsFrom= names unit {name}, which is not a valid unit")
+            if name in self._loading:
+                raise LoadError(f"unit {unit.name}: MapsFrom= unit {name} takes maps from it in turn (a cycle)")
+            if self.get(owner) is None:
+                raise LoadError(f"unit {unit.name}: MapsFrom= unit {name} does not load: {self.errors[name]}")
+            cached = self.loaded[name]
+            owners = {n: o for n, o, _ in cached.key.shared}
+            for map_name, ref in cached.program.maps.items():
+                if mappins.holds_state(map_name) and map_name not in shared:
+                    shape = bpf.map_info(ref.fd).shape
+                    shared[map_name] = SharedMap(owners.get(map_name, name), ref.fd, ref.id, shape)
+        return shared
 
     def component(self, unit: Unit) -> Component:
         """The unit's program as the linker takes it, with the verifier's stack depths, found
         once per loaded program."""
         cached = self.loaded[unit.name]
+        assert isinstance(unit.hook, Hook)  # only chained units are components
         component = component_of(unit.name, cached.program, unit.proceed_codes)
         if cached.stack_depths is None:
             cached.stack_depths = component_depths(unit.hook, component)
@@ -69,7 +99,7 @@ class Programs:
         """The unit's pinned maps that committing its program would reset (another shape); read
         once per reconcile, however many hooks the unit is on."""
         if unit not in self.resets:
-            self.resets[unit] = mappins.shape_changes(self.root, unit, self.loaded[unit].program.maps.values())
+            self.resets[unit] = mappins.shape_changes(self.root, unit, self.loaded[unit].own_maps())
         return self.resets[unit]
 
     def pinned(self, unit: str) -> tuple[tuple[str, int], ...]:
@@ -82,8 +112,22 @@ class Programs:
         """Pin the maps of these units' programs, now that a chain using them runs."""
         for unit in units:
             cached = self.loaded[unit]
-            mappins.commit(self.root, unit, cached.program.maps.values())
+            mappins.commit(self.root, unit, cached.own_maps())
             cached.pins = {name: cached.program.maps[name].id for name in cached.pins}
+            for name, owner, _ in cached.key.shared:  # an owner that runs nowhere has them pinned too
+                mappins.commit(self.root, owner, [cached.program.maps[name]])
+
+
+def map_owners(units: dict[str, Unit], users: set[str]) -> set[str]:
+    """The units whose maps `users` take (MapsFrom=), and theirs in turn: their maps stay."""
+    found: set[str] = set()
+    todo = [o for u in users if u in units for o in units[u].program.maps_from]
+    while todo:
+        owner = todo.pop()
+        if owner not in found:
+            found.add(owner)
+            todo += units[owner].program.maps_from if owner in units else ()
+    return found
 
 
 def desired_chain(chain: Chain, programs: Programs, counters: bool, takeover: tuple[str, ...]) -> Desired:

@@ -33,7 +33,8 @@ from bpfunits.order.graph import Chain, HookKey
 from bpfunits.plan.diff import plan_all
 from bpfunits.plan.model import Action, Desired, HookPlan
 from bpfunits.reconcile import observed as observing
-from bpfunits.reconcile.desired import Programs, blocked_by_broken_units, build_id, desired_chain
+from bpfunits.reconcile.desired import Programs, blocked_by_broken_units, build_id, desired_chain, map_owners
+from bpfunits.reconcile.events import EventResult, load_programs, reconcile_events
 from bpfunits.reconcile.lock import exclusive
 from bpfunits.reconcile.memory import EVERYTHING, Changes, Left, Memory, Retry
 from bpfunits.reconcile.node import Node
@@ -59,6 +60,8 @@ class HookResult:
     foreign: tuple[Attached, ...] = ()
     ordered: tuple[str, ...] = ()  # the units ordered onto this hook, even when it is blocked
     attached: Attached | None = None  # bpfunits' program the reconcile attached (applied hooks)
+    # Why the units' counts were not carried over to the new chain: a warning, the swap went on.
+    uncarried: str | None = None
 
     @property
     def key(self) -> HookKey:
@@ -78,10 +81,12 @@ class Result:
     entries: list[declared_entries.EntryDiff] = field(default_factory=list)
     declared: list[tuple[str, MapEntry]] = field(default_factory=list)  # (unit, entry) compared with the kernel
     entry_errors: list[str] = field(default_factory=list)
+    events: list[EventResult] = field(default_factory=list)  # the units on event hooks (one program each)
 
     @property
     def changed(self) -> bool:
-        return bool(self.entries) or any(h.outcome in (Outcome.APPLIED, Outcome.PLANNED) for h in self.hooks)
+        return bool(self.entries) or any(h.outcome in (Outcome.APPLIED, Outcome.PLANNED) for h in self.hooks) or any(
+            e.outcome in ("applied", "planned") for e in self.events)
 
     def next_retry(self) -> float | None:
         """When (time.monotonic()) the first failing hook is tried again."""
@@ -97,7 +102,7 @@ class Result:
     def failed(self) -> bool:
         return any(h.outcome in (Outcome.BLOCKED, Outcome.FAILED) or h.errors for h in self.hooks) or any(
             d.severity is Severity.ERROR for d in self.diagnostics
-        ) or bool(self.entry_errors)
+        ) or bool(self.entry_errors) or any(e.errors for e in self.events)
 
 
 # Up to this many hooks, a reconcile reads each with its own requests rather than one listing of
@@ -136,7 +141,7 @@ def reconcile(config: Config, *, apply: bool, node: Node | None = None, changes:
     with exclusive(config.lock_file), _node_or_own(node) as kept:
         root.check(create=apply)
         everything = changes.everything or not kept.memory.complete or not apply
-        result = _Run(config, root, kept, apply, EVERYTHING if everything else changes).go()
+        result = _Run(config, root, kept, apply, EVERYTHING if everything else changes, node is not None).go()
         if apply:
             kept.memory.complete = True
         return result
@@ -161,6 +166,7 @@ class _Run:
     node: Node
     apply: bool
     changes: Changes
+    lasting: bool  # the node outlives this reconcile (the daemon's), so it holds the chains' links
     programs: Programs = field(init=False)
     live: dict[str, int] = field(default_factory=dict)
     chains: dict[HookKey, Chain] = field(default_factory=dict)
@@ -201,6 +207,7 @@ class _Run:
             if self.changes.kernel:
                 drifted = {k for k in self.drifted(observer) if not self.memory.waiting(k, now)}
                 touched |= {k.interface for k in drifted}
+        self.programs.units = loaded.units
         if self.apply:
             self.node.units = loaded
             self.memory.interfaces = dict(self.live)
@@ -234,7 +241,8 @@ class _Run:
                 self.desired[key] = block
 
         result = Result(diagnostics=list(loaded.diagnostics), ordered=len(self.live if touched is None else touched))
-        # Before any chain is attached: a new unit never runs without its declared entries.
+        # Before any chain or event unit is attached: a new unit never runs without its declared entries.
+        load_programs(loaded.units, self.programs)
         self.sync_entries(loaded, result)
         for plan in plan_all(self.desired.values(), [s.observed for s in self.states.values()]):
             before = self.states.get(plan.key)
@@ -242,14 +250,17 @@ class _Run:
             hook.running, hook.foreign = (before.ours, before.observation.foreign) if before else (None, ())
             hook.ordered = self.chains[plan.key].names if plan.key in self.chains else ()
             result.hooks.append(hook)
+        result.events = reconcile_events(loaded.units, self.programs, self.root, apply=self.apply, broken=broken)
         result.unit_errors = {**broken, **self.programs.errors}
         if self.apply:
             self.remember(result, inputs, scope, now)
-            result.diagnostics += self.clean_up(scope)
+            result.diagnostics += self.clean_up(scope, {e.unit for e in result.events if e.running})
         # Programs stay cached while their unit is on some hook: those ordered here, and where
         # only some interfaces were looked at, those running on the others.
         keep = {u.name for chain in self.chains.values() for u in chain.units}
-        self.node.programs.sweep(keep=keep if touched is None else keep | self.memory.running_units())
+        keep = keep if touched is None else keep | self.memory.running_units()
+        keep |= {u.name for u in loaded.units.values() if not u.chained}
+        self.node.programs.sweep(keep=keep | map_owners(loaded.units, keep))
         self.node.facts.sweep(keep=self.memory.programs())
         result.total = len(self.memory.hooks) if self.apply else len(result.hooks)
         result.retries = dict(self.memory.retries)
@@ -375,7 +386,8 @@ class _Run:
             failed = hook is not None and (hook.outcome in (Outcome.BLOCKED, Outcome.FAILED) or bool(hook.errors))
             error = "; ".join(hook.errors or hook.plan.reasons) if failed and hook is not None else None
             self.memory.record(key, Left(inputs.get(key), programs, chain.units if chain else ()), error, now)
-            self.node.links.hold(key, self.our_link(key, hook, state))
+            if self.lasting:
+                self.node.links.hold(key, self.our_link(key, hook, state))
         for key in list(self.node.links.keys()):
             if key.interface not in self.live:
                 self.node.links.release(key)
@@ -450,13 +462,15 @@ class _Run:
             try:
                 if not self.apply:
                     return HookResult(plan, done, prog_id=before_id)
-                with carried(before_id, prog_fd):
+                with carried(before_id, prog_fd) as carry:
                     attached = self.switch(plan, ifindex, prog_fd, before)
+                errors: tuple[str, ...] = ()
                 try:
                     self.programs.commit(chain.names)
                 except BpfUnitsError as exc:
-                    return HookResult(plan, done, (str(exc),), prog_id=attached.prog_id, attached=attached)
-                return HookResult(plan, done, prog_id=attached.prog_id, attached=attached)
+                    errors = (str(exc),)
+                return HookResult(plan, done, errors, prog_id=attached.prog_id, attached=attached,
+                                  uncarried=carry.failure)
             finally:
                 os.close(prog_fd)
         except BpfUnitsError as exc:
@@ -477,7 +491,7 @@ class _Run:
         finally:
             os.close(old_fd)
 
-    def clean_up(self, scope: set[HookKey] | None) -> list[Diagnostic]:
+    def clean_up(self, scope: set[HookKey] | None, on_events: set[str]) -> list[Diagnostic]:
         """Remove the maps of units that no longer run anywhere (only after their programs left
         the datapath), the pins of this namespace's interfaces that are gone, the empty folders of
         the hooks looked at (a kill between detaching and pruning leaves them), and links pinned
@@ -503,8 +517,9 @@ class _Run:
                     remove_tree(parent)
         if any(s.observed.errors for s in self.states.values()):
             return []
-        running = elsewhere.units | self.memory.running_units()
-        keep = {self.root.unit_path(name) for name in running}
+        running = elsewhere.units | self.memory.running_units() | on_events
+        units = self.node.units.units if self.node.units else self.programs.units
+        keep = {self.root.unit_path(name) for name in running | map_owners(units, running)}
         errors = []
         for folder in children(self.root.units_path):
             if folder not in keep:

@@ -13,12 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bpfunits.declare.typed import Typed, typed_declarations
+from bpfunits.declare.typed import Typed, refuse_borrowed, typed_declarations
 from bpfunits.hooks import Hook
+from bpfunits.hooks.events import EventHook
 from bpfunits.load import mappins
 from bpfunits.state.bpffs import StateRoot
-from bpfunits.load.load import LoadError, ObjectFile, load_object_program, read_object
-from bpfunits.load.program import LoadedProgram
+from bpfunits.load.load import LoadError, ObjectFile, SharedMap, load_object_program, read_object
+from bpfunits.load.program import LoadedProgram, MapRef
 from bpfunits.units.model import Unit
 from bpfunits.untrusted import FilePolicy
 
@@ -33,8 +34,9 @@ class ProgramKey:
     source: bool
     defines: tuple[tuple[str, str], ...]
     name: str | None
-    hook: Hook
-    globals: tuple[tuple[str, str], ...]  # Global=: set before load, so a change is a new program
+    hook: Hook | EventHook
+    globals: tuple[tuple[str, str], ...] = ()  # Global=: set before load, so a change is a new program
+    shared: tuple[tuple[str, str, int], ...] = ()  # maps of other units it uses: (name, owner, id)
 
 
 @dataclass
@@ -47,6 +49,11 @@ class CachedProgram:
     # without the program changing).
     unit: Unit | None = None
     typed: Typed | None = None
+
+    def own_maps(self) -> list[MapRef]:
+        """The program's maps but those taken from other units (MapsFrom=)."""
+        shared = {name for name, _, _ in self.key.shared}
+        return [ref for name, ref in self.program.maps.items() if name not in shared]
 
     def binds_pinned_maps(self, pins: dict[str, int | None]) -> bool:
         """Whether each pin holds what it held when last used, or this program's own map (a
@@ -61,28 +68,35 @@ class ProgramCache:
 
     _entries: dict[str, CachedProgram] = field(default_factory=dict)
 
-    def get(self, unit: Unit, root: StateRoot, policy: FilePolicy) -> CachedProgram:
+    def get(self, unit: Unit, root: StateRoot, policy: FilePolicy,
+            shared: dict[str, SharedMap] | None = None) -> CachedProgram:
         """The unit's program: the cached one if nothing that determines it changed, else newly
-        loaded (LoadError and the like when it does not load; then it is not kept)."""
+        loaded (LoadError and the like when it does not load; then it is not kept). `shared`:
+        the maps of other units it uses (MapsFrom=), by name; other maps there make it another
+        program."""
+        shared = shared or {}
         data = unit_program_file(unit, policy)  # read each time: a changed file is a new key
         typed = typed_declarations(unit, data.data)
+        refuse_borrowed(unit, {name: m.owner for name, m in shared.items()})
         key = ProgramKey(str(root.path), unit.name, data.sha256, unit.program.source is not None,
-                         unit.program.defines, unit.program.name, unit.hook, unit.program.globals)
+                         unit.program.defines, unit.program.name, unit.hook, unit.program.globals,
+                         tuple(sorted((n, m.owner, m.id) for n, m in shared.items())))
         cached = self._entries.get(unit.name)
         if cached is not None and cached.key == key:
-            pins = mappins.pinned_ids(root, unit.name, cached.program.maps.values())
+            pins = mappins.pinned_ids(root, unit.name, cached.own_maps())
             if cached.binds_pinned_maps(pins):
                 cached.pins, cached.unit, cached.typed = pins, unit, typed
                 return cached
         self.drop(unit.name)
-        program = load_unit_program(unit, root, policy, data, typed)
+        program = load_unit_program(unit, root, policy, data, shared, typed)
+        entry = CachedProgram(key, program, {}, unit=unit, typed=typed)
         try:
-            pins = mappins.pinned_ids(root, unit.name, program.maps.values())
+            entry.pins = mappins.pinned_ids(root, unit.name, entry.own_maps())
         except BaseException:
             program.close()
             raise
-        self._entries[unit.name] = CachedProgram(key, program, pins, unit=unit, typed=typed)
-        return self._entries[unit.name]
+        self._entries[unit.name] = entry
+        return entry
 
     def cached(self, unit: str) -> CachedProgram | None:
         return self._entries.get(unit)
@@ -120,6 +134,7 @@ def unit_program_file(unit: Unit, policy: FilePolicy = FilePolicy()) -> ObjectFi
 
 def load_unit_program(
     unit: Unit, root: StateRoot, policy: FilePolicy = FilePolicy(), data: ObjectFile | None = None,
+    shared: dict[str, SharedMap] | None = None,
     typed: Typed | None = None,
 ) -> LoadedProgram:
     """Load a unit's program: an ELF object with libbpf, or C source with bcc. `policy`: what
@@ -128,6 +143,8 @@ def load_unit_program(
     data = data or unit_program_file(unit, policy)
     if unit.program.source is not None:
         from bpfunits.load.bcc import load_source_program  # bcc is heavy; only Source= needs it
+
+        assert isinstance(unit.hook, Hook)  # units.build refuses Source= on event hooks
 
         return load_source_program(
             unit.program.source,
@@ -148,5 +165,6 @@ def load_unit_program(
         label=label,
         persist_maps=True,
         data=data,
+        shared=shared,
         globals_=tuple((g.datasec, g.offset, g.data) for g in typed.globals),
     )

@@ -175,7 +175,7 @@ class StateRoot:
             if fs_magic(fd) != BPF_FS_MAGIC:
                 raise BpffsError(f"bpffs state root {self.path} is not on bpffs")
             _refuse_writable_by_others(os.fstat(fd), f"bpffs state root {self.path}")
-            for name in ("units", "hooks"):
+            for name in ("units", "hooks", "events"):
                 try:
                     st = os.lstat(name, dir_fd=fd)
                 except FileNotFoundError:

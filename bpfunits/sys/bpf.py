@@ -23,12 +23,15 @@ from bpfunits.sys.bpfattr import (
     BpfMapInfo,
     BpfProgInfo,
     BtfLoadAttr,
+    CgroupQueryAttr,
+    EnableStatsAttr,
     GetIdAttr,
     InfoAttr,
     LinkCreateAttr,
     LinkDetachAttr,
     LinkUpdateAttr,
     MapCreateAttr,
+    RawTracepointOpenAttr,
     MapElemAttr,
     ObjAttr,
     ProgLoadAttr,
@@ -65,6 +68,8 @@ class Cmd(IntEnum):
     MAP_GET_FD_BY_ID = 14
     OBJ_GET_INFO_BY_FD = 15
     PROG_QUERY = 16
+    RAW_TRACEPOINT_OPEN = 17
+    ENABLE_STATS = 32
     BTF_LOAD = 18
     MAP_FREEZE = 22
     LINK_CREATE = 28
@@ -84,6 +89,7 @@ class ProgType(IntEnum):
     XDP = 6
     PERF_EVENT = 7
     CGROUP_SKB = 8
+    CGROUP_SOCK = 9
     RAW_TRACEPOINT = 17
     TRACING = 26
     EXT = 28
@@ -93,6 +99,8 @@ class ProgType(IntEnum):
 class AttachType(IntEnum):
     CGROUP_INET_INGRESS = 0
     CGROUP_INET_EGRESS = 1
+    CGROUP_INET_SOCK_CREATE = 2
+    PERF_EVENT = 41
     XDP = 37
     TCX_INGRESS = 46
     TCX_EGRESS = 47
@@ -443,6 +451,8 @@ class ProgInfo:
     name: str
     tag: str
     map_ids: tuple[int, ...]
+    run_cnt: int = 0  # runs, counted while kernel.bpf_stats_enabled is 1
+    run_time_ns: int = 0
 
 
 @dataclass(frozen=True)
@@ -472,15 +482,22 @@ class LinkInfo:
     attach_type: int  # tcx links report theirs; xdp links are AttachType.XDP; 0 for others
 
 
+MAP_IDS_ROOM = 64  # map ids asked for with a program's info: more costs a second request
+
+
 def prog_info(fd: int) -> ProgInfo:
-    info = _info(fd, BpfProgInfo())
-    map_ids: tuple[int, ...] = ()
-    if nr_maps := info.nr_map_ids:
-        # Asked again, with room for the map ids.
-        ids = (ctypes.c_uint32 * nr_maps)()
-        info = _info(fd, BpfProgInfo(nr_map_ids=nr_maps, map_ids=ctypes.addressof(ids)))
-        map_ids = tuple(ids[: min(nr_maps, info.nr_map_ids)])
-    return ProgInfo(id=info.id, type=info.type, name=_cstr(info.name), tag=bytes(info.tag).hex(), map_ids=map_ids)
+    # The kernel writes at most as many map ids as there is room for, and says how many the
+    # program has: asked again only when they did not fit.
+    room = MAP_IDS_ROOM
+    while True:
+        ids = (ctypes.c_uint32 * room)()
+        info = _info(fd, BpfProgInfo(nr_map_ids=room, map_ids=ctypes.addressof(ids)))
+        if info.nr_map_ids <= room:
+            break
+        room = info.nr_map_ids
+    map_ids = tuple(ids[: info.nr_map_ids])
+    return ProgInfo(id=info.id, type=info.type, name=_cstr(info.name), tag=bytes(info.tag).hex(), map_ids=map_ids,
+                    run_cnt=info.run_cnt, run_time_ns=info.run_time_ns)
 
 
 def map_info(fd: int) -> MapInfo:
@@ -522,8 +539,10 @@ def map_lookup(fd: int, key: bytes, value_size: int) -> bytes | None:
 
 
 @cache
+@cache
 def possible_cpus() -> int:
-    """How many CPUs per-CPU maps hold a value for (from /sys/devices/system/cpu/possible)."""
+    """How many CPUs per-CPU maps hold a value for (from /sys/devices/system/cpu/possible, fixed
+    at boot)."""
     count = 0
     for part in Path("/sys/devices/system/cpu/possible").read_text().strip().split(","):
         first, _, last = part.partition("-")
@@ -542,23 +561,26 @@ def map_lookup_percpu(fd: int, key: bytes, value_size: int) -> list[bytes] | Non
 
 
 class PercpuLookup:
-    """map_lookup_percpu of one key, again and again, with its buffers made once (a scrape of
-    thousands of chains' counters is mostly this)."""
+    """The value of one key of a per-CPU map, again and again, with everything the call takes
+    made once (a scrape of thousands of chains' counters is mostly this): every possible CPU's
+    value one after another, each rounded up to 8 bytes; None when there is none."""
 
     def __init__(self, fd: int, key: bytes, value_size: int) -> None:
-        self._stride = (value_size + 7) & ~7
-        self._size = value_size
-        self._value = ctypes.create_string_buffer(self._stride * possible_cpus())
-        self._attr = MapElemAttr(map_fd=fd, key=key, value=self._value)
+        self._value = ctypes.create_string_buffer(((value_size + 7) & ~7) * possible_cpus())
+        self._attr = MapElemAttr(map_fd=fd, key=key, value=self._value)  # keeps the key alive
+        # What _raw would pass: the attributes padded to ATTR_SIZE (the kernel writes nothing
+        # back into them for a lookup).
+        buf = ctypes.create_string_buffer(ATTR_SIZE)
+        ctypes.memmove(buf, ctypes.addressof(self._attr), ctypes.sizeof(self._attr))
+        self._args = (_sys_bpf(), ctypes.c_int(Cmd.MAP_LOOKUP_ELEM), buf, ctypes.c_uint(ATTR_SIZE))
 
-    def __call__(self) -> list[bytes] | None:
-        ret, err = _raw(Cmd.MAP_LOOKUP_ELEM, self._attr)
-        if ret < 0:
+    def __call__(self) -> bytes | None:
+        if _libc.syscall(*self._args) < 0:
+            err = ctypes.get_errno()
             if err == errno_mod.ENOENT:
                 return None
             raise BpfError("BPF_MAP_LOOKUP_ELEM", err)
-        raw, stride = self._value.raw, self._stride
-        return [raw[i * stride : i * stride + self._size] for i in range(possible_cpus())]
+        return self._value.raw
 
 
 def map_update(fd: int, key: bytes, value: bytes, flags: int = BPF_ANY) -> None:
@@ -620,6 +642,32 @@ def link_update(link_fd: int, new_prog_fd: int, *, old_prog_fd: int | None = Non
 
 def link_detach(link_fd: int) -> None:
     _call(Cmd.LINK_DETACH, LinkDetachAttr(link_fd=link_fd))
+
+
+def enable_stats() -> int:
+    """Count programs' runs and run time (BPF_STATS_RUN_TIME) while the fd returned is open."""
+    return _call(Cmd.ENABLE_STATS, EnableStatsAttr(type=0))
+
+
+def raw_tracepoint_open(name: str, prog_fd: int) -> int:
+    """Attach a raw tracepoint program; the fd returned is a bpf_link (5.7+)."""
+    return _call(Cmd.RAW_TRACEPOINT_OPEN, RawTracepointOpenAttr(name=name.encode() + b"\0", prog_fd=prog_fd),
+                 f"raw tracepoint {name}")
+
+
+def cgroup_prog_ids(cgroup_fd: int, attach_type: int) -> tuple[int, ...]:
+    """The programs attached to a cgroup hook (those of its own, not inherited ones)."""
+    count = 64
+    while True:
+        ids = (ctypes.c_uint32 * count)()
+        attr = CgroupQueryAttr(target_fd=cgroup_fd, attach_type=attach_type, prog_ids=ids, count=count)
+        ret, err = _raw(Cmd.PROG_QUERY, attr)
+        if ret < 0 and err == errno_mod.ENOSPC:
+            count = max(count * 2, attr.count)
+            continue
+        if ret < 0:
+            raise BpfError("BPF_PROG_QUERY", err, "cgroup")
+        return tuple(ids[: attr.count])
 
 
 @dataclass(frozen=True)

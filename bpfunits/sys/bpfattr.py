@@ -148,6 +148,22 @@ class InfoAttr(Attr):
     _pointers_ = ("info",)
 
 
+class RawTracepointOpenAttr(Attr):
+    """BPF_RAW_TRACEPOINT_OPEN (the union's `raw_tracepoint` member)."""
+
+    _fields_ = [("name", u64), ("prog_fd", u32)]
+    _pointers_ = ("name",)
+
+
+class CgroupQueryAttr(Attr):
+    """BPF_PROG_QUERY as kernels before 6.6 know it (no link ids: a non-zero field they do not
+    know is refused)."""
+
+    _fields_ = [("target_fd", u32), ("attach_type", u32), ("query_flags", u32), ("attach_flags", u32),
+                ("prog_ids", u64), ("count", u32)]
+    _pointers_ = ("prog_ids",)
+
+
 class ProgQueryAttr(Attr):
     """BPF_PROG_QUERY (the union's `query` member; `count` is also called prog_cnt)."""
 
@@ -212,6 +228,12 @@ class LinkUpdateAttr(Attr):
     _fields_ = [("link_fd", u32), ("new_prog_fd", u32), ("flags", u32), ("old_prog_fd", u32)]
 
 
+class EnableStatsAttr(Attr):
+    """BPF_ENABLE_STATS (the union's `enable_stats` member)."""
+
+    _fields_ = [("type", u32)]
+
+
 class LinkDetachAttr(Attr):
     """BPF_LINK_DETACH (the union's `link_detach` member)."""
 
@@ -222,7 +244,7 @@ class LinkDetachAttr(Attr):
 
 
 class BpfProgInfo(ctypes.Structure):
-    """struct bpf_prog_info, up to `name`."""
+    """struct bpf_prog_info, up to `run_cnt` (older kernels fill less and leave the rest zero)."""
 
     _fields_ = [
         ("type", u32),
@@ -237,6 +259,28 @@ class BpfProgInfo(ctypes.Structure):
         ("nr_map_ids", u32),
         ("map_ids", u64),
         ("name", OBJ_NAME),
+        ("ifindex", u32),
+        ("gpl_compatible", u32),  # a one-bit bitfield
+        ("netns_dev", u64),
+        ("netns_ino", u64),
+        ("nr_jited_ksyms", u32),
+        ("nr_jited_func_lens", u32),
+        ("jited_ksyms", u64),
+        ("jited_func_lens", u64),
+        ("btf_id", u32),
+        ("func_info_rec_size", u32),
+        ("func_info", u64),
+        ("nr_func_info", u32),
+        ("nr_line_info", u32),
+        ("line_info", u64),
+        ("jited_line_info", u64),
+        ("nr_jited_line_info", u32),
+        ("line_info_rec_size", u32),
+        ("jited_line_info_rec_size", u32),
+        ("nr_prog_tags", u32),
+        ("prog_tags", u64),
+        ("run_time_ns", u64),  # with kernel.bpf_stats_enabled (5.1)
+        ("run_cnt", u64),
     ]
 
 

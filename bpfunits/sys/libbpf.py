@@ -56,6 +56,7 @@ _fn("bpf_map__fd", ctypes.c_int, _map_p)
 _fn("bpf_map__is_pinned", ctypes.c_bool, _map_p)
 _fn("bpf_map__pin_path", ctypes.c_char_p, _map_p)
 _fn("bpf_map__set_pin_path", ctypes.c_int, _map_p, ctypes.c_char_p)
+_fn("bpf_map__reuse_fd", ctypes.c_int, _map_p, ctypes.c_int)
 _fn("bpf_map__type", ctypes.c_int, _map_p)
 _fn("bpf_map__key_size", ctypes.c_uint32, _map_p)
 _fn("bpf_map__value_size", ctypes.c_uint32, _map_p)
@@ -194,6 +195,10 @@ class ObjectMap:
         None: neither (a new map, not pinned)."""
         raw = os.fsencode(path) if path is not None else None
         _check(_lib.bpf_map__set_pin_path(self.handle, raw), f"bpf_map__set_pin_path({self.name})")
+
+    def reuse_fd(self, fd: int) -> None:
+        """Before load: use the map `fd` refers to instead of creating one (libbpf dups it)."""
+        _check(_lib.bpf_map__reuse_fd(self.handle, fd), f"bpf_map__reuse_fd({self.name})")
 
     @property
     def btf_value_type_id(self) -> int:

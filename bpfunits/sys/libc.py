@@ -13,8 +13,8 @@ libc.syscall.restype = ctypes.c_long
 
 # From each architecture's unistd.h: x86-64 has its own table, arm64 the generic one.
 SYSCALLS: dict[str, dict[str, int]] = {
-    "x86_64": {"bpf": 321},
-    "aarch64": {"bpf": 280},
+    "x86_64": {"bpf": 321, "perf_event_open": 298},
+    "aarch64": {"bpf": 280, "perf_event_open": 241},
 }
 # sizeof(va_list): a struct on both, which a variadic callback receives as a pointer to it.
 VA_LIST_SIZES = {"x86_64": 24, "aarch64": 32}

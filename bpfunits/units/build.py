@@ -11,6 +11,7 @@ import jsonschema
 
 from bpfunits.declare.syntax import SyntaxProblem, parse_value, parse_values, render
 from bpfunits.hooks import Hook
+from bpfunits.hooks.events import EventHook, EventHookError, parse_event_hook
 from bpfunits.units.assignment import Assignment
 from bpfunits.units.diagnostics import Diagnostic, error
 from bpfunits.units.keys import BY_FIELD, Key
@@ -65,7 +66,15 @@ def build_unit(
         return sorted(set(problems), key=lambda d: (d.location.line or 0, d.message))
     program, attach = doc["program"], doc["attach"]
     globals_, entries, exact = declared
-    hook = Hook(attach["hook"])
+    hook = _hook(name, path, program, attach, locations)
+    if isinstance(hook, list):
+        return hook
+    lists = (("maps_from", program.get("maps_from", ())), ("interfaces", attach.get("interfaces", ())))
+    templated = [k for k, values in lists if any("%i" in v for v in values)]
+    if templated and not name.partition("@")[2]:
+        key = BY_FIELD[("program" if templated[0] == "maps_from" else "attach", templated[0])]
+        return [error(f"{key.name}= uses %i, but unit {name} is no instance of a template (NAME@INSTANCE)",
+                      locations.get(key.field, Location(path)), name, f"{key.name}=")]
 
     def resolve(p: str | None) -> Path | None:
         return None if p is None else path.parent / p
@@ -81,9 +90,10 @@ def build_unit(
             sha256=program["sha256"].lower() if "sha256" in program else None,
             defines=tuple(_define(d) for d in program.get("define", ())),
             globals=globals_,
+            maps_from=tuple(dict.fromkeys(instance(name, u) for u in program.get("maps_from", ()))),
         ),
-        interfaces=tuple(attach["interfaces"]),
-        proceed_on=frozenset(attach.get("proceed_on", hook.default_proceed_on)),
+        interfaces=tuple(instance(name, i) for i in attach.get("interfaces", ())),
+        proceed_on=frozenset(attach.get("proceed_on", hook.default_proceed_on) if isinstance(hook, Hook) else ()),
         description=doc.get("description", ""),
         before=tuple(dict.fromkeys(doc.get("before", ()))),
         after=tuple(dict.fromkeys(doc.get("after", ()))),
@@ -138,6 +148,35 @@ def _declarations(doc: dict, unit: str, path: Path, locations: dict[str, Locatio
             frozenset(m for m, policy in policies.items() if policy == "exact"))
 
 
+def _hook(name: str, path: Path, program: dict, attach: dict,
+          locations: dict[str, Location]) -> Hook | EventHook | list[Diagnostic]:
+    """Hook= (with Cgroup=), or why it is wrong: an event hook takes no Interfaces= nor
+    ProceedOn= (its program runs alone, on no interface), and only a cgroup hook takes Cgroup=."""
+    text = attach["hook"]
+    where = locations.get("hook", Location(path))
+    if text in {h.value for h in Hook}:
+        if "cgroup" in attach:
+            return [error("Cgroup= applies only to the cgroup-* hooks", locations["cgroup"], name, "Cgroup=")]
+        return Hook(text)
+    try:
+        hook = parse_event_hook(text, attach.get("cgroup"))
+    except EventHookError as e:
+        return [error(f"Hook={e}", where, name, "Hook=")]
+    if "source" in program:
+        return [error(f"Source= programs run only on chained hooks; the {hook.kind.value} hook takes Object=",
+                      locations.get("source", where), name, "Source=")]
+    refused = [BY_FIELD[("attach", k)] for k in ("interfaces", "proceed_on") if k in attach]
+    refused += [BY_FIELD[("attach", "cgroup")]] if "cgroup" in attach and not hook.kind.is_cgroup else []
+    return [error(f"{k.name}= does not apply on the {hook.kind.value} hook, where the program runs alone and on no "
+                  "interface", locations.get(k.field, where), name, f"{k.name}=") for k in refused] or hook
+
+
+def instance(unit: str, value: str) -> str:
+    """`value` with %i replaced by the unit's instance name, as systemd's: a unit connlimit@veth1
+    (a file of that name, or a link to the template connlimit@.unit) has the instance veth1."""
+    return value.replace("%i", unit.partition("@")[2]) if "%i" in value else value
+
+
 def _metric(item: str) -> MapMetric:
     name, key, *kind = item.split()
     return MapMetric(name, int(key, 0), kind[0] if kind else None)
@@ -163,8 +202,10 @@ def _describe(
 
     if e.validator == "required":
         missing = [m for m in e.validator_value if m not in e.instance]
-        if e.schema.get("x-error"):  # the Define= rule
-            return error(f"Define= {e.schema['x-error']}", locations.get("define", where), unit, "Define=")
+        if e.schema.get("x-key"):  # a key that only applies with another (Define=, MapsFrom=)
+            only = BY_FIELD[("program", e.schema["x-key"])]
+            label = f"{only.name}="
+            return error(f"{label} {e.schema['x-error']}", locations.get(only.field, where), unit, label)
         names = [BY_FIELD.get((section, m)) for m in missing]
         shown = ", ".join(f"{k.name}=" if k else f"[{m.capitalize()}]" for k, m in zip(names, missing, strict=True))
         in_section = f" in [{section.capitalize()}]" if section else ""
@@ -174,6 +215,8 @@ def _describe(
         return error(f"{label}{shown} is not one of: {allowed}", where, unit, label or None)
     if e.validator == "minItems":
         return error(f"{label} needs at least one value", where, unit, label or None)
+    if custom and e.validator == "anyOf":  # one of several spellings
+        return error(f"{label}{shown} {custom}", where, unit, label or None)
     if custom:
         subject = f"{label}{shown}" if label else _section_label(section)
         return error(f"{subject}: {custom}" if subject else custom, where, unit, label or None)

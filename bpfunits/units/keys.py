@@ -34,7 +34,13 @@ KEYS: tuple[Key, ...] = (
     Key("Program", "Define", "define", True, "KEY=VALUE passed to the compiler with Source="),
     Key("Program", "Global", "globals", True, "NAME=VALUE: the object's global variable NAME (in .rodata, .data, "
         ".bss, .data.* or .rodata.*) is set to VALUE before load, typed by its BTF", whole_items=True),
-    Key("Attach", "Hook", "hook", False, "xdp, tc-ingress or tc-egress"),
+    Key("Program", "MapsFrom", "maps_from", True, "units whose pinned maps this program uses by name (the first "
+        "unit having a map of that name wins; shapes must match); %i: the instance of a template unit"),
+    Key("Attach", "Hook", "hook", False, "xdp, tc-ingress or tc-egress (chained, ordered); or one program alone "
+        "through a bpf_link, in no order: tracepoint:CATEGORY/NAME, raw_tracepoint:NAME, kprobe:FUNCTION[+OFFSET], "
+        "kretprobe:FUNCTION, uprobe:/PATH:SYMBOL, uretprobe:/PATH:SYMBOL, fentry:FUNCTION, fexit:FUNCTION, "
+        "cgroup-skb-ingress, cgroup-skb-egress, cgroup-sock-create (multi-attach, run in attach order; with Cgroup=)"),
+    Key("Attach", "Cgroup", "cgroup", False, "the cgroup folder (/sys/fs/cgroup/...) of a cgroup-* hook"),
     Key("Attach", "Interfaces", "interfaces", True, "interface names and globs; !name excludes"),
     Key("Attach", "Position", "position", False, "first or last among the hook's units"),
     Key("Attach", "ProceedOn", "proceed_on", True, "verdicts after which the next program runs"),

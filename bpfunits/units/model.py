@@ -7,6 +7,7 @@ from enum import Enum
 from pathlib import Path
 
 from bpfunits.hooks import Hook
+from bpfunits.hooks.events import EventHook
 
 
 @dataclass(frozen=True, order=True)
@@ -36,6 +37,7 @@ class Program:
     defines: tuple[tuple[str, str], ...] = ()
     # Global=NAME=VALUE: (name, value text), last assignment per name; values typed by the object's BTF.
     globals: tuple[tuple[str, str], ...] = ()
+    maps_from: tuple[str, ...] = ()  # units whose maps this program uses, first match by name wins
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ class MapMetric:
 class Unit:
     name: str
     path: Path
-    hook: Hook
+    hook: Hook | EventHook  # an event hook runs the unit's program alone, on no interface
     program: Program
     interfaces: tuple[str, ...]
     proceed_on: frozenset[str]
@@ -83,4 +85,9 @@ class Unit:
 
     @property
     def proceed_codes(self) -> frozenset[int]:
-        return frozenset(self.hook.verdicts[v] for v in self.proceed_on)
+        return frozenset(self.hook.verdicts[v] for v in self.proceed_on) if isinstance(self.hook, Hook) else frozenset()
+
+    @property
+    def chained(self) -> bool:
+        """Whether the unit's program runs in a chain on interfaces' hooks (else on an event hook)."""
+        return isinstance(self.hook, Hook)

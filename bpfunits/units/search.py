@@ -73,6 +73,8 @@ def load_units(
                     warning(f"drop-in for unit {name}, which exists nowhere on the path", Location(path), name)
                 )
             continue
+        if name.endswith("@"):
+            continue  # a template: its instances (NAME@INSTANCE, links to it) are the units
         unit = _load_one(name, entry.main, dropins, result.diagnostics, policy)
         if unit is not None:
             result.units[name] = unit

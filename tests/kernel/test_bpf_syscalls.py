@@ -216,3 +216,19 @@ def test_prog_query_grows_its_buffers(veth_pair):
     finally:
         for fd in links + fds:
             os.close(fd)
+
+
+def test_prog_info_lists_every_map_when_they_do_not_fit_the_room_first_asked(monkeypatch):
+    monkeypatch.setattr(bpf, "MAP_IDS_ROOM", 1)  # a program's maps fit in 64: make the room short
+    maps = [bpf.map_create(bpf.MapType.ARRAY, 4, 8, 1) for _ in range(3)]
+    try:
+        ld_maps = b"".join(struct.pack("<BBhi", 0x18, 0x10 | 1, 0, fd) + struct.pack("<BBhi", 0, 0, 0, 0)
+                           for fd in maps)
+        prog = bpf.prog_load(bpf.ProgType.XDP, ld_maps + RETURN_PASS)
+        try:
+            assert sorted(bpf.prog_info(prog).map_ids) == sorted(bpf.map_info(fd).id for fd in maps)
+        finally:
+            os.close(prog)
+    finally:
+        for fd in maps:
+            os.close(fd)

@@ -148,30 +148,35 @@ def open_conns(prog: LoadedProgram, src: str) -> int | None:
 def test_connlimit_drops_the_syn_beyond_the_limit_and_fin_or_rst_frees_a_slot(connlimit):
     configure(connlimit, "<I", 3)
     src = "198.18.5.1"
-    assert [run(connlimit, f.syn(src)) for _ in range(4)] == [XDP_PASS] * 3 + [XDP_DROP]
+    assert [run(connlimit, f.syn(src, sport=p)) for p in range(1, 5)] == [XDP_PASS] * 3 + [XDP_DROP]
     assert open_conns(connlimit, src) == 3  # the dropped SYN opened nothing
+    assert run(connlimit, f.syn(src, sport=1)) == XDP_PASS  # a retransmission counts once
+    assert open_conns(connlimit, src) == 3
     assert run(connlimit, f.syn("198.18.5.2")) == XDP_PASS  # another source counts apart
-    assert run(connlimit, f.tcp_v4(src, f.ACK)) == XDP_PASS  # data neither opens nor closes
-    assert run(connlimit, f.tcp_v4(src, f.FIN | f.ACK)) == XDP_PASS
+    assert run(connlimit, f.tcp_v4(src, f.ACK, sport=1)) == XDP_PASS  # data neither opens nor closes
+    assert run(connlimit, f.tcp_v4(src, f.FIN | f.ACK, sport=1)) == XDP_PASS
     assert open_conns(connlimit, src) == 2
-    assert [run(connlimit, f.syn(src)) for _ in range(2)] == [XDP_PASS, XDP_DROP]
-    assert run(connlimit, f.tcp_v4(src, f.RST)) == XDP_PASS
-    assert [run(connlimit, f.syn(src)) for _ in range(2)] == [XDP_PASS, XDP_DROP]
+    assert [run(connlimit, f.syn(src, sport=p)) for p in (5, 6)] == [XDP_PASS, XDP_DROP]
+    assert run(connlimit, f.tcp_v4(src, f.RST, sport=2)) == XDP_PASS
+    assert [run(connlimit, f.syn(src, sport=p)) for p in (7, 8)] == [XDP_PASS, XDP_DROP]
 
 
-def test_connlimit_count_never_goes_below_zero(connlimit):
+def test_connlimit_releases_each_connection_once(connlimit):
     configure(connlimit, "<I", 2)
     src = "198.18.5.3"
-    run(connlimit, f.syn(src))
-    for _ in range(3):
-        assert run(connlimit, f.tcp_v4(src, f.FIN | f.ACK)) == XDP_PASS
-    assert open_conns(connlimit, src) == 0
-    assert [run(connlimit, f.syn(src)) for _ in range(3)] == [XDP_PASS, XDP_PASS, XDP_DROP]
+    run(connlimit, f.syn(src, sport=1))
+    run(connlimit, f.syn(src, sport=2))
+    for flags in (f.FIN | f.ACK, f.FIN | f.ACK, f.RST):  # one connection's end, seen three times
+        assert run(connlimit, f.tcp_v4(src, flags, sport=1)) == XDP_PASS
+    assert open_conns(connlimit, src) == 1
+    assert run(connlimit, f.tcp_v4(src, f.FIN | f.ACK, sport=9)) == XDP_PASS  # one it never counted
+    assert open_conns(connlimit, src) == 1
+    assert [run(connlimit, f.syn(src, sport=p)) for p in (3, 4)] == [XDP_PASS, XDP_DROP]
 
 
 def test_connlimit_default_limit(connlimit):
     src = "198.18.5.4"
-    verdicts = [run(connlimit, f.syn(src)) for _ in range(DEFAULT_MAX_CONNS + 1)]
+    verdicts = [run(connlimit, f.syn(src, sport=p)) for p in range(1, DEFAULT_MAX_CONNS + 2)]
     assert verdicts == [XDP_PASS] * DEFAULT_MAX_CONNS + [XDP_DROP]
     assert run(connlimit, f.udp_v4(src)) == XDP_PASS
     assert run(connlimit, f.syn_v6()) == XDP_PASS
@@ -250,7 +255,7 @@ def test_example_units_load_their_programs(bpf_objects, bpffs_root):
     assert not result.diagnostics
     expected = {
         "ratelimit": ("xdp_ratelimit", Hook.XDP, {"config", "syn_buckets"}),
-        "connlimit": ("xdp_connlimit", Hook.XDP, {"config", "conns"}),
+        "connlimit": ("xdp_connlimit", Hook.XDP, {"config", "conns", "flows"}),
         "filter": ("xdp_filter", Hook.XDP, {"config", "prefixes_v4", "matches"}),
         "counter": ("tc_counter", Hook.TC_EGRESS, {"traffic"}),
     }
@@ -281,7 +286,7 @@ def test_example_xdp_units_linked_into_one_program_keep_their_behaviour(bpf_obje
             assert {p.mode for p in chain.placements} == {Mode.INLINE}
             fd = chain.load()
             try:
-                chained = [bpf.prog_test_run(fd, f.syn("198.18.65.1")).retval for _ in range(4)]
+                chained = [bpf.prog_test_run(fd, f.syn("198.18.65.1", sport=p)).retval for p in range(1, 5)]
                 # connlimit stops the 3rd SYN; ratelimit spent 3 tokens and stops the 4th.
                 assert chained == [XDP_PASS, XDP_PASS, XDP_DROP, XDP_DROP]
                 assert open_conns(loaded["connlimit"], "198.18.65.1") == 2

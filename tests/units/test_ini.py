@@ -163,7 +163,7 @@ def test_missing_required_keys(tmp_path):
     got = messages(tmp_path, "[Unit]\nDescription=x\n")
     assert got == [f"{tmp_path}/a.unit:1: error: unit a: missing [Program], [Attach]"]
     got = messages(tmp_path, "[Program]\nObject=a.o\n[Attach]\nPosition=first\n")
-    assert got == [f"{tmp_path}/a.unit:4: error: unit a: missing Hook=, Interfaces= in [Attach]"]
+    assert got == [f"{tmp_path}/a.unit:4: error: unit a: missing Hook= in [Attach]"]
 
 
 def test_interface_names_too_long_or_with_slash(tmp_path):

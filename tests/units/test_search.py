@@ -1,7 +1,10 @@
 import os
 
+from bpfunits.hooks.events import SPELLINGS
 from bpfunits.units.search import load_units
 from tests.unitfiles import ini_unit, write
+
+EVENT_HOOKS = ", ".join(SPELLINGS)
 
 
 def folders(tmp_path):
@@ -82,7 +85,7 @@ def test_error_in_dropin_names_the_dropin(tmp_path):
     write(etc, "a.d/bad.conf", "[Attach]\nHook=tcx\n")
     result = load_units((etc, run, lib))
     assert result.units == {}
-    assert [str(d) for d in result.errors] == [f"{etc}/a.d/bad.conf:2: error: unit a: Hook=tcx is not one of: xdp, tc-ingress, tc-egress"]
+    assert [str(d) for d in result.errors] == [f"{etc}/a.d/bad.conf:2: error: unit a: Hook=tcx is not one of: xdp, tc-ingress, tc-egress, " + EVENT_HOOKS]
 
 
 def test_dropin_without_unit_warns(tmp_path):

@@ -1,0 +1,300 @@
+"""Units on event hooks, one kind after another on the real kernel: attached through a pinned
+bpf_link, observed running, repaired after someone else detached them, and detached when the
+unit goes. A kind the kernel lacks is that unit's clear error."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import secrets
+import socket
+import struct
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from bpfunits.cli import main
+from bpfunits.config import load_config
+from bpfunits.hooks import eventlink, probe
+from bpfunits.hooks.events import parse_event_hook
+from bpfunits.reconcile.engine import Result, reconcile
+from bpfunits.reconcile.node import Node
+from bpfunits.state import pins
+from bpfunits.sys import bpf, netns
+from tests.fixtures.netns import ADDR_A, ADDR_B
+from tests.unitfiles import write
+
+pytestmark = pytest.mark.kernel
+BPF = Path(__file__).resolve().parents[2] / "bpf"
+CGROUP2_MAGIC = 0x63677270
+TARGET_C = """
+#include <stdlib.h>
+__attribute__((noinline)) int bpfunits_target(int x) { __asm__ volatile(""); return x + 1; }
+int main(int argc, char **argv) { int n = atoi(argv[1]), s = 0; for (int i = 0; i < n; i++) s = bpfunits_target(s); return s == n ? 0 : 1; }
+"""
+
+
+@dataclass
+class Setup:
+    units: Path
+    root: object
+    apply: Callable[..., Result]
+
+
+@pytest.fixture
+def setup(tmp_path, veth_pair, bpffs_root) -> Iterator[Setup]:
+    units = tmp_path / "units"
+    units.mkdir()
+    (tmp_path / "bpfunits.yaml").write_text(f"lock_file: {tmp_path / 'lock'}\nbpffs_root: {bpffs_root.path}\n")
+    config = load_config(tmp_path / "bpfunits.yaml").override(units_dirs=[units])
+
+    def apply(*, plan: bool = False) -> Result:
+        with netns.inside(veth_pair.ns_a):
+            return reconcile(config, apply=not plan, node=Node())
+
+    try:
+        yield Setup(units, bpffs_root, apply)
+    finally:
+        for f in units.iterdir():
+            f.unlink()
+        apply()
+
+
+def hits(root, unit: str) -> int:
+    with pins.opened(root.unit_path(unit) / "hits") as fd:
+        value = bpf.map_lookup(fd, struct.pack("<I", 0), 8)
+    assert value is not None
+    return struct.unpack("<Q", value)[0]
+
+
+def event_unit(name: str, hook: str, extra: str = "") -> str:
+    return f"[Program]\nObject={BPF / 'events.bpf.o'}\nName={name}\n[Attach]\nHook={hook}\n{extra}"
+
+
+def getppid(n: int = 5) -> None:
+    for _ in range(n):
+        os.getppid()
+
+
+@pytest.fixture
+def target_binary(tmp_path) -> Path:
+    source = tmp_path / "target.c"
+    source.write_text(TARGET_C)
+    binary = tmp_path / "bpfunits-target"
+    subprocess.run(["clang", "-O1", "-o", str(binary), str(source)], check=True)  # scripts/setup-host.sh has it
+    return binary
+
+
+@pytest.fixture
+def cgroup(tmp_path) -> Iterator[Path]:
+    """A cgroup (v2) made for the test, and removed after it; the hierarchy is mounted for the
+    test where the host has none mounted."""
+    base = Path("/sys/fs/cgroup")
+    mounted = None
+    if _fs_magic(base) != CGROUP2_MAGIC:
+        mounted = base / f"bpfunits-test-{secrets.token_hex(3)}"
+        try:
+            mounted.mkdir()
+        except OSError:  # no tmpfs there (a VM's bare sysfs): a folder of the test's
+            mounted = tmp_path / "cgroup2"
+            mounted.mkdir()
+        subprocess.run(["mount", "-t", "cgroup2", "none", str(mounted)], check=True)
+        base = mounted
+    folder = base / f"bpfunits-test-{secrets.token_hex(3)}"
+    folder.mkdir()
+    try:
+        yield folder
+    finally:
+        folder.rmdir()
+        if mounted is not None:
+            subprocess.run(["umount", str(mounted)], check=True)
+            mounted.rmdir()
+
+
+def _fs_magic(path: Path) -> int:
+    buf = ctypes.create_string_buffer(120)
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.statfs(os.fsencode(path), buf) == 0
+    return struct.unpack_from("<q", buf.raw, 0)[0]
+
+
+def received_in_cgroup(cgroup: Path, veth_pair, datagrams: int) -> None:
+    """A process in `cgroup` (in namespace a) receives UDP datagrams sent from namespace b."""
+    script = (f"import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('{ADDR_A}', 9000)); "
+              f"s.settimeout(5); print('ready', flush=True); [s.recv(8) for _ in range({datagrams})]")
+    receiver = subprocess.Popen(["nsenter", f"--net=/run/netns/{veth_pair.ns_a}", "sh", "-c",
+                                 f"echo $$ > {cgroup}/cgroup.procs && exec python3 -c \"{script}\""],
+                                stdout=subprocess.PIPE, text=True)
+    try:
+        assert receiver.stdout is not None and receiver.stdout.readline() == "ready\n"
+        with veth_pair.inside_b():
+            sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        with sender:
+            for _ in range(datagrams):
+                sender.sendto(b"x", (ADDR_A, 9000))
+        assert receiver.wait(timeout=10) == 0
+    finally:
+        if receiver.poll() is None:
+            receiver.kill()
+            receiver.wait()
+
+
+def in_cgroup(cgroup: Path, veth_pair, datagrams: int) -> None:
+    """Send UDP datagrams to namespace b from a process in `cgroup` (in namespace a)."""
+    script = (f"import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+              f"[s.sendto(b'x', ('{ADDR_B}', 9)) for _ in range({datagrams})]")
+    subprocess.run(["nsenter", f"--net=/run/netns/{veth_pair.ns_a}", "sh", "-c",
+                    f"echo $$ > {cgroup}/cgroup.procs && exec python3 -c \"{script}\""], check=True)
+
+
+def refused_here(setup: Setup, unit: str, hook: str) -> bool:
+    """Whether this kernel lacks what the hook needs; then the unit is blocked, with the reason
+    as its error, and nothing is attached."""
+    reason = eventlink.unavailable(parse_event_hook(hook.split("\n", maxsplit=1)[0], hook.partition("Cgroup=")[2].strip() or None))
+    if reason is None:
+        return False
+    [event] = setup.apply().events
+    assert (event.action, event.outcome, event.errors) == ("blocked", "blocked", (f"unit {unit}: {reason}",))
+    assert not eventlink.unit_events_path(setup.root, unit).exists()
+    return True
+
+
+def lifecycle(setup: Setup, unit: str, text: str, trigger: Callable[[], None], detach_foreign) -> None:
+    """Attach, observe it run, repair after a foreign detach, detach by removing the unit."""
+    write(setup.units, f"{unit}.unit", text)
+    if refused_here(setup, unit, text.partition("Hook=")[2]):
+        return
+    planned = setup.apply(plan=True)
+    assert [(e.unit, e.action, e.outcome) for e in planned.events] == [(unit, "attach", "planned")]
+    result = setup.apply()
+    [event] = result.events
+    assert (event.action, event.outcome, event.errors) == ("attach", "applied", ())
+    assert event.prog_id and event.link_id
+    before = hits(setup.root, unit)
+    trigger()
+    assert hits(setup.root, unit) > before
+
+    again = setup.apply()  # observed as it is: nothing to do
+    assert [(e.action, e.outcome, e.prog_id, e.link_id) for e in again.events] == [
+        ("unchanged", "unchanged", event.prog_id, event.link_id)]
+
+    detach_foreign(setup, unit)
+    repaired = setup.apply()
+    [fixed] = repaired.events
+    assert fixed.outcome == "applied" and fixed.link_id != event.link_id
+    before = hits(setup.root, unit)
+    trigger()
+    assert hits(setup.root, unit) > before
+
+    with pins.opened(setup.root.unit_path(unit) / "hits") as hits_fd:
+        (setup.units / f"{unit}.unit").unlink()
+        removed = setup.apply()
+        assert [(e.unit, e.action, e.outcome) for e in removed.events] == [(unit, "remove", "applied")]
+        assert not eventlink.unit_events_path(setup.root, unit).exists()
+        before = struct.unpack("<Q", bpf.map_lookup(hits_fd, struct.pack("<I", 0), 8))[0]
+        trigger()
+        assert struct.unpack("<Q", bpf.map_lookup(hits_fd, struct.pack("<I", 0), 8))[0] == before
+
+
+def unpin(setup: Setup, unit: str) -> None:
+    """Someone removes the link's pin: with it goes the link's last reference."""
+    [pin] = eventlink.unit_events_path(setup.root, unit).iterdir()
+    pin.unlink()
+
+
+def link_detach(setup: Setup, unit: str) -> None:
+    """Someone detaches the link (BPF_LINK_DETACH): it stays pinned, defunct."""
+    [pin] = eventlink.unit_events_path(setup.root, unit).iterdir()
+    with pins.opened(pin) as fd:
+        bpf.link_detach(fd)
+
+
+@pytest.mark.matrix
+def test_tracepoint(setup):
+    lifecycle(setup, "tp", event_unit("tp_getppid", "tracepoint:syscalls/sys_enter_getppid"), getppid, unpin)
+
+
+def test_raw_tracepoint(setup):
+    lifecycle(setup, "rawtp", event_unit("raw_sys_enter", "raw_tracepoint:sys_enter"), getppid, unpin)
+
+
+@pytest.mark.parametrize("kind", ["uprobe", "uretprobe"])
+def test_uprobe_on_a_binary_built_for_the_test(setup, target_binary, kind):
+    run = lambda: subprocess.run([str(target_binary), "3"], check=True)  # noqa: E731
+    text = event_unit(f"{kind}_hit", f"{kind}:{target_binary}:bpfunits_target")
+    lifecycle(setup, kind, text, run, unpin)
+
+
+@pytest.mark.parametrize(("kind", "program"), [
+    pytest.param("cgroup-skb-egress", "cgroup_egress", marks=pytest.mark.matrix),
+    ("cgroup-skb-ingress", "cgroup_ingress"),
+    ("cgroup-sock-create", "cgroup_sock_create"),
+])
+def test_cgroup_hooks_on_a_cgroup_made_for_the_test(setup, cgroup, veth_pair, kind, program):
+    text = event_unit(program, kind, f"Cgroup={cgroup}\n")
+    if kind == "cgroup-skb-ingress":
+        trigger = lambda: received_in_cgroup(cgroup, veth_pair, 3)  # noqa: E731
+    else:
+        trigger = lambda: in_cgroup(cgroup, veth_pair, 3)  # noqa: E731
+    lifecycle(setup, program.replace("_", "-"), text, trigger, link_detach)
+
+
+@pytest.mark.parametrize("kind", [pytest.param("kprobe", marks=pytest.mark.matrix), "kretprobe"])
+def test_kprobe(setup, kind):
+    """Where the kernel has kprobe events (Debian's do), as every kind; this host's has none."""
+    lifecycle(setup, kind, event_unit(f"{kind}_getppid", f"{kind}:__x64_sys_getppid"), getppid, unpin)
+
+
+@pytest.mark.skipif(os.uname().release != "6.18.44-fc-v1147", reason="the message of this host's kernel")
+def test_a_kind_the_kernel_lacks_is_the_units_clear_error(setup):
+    kind = "kprobe"
+    write(setup.units, f"{kind}.unit", event_unit(f"{kind}_getppid", f"{kind}:__x64_sys_getppid"))
+    [event] = setup.apply().events
+    assert (event.action, event.outcome) == ("blocked", "blocked")
+    assert event.errors == (
+        f"unit {kind}: {kind}:__x64_sys_getppid: this kernel ({os.uname().release}) lacks kprobe events "
+        "(CONFIG_KPROBE_EVENTS) (no /sys/bus/event_source/devices/kprobe), which units on kprobe hooks needs: "
+        "it came with Linux 4.17",)
+
+
+@pytest.mark.parametrize("kind", [pytest.param("fentry", marks=pytest.mark.matrix), "fexit"])
+def test_fentry_and_fexit_are_a_clear_error(setup, kind):
+    """Here the kernel refuses tracing programs (EPERM); where it permits them, bpfunits does not
+    attach them yet: either way the unit's error, and nothing attached."""
+    write(setup.units, f"{kind}.unit", event_unit("tp_getppid", f"{kind}:__x64_sys_getppid"))
+    assert refused_here(setup, kind, f"{kind}:__x64_sys_getppid")
+    if not probe.features().has(probe.TRACING_PROGS):
+        [event] = setup.apply().events
+        assert event.errors[0].startswith(
+            f"unit {kind}: {kind}:__x64_sys_getppid: this kernel ({os.uname().release}) lacks BPF_PROG_TYPE_TRACING "
+            "(fentry/fexit) permitted (BPF_PROG_LOAD: Operation not permitted")
+
+
+def test_plan_and_status_show_event_units(setup, tmp_path, veth_pair, capsys):
+    write(setup.units, "tp.unit", event_unit("tp_getppid", "tracepoint:syscalls/sys_enter_getppid"))
+    if refused_here(setup, "tp", "tracepoint:syscalls/sys_enter_getppid"):
+        return
+    cli = ["--config", str(tmp_path / "bpfunits.yaml"), "--units-dir", str(setup.units), "--netns", veth_pair.ns_a]
+    assert main(["plan", *cli]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "tracepoint:syscalls/sys_enter_getppid tp: attach (planned)", "  note: not running", "1 planned"]
+    assert main(["apply", *cli, "--json"]) == 0
+    [applied] = json.loads(capsys.readouterr().out)["events"]
+    assert (applied["unit"], applied["action"], applied["outcome"]) == ("tp", "attach", "applied")
+    stats = bpf.enable_stats()  # run counts, while the fd is open
+    try:
+        getppid(7)
+        assert main(["status", *cli, "--json"]) == 0
+        [status] = json.loads(capsys.readouterr().out)["events"]
+        assert (status["prog_id"], status["link_id"]) == (applied["prog_id"], applied["link_id"])
+        assert status["run_count"] >= 7
+        assert main(["status", *cli]) == 0
+        line = capsys.readouterr().out.splitlines()[-1]
+        assert line.startswith(f"tracepoint:syscalls/sys_enter_getppid  tp  (prog {applied['prog_id']} link "
+                               f"{applied['link_id']}, ran ")
+    finally:
+        os.close(stats)
