@@ -111,11 +111,13 @@ def _udp() -> bytes:
     return struct.pack("!HHHH", CLIENT_PORT, UDP_PORT, 8 + len(payload), 0) + payload  # checksum 0: none
 
 
-def frames(dst_mac: bytes, src_mac: bytes) -> list[bytes]:
+def frames(dst_mac: bytes, src_mac: bytes, first_port: int) -> list[bytes]:
+    """Each source's SYNs from ports `first_port` on: a round's own connections, as connlimit lets a
+    SYN of a connection it knows (a retransmission) pass."""
     eth = dst_mac + src_mac + struct.pack("!H", 0x0800)
     out = []
     for s in SOURCES:
-        out += [eth + _ipv4(s.addr, 6, _syn(40000 + i)) for i in range(s.syns)]
+        out += [eth + _ipv4(s.addr, 6, _syn(first_port + i)) for i in range(s.syns)]
         out += [eth + _ipv4(s.addr, 17, _udp()) for _ in range(s.udps)]
     return out
 
@@ -260,12 +262,12 @@ def receive_all(sock: socket.socket) -> list[tuple[bytes, tuple[str, int]]]:
             return got
 
 
-def send_traffic(d: Demo) -> None:
+def send_traffic(d: Demo, first_port: int) -> None:
     say(f"   raw Ethernet frames (AF_PACKET) from ns b to the server {SERVER} behind {IFACE}:")
     for s in SOURCES:
         udp = f" + {s.udps:2} UDP" if s.udps else " " * 9
         say(f"   {s.addr:<12} {s.syns:3} SYN{udp}   {s.role}")
-    batch = frames(mac(d.ns_a, IFACE), mac(d.ns_b, PEER))
+    batch = frames(mac(d.ns_a, IFACE), mac(d.ns_b, PEER), first_port)
     with udp_socket(d.ns_a, SERVER, UDP_PORT) as server, udp_socket(d.ns_b, "0.0.0.0", CLIENT_PORT) as clients:
         with netns.inside(d.ns_b):
             sender = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
@@ -337,23 +339,28 @@ def main_steps(d: Demo, step: Steps, started: list[subprocess.Popen]) -> None:
     say(f"   configuration {d.config}:")
     say("     " + d.config.read_text().rstrip().replace("\n", "\n     "))
 
+    step("the example programs' configuration, declared in their units")
+    say(f"   ratelimit: 10 SYN/s, bursts of 20; connlimit: at most {MAX_CONNS} connections per source; "
+        f"filter: deny {DENIED}, and nothing else in its prefix map")
+    for name in ("ratelimit.unit", "connlimit.unit", "filter.yaml"):
+        text = (REPO / EXAMPLES / name).read_text()
+        at = text.index("[Map]" if name.endswith(".unit") else "maps:")
+        say(f"$ tail -n +{text.count(chr(10), 0, at) + 1} {EXAMPLES}/{name}")
+        say(text[at:].rstrip())
+
     step("the units and their order")
     run(["bpfunits", "verify", "--units-dir", EXAMPLES, "--interfaces", IFACE])
     run(["bpfunits", "order", "--units-dir", EXAMPLES, "--interfaces", IFACE])
 
+    step("bpfunits plan: the chains, and the map entries apply writes before attaching them")
+    run(["bpfunits", "plan", *d.common()])
+
     step("bpfunits apply")
     run(["bpfunits", "apply", *d.common()])
-
-    step("configuring the units through their pinned maps")
-    say(f"   connlimit: at most {MAX_CONNS} connections per source; filter: deny {DENIED}")
-    net = DENIED.network_address.packed
-    run(["bpftool", "map", "update", "pinned", d.pin("connlimit", "config"),
-         "key", "0", "0", "0", "0", "value", *map(str, struct.pack("<I", MAX_CONNS))])
-    run(["bpftool", "map", "update", "pinned", d.pin("filter", "prefixes_v4"),
-         "key", *map(str, struct.pack("<I", DENIED.prefixlen) + net), "value", "2", "0", "0", "0"])
+    run(["bpftool", "map", "dump", "pinned", d.pin("filter", "prefixes_v4")])
 
     step("sending traffic")
-    send_traffic(d)
+    send_traffic(d, first_port=40000)
     first_round = time.monotonic()
 
     step("bpfunits status")
@@ -386,7 +393,7 @@ def main_steps(d: Demo, step: Steps, started: list[subprocess.Popen]) -> None:
     step("the same traffic again, on the new chain")
     # ratelimit refills 10 tokens a second: after 2 s its buckets are full again, as in round one.
     time.sleep(max(0.0, first_round + REFILL - time.monotonic()))
-    send_traffic(d)
+    send_traffic(d, first_port=41000)
     run(["bpfunits", "status", *d.common()])
     say("   (this round only: each unit's counters went on from their totals across the relink, as "
         "`status` and the daemon's metrics show them)")

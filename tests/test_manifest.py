@@ -19,9 +19,14 @@ def test_a_manifest_reads_back_the_same():
     assert Manifest.from_bytes(GOOD.to_bytes() + b"\0" * 7) == GOOD
 
 
+def test_a_manifest_reads_back_its_globals():
+    manifest = Manifest("7", "xdp", (ManifestEntry("a", "00" * 32, "11" * 8, (1,), "call", (), (("burst", "40"),)),))
+    assert Manifest.from_bytes(manifest.to_bytes()).components[0].globals == (("burst", "40"),)
+
+
 def test_fields_a_later_version_adds_are_ignored():
     data = json.loads(GOOD.to_bytes())
-    data["components"][0]["globals"] = [["burst", "40"]]
+    data["components"][0]["later_field"] = [["burst", "40"]]
     data["later"] = 1
     assert Manifest.from_bytes(json.dumps(data).encode()) == GOOD
 
@@ -33,6 +38,8 @@ def test_fields_a_later_version_adds_are_ignored():
     (lambda d: d.update(components=7), "TypeError"),
     (lambda d: d["components"][0].update(proceed_on="x"), "ValueError"),
     (lambda d: d["components"][0].update(maps=[[1]]), "ValueError"),
+    (lambda d: d["components"][0].update(globals=[["burst"]]), "ValueError"),
+    (lambda d: d["components"][0].update(globals=5), "TypeError"),
     (lambda d: d["components"].append(3), "TypeError"),
 ])
 def test_a_manifest_not_of_this_format_is_a_manifest_error(change, error):

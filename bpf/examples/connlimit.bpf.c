@@ -13,7 +13,7 @@
  * server aborted (its RST goes out, and the client answers nothing), or one the client closed
  * on a path the XDP program is not on. Run alone, xdp_connlimit keeps the slot of such a
  * connection until the LRU maps forget it. The two run as two units of one object, the
- * companion taking the limiter's maps (MapsFrom=); see units.example.d/connlimit-release.unit.
+ * companion taking the limiter's maps (MapsFrom=); see units.companions.d/connlimit-release.unit.
  *
  * Maps (pinned by name under the unit's bpffs folder, so counts survive reloads):
  *   config      ARRAY, 1 entry, key u32 0 -> struct { u32 max_conns; }
@@ -21,9 +21,9 @@
  *   conns       LRU_HASH, IPv4 source (network order) -> u64 open connections.
  *   flows       LRU_HASH, struct flow (client, server, ports) -> u8: the open connections.
  *
- * Configure (little-endian host; at most 20 connections per source):
- *   bpftool map update pinned /sys/fs/bpf/bpfunits/units/connlimit/config \
- *       key 0 0 0 0 value 20 0 0 0
+ * Configure in the unit (at most 20 connections per source):
+ *   [Map]
+ *   Entry=config 0 {max_conns=20}
  * Inspect: bpftool map dump pinned /sys/fs/bpf/bpfunits/units/connlimit/conns
  */
 #include "parse.h"

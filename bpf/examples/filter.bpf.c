@@ -13,15 +13,14 @@
  *   matches     PERCPU_ARRAY, 3 entries -> u64 packets: [0] no prefix matched (default
  *               applied), [1] an allow prefix matched, [2] a deny prefix matched.
  *
- * Configure (little-endian host; the prefix length is host order, the address network order):
- *   deny 198.51.100.0/24, allow 198.51.100.7/32 inside it:
- *     bpftool map update pinned /sys/fs/bpf/bpfunits/units/filter/prefixes_v4 \
- *         key 24 0 0 0 198 51 100 0 value 2 0 0 0
- *     bpftool map update pinned /sys/fs/bpf/bpfunits/units/filter/prefixes_v4 \
- *         key 32 0 0 0 198 51 100 7 value 1 0 0 0
+ * Configure in the unit (typed by this object's BTF; see the README's "Program configuration"):
+ *   deny 198.51.100.0/24, allow 198.51.100.7/32 inside it, and nothing else:
+ *     [Map]
+ *     Policy=prefixes_v4 exact
+ *     Entry=prefixes_v4 198.51.100.0/24 2
+ *     Entry=prefixes_v4 198.51.100.7/32 1
  *   deny whatever no prefix matches (an allow list):
- *     bpftool map update pinned /sys/fs/bpf/bpfunits/units/filter/config \
- *         key 0 0 0 0 value 2 0 0 0
+ *     Entry=config 0 {default_action=2}      (or, at load: [Program] Global=default_action=2)
  */
 #include "parse.h"
 

@@ -16,9 +16,10 @@
  *   syn_buckets LRU_HASH, IPv4 source (network order) -> u64 CLOCK_MONOTONIC ns; the
  *               least recently seen sources are forgotten when it is full.
  *
- * Configure (little-endian host; rate 50/s, burst 100):
- *   bpftool map update pinned /sys/fs/bpf/bpfunits/units/ratelimit/config \
- *       key 0 0 0 0 value 50 0 0 0 100 0 0 0
+ * Configure in the unit (rate 50/s, burst 100):
+ *   [Map]
+ *   Entry=config 0 {rate=50 burst=100}
+ * or the built-in defaults, at load: [Program] Global=default_rate=50 and Global=default_burst=100.
  * Forget one source's bucket (198.18.0.1):
  *   bpftool map delete pinned /sys/fs/bpf/bpfunits/units/ratelimit/syn_buckets key 198 18 0 1
  */

@@ -41,11 +41,19 @@ unit files:
   [Program]
   Object=ratelimit.bpf.o
   Name=xdp_ratelimit
+  Global=default_burst=40
 
   [Attach]
   Hook=xdp
   Interfaces=eth0 veth* !veth-mgmt
   ProceedOn=pass
+
+  [Map]
+  Entry=config 0 {{rate=50 burst=100}}
+
+  Values are typed by the object's BTF: integers (40, 0x28), true/false, enumerator
+  names, "strings" for char arrays, [lists], {{member=value ...}} for structs, IPv4/IPv6
+  and MAC addresses, prefixes (198.19.66.0/24) for LPM-trie keys, hex:0a0b for raw bytes.
 
 keys:
 {_key_reference()}

@@ -29,7 +29,7 @@ def register_reconcile(sub, name: str, *, apply: bool, help: str, description: s
 def _run(args: argparse.Namespace, apply: bool) -> int:
     with netns.inside(args.netns):
         result = reconcile(common.config(args), apply=apply)
-    show(result, args.json)
+    show(result, args.json, apply)
     return exit_code(result, args.detailed_exitcode)
 
 
@@ -39,7 +39,7 @@ def exit_code(result: Result, detailed: bool) -> int:
     return EXIT_CHANGED if detailed and result.changed else EXIT_OK
 
 
-def show(result: Result, as_json: bool) -> None:
+def show(result: Result, as_json: bool, applied: bool = True) -> None:
     if as_json:
         common.print_json(to_json(result))
         return
@@ -60,6 +60,13 @@ def show(result: Result, as_json: bool) -> None:
         if hook.uncarried:
             print(f"  warning: {hook.uncarried}")
     events.print_changes(result.events)
+    for unit in sorted({d.unit for d in result.entries}):
+        print(f"unit {unit}: map entries ({'written' if applied else 'to write'})")
+        for d in (d for d in result.entries if d.unit == unit):
+            for line in d.lines():
+                print(f"  {line}")
+    for message in result.entry_errors:
+        print(f"! {message}")
     counts = {o.value: sum(h.outcome is o for h in result.hooks) for o in Outcome}
     for e in result.events:
         counts[e.outcome] += 1
@@ -73,6 +80,8 @@ def to_json(result: Result) -> dict:
         "hooks": [_hook_json(h) for h in result.hooks],
         "events": [events.to_json(e) for e in result.events],
         "diagnostics": [d.to_json() for d in result.diagnostics],
+        "entries": [d.to_json() for d in result.entries],
+        "entry_errors": list(result.entry_errors),
     }
 
 

@@ -9,6 +9,7 @@ from dataclasses import asdict
 
 from bpfunits.cli import common, events
 from bpfunits.daemon import statefile
+from bpfunits.declare.entries import EntryStatus, entry_status
 from bpfunits.errors import BpfUnitsError
 from bpfunits.sys import netns
 from bpfunits.hooks.observe import Attached
@@ -30,6 +31,9 @@ def register(sub) -> None:
     common.add_units_options(p)
     common.add_kernel_options(p)
     p.add_argument("--json", action="store_true", help="print the status as JSON")
+    p.add_argument("--maps", action="store_true",
+                   help="also show each unit's declared map entries ([Map] Entry=) and whether the kernel's maps "
+                   "hold them (ok, missing, differs; undeclared: an entry an exact map holds that apply removes)")
     p.set_defaults(run=run)
 
 
@@ -44,15 +48,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: {e}", file=sys.stderr)
         retries = {}
     hooks = status_of(result, retries)
+    entries = entry_status(result.declared, result.entries) if args.maps else []
     if args.json:
         diagnostics = [d.to_json() for d in result.diagnostics]
-        common.print_json({"hooks": [_json(h) for h in hooks], "events": [events.to_json(e) for e in result.events],
-                           "diagnostics": diagnostics})
+        doc = {"hooks": [_json(h) for h in hooks], "events": [events.to_json(e) for e in result.events],
+               "diagnostics": diagnostics}
+        if args.maps:
+            doc["maps"] = [e.to_json() for e in entries]
+        common.print_json(doc)
     else:
         common.print_diagnostics(result.diagnostics)
         for h in hooks:
             _text(h)
         events.print_status(result.events)
+        if args.maps:
+            _maps_text(entries, result.entry_errors)
     return 1 if result.failed else 0
 
 
@@ -72,6 +82,15 @@ def _json(h: HookStatus) -> dict:
             "failures": h.retry.failures, "next_try_in": round(max(0.0, h.retry.next_try - time.time()), 1),
             "error": h.retry.error},
     }
+
+
+def _maps_text(entries: list[EntryStatus], errors: list[str]) -> None:
+    print("declared map entries:" if entries else "declared map entries: none")
+    for e in entries:
+        found = f" (kernel: {e.found})" if e.found is not None else ""
+        print(f"    {e.unit}: {e.map} {e.key} = {e.value}  {e.state}{found}")
+    for error in errors:
+        print(f"    ! {error}")
 
 
 def _foreign_json(f: Attached) -> dict:

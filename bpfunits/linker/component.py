@@ -41,6 +41,7 @@ class Component:
     stack_depths: tuple[int, ...] | None = None  # the verifier's, per function, when known
     maps: tuple[tuple[str, int], ...] = ()  # the program's maps (name, id), which its insns embed
     frags: bool = False  # XDP: handles multi-buffer frames (loaded with BPF_F_XDP_HAS_FRAGS)
+    globals: tuple[tuple[str, str], ...] = ()  # the unit's Global= values, recorded in the manifest
 
     @property
     def insns(self) -> bytes:

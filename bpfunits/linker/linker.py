@@ -244,7 +244,7 @@ def _manifest(
     hook: Hook, version: str, components: list[Component], parts: list[tuple[Part, str]], owner: str
 ) -> Manifest:
     entries = tuple(
-        ManifestEntry(c.name, c.sha256, c.tag, tuple(sorted(c.proceed_on)), p.mode.value, c.maps)
+        ManifestEntry(c.name, c.sha256, c.tag, tuple(sorted(c.proceed_on)), p.mode.value, c.maps, c.globals)
         for c, (p, _) in zip(components, parts, strict=True)
     )
     return Manifest(version, hook.value, entries, owner)

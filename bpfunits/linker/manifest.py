@@ -34,6 +34,7 @@ class ManifestEntry:
     # The unit program's maps the chain uses, (name, id): which of a unit's maps it runs with
     # (empty in manifests from before they were recorded).
     maps: tuple[tuple[str, int], ...] = ()
+    globals: tuple[tuple[str, str], ...] = ()  # the unit's Global= values the chain was loaded with
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,8 @@ class Manifest:
             entries = tuple(
                 ManifestEntry(str(e["unit"]), str(e["sha256"]), str(e["tag"]),
                               tuple(int(v) for v in e["proceed_on"]), str(e["mode"]),
-                              tuple((str(n), int(i)) for n, i in e.get("maps", ())))
+                              tuple((str(n), int(i)) for n, i in e.get("maps", ())),
+                              tuple((str(n), str(v)) for n, v in e.get("globals", ())))
                 for e in data["components"]
             )
             return cls(str(data["version"]), str(data["hook"]), entries, str(data.get("owner", "")))

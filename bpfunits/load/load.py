@@ -93,13 +93,19 @@ class SharedMap:
 _SHAPE_FIELDS = ("type", "key size", "value size", "max entries", "flags")
 
 
-def _check_shared(maps: tuple[MapFacts, ...], shared: dict[str, SharedMap], label: str) -> dict[str, int]:
-    """The fds of the shared maps this object declares, once each has the shape it declares."""
+def _check_shared(maps: tuple[MapFacts, ...], shared: dict[str, SharedMap], label: str,
+                  sections: set[int]) -> dict[str, int]:
+    """The fds of the shared maps this object declares, once each has the shape it declares and
+    none holds a global this load sets (`sections`: their DATASEC ids), which the owner's would
+    not take."""
     reuse = {}
     for m in maps:
         if m.name not in shared:
             continue
         theirs = shared[m.name]
+        if m.value_type in sections:
+            raise LoadError(f"{label}: Global= sets a variable of map {m.name}, which it takes from unit "
+                            f"{theirs.owner} (MapsFrom=): declare it in unit {theirs.owner}")
         if m.shape != theirs.shape:
             diff = ", ".join(f"{f} {mine} here, {other} in unit {theirs.owner}"
                              for f, mine, other in zip(_SHAPE_FIELDS, m.shape, theirs.shape, strict=True)
@@ -207,6 +213,7 @@ def _load_in_worker(
     data: ObjectFile, path: Path, pin_root: Path | None, name: str | None, hook: Hook | EventHook, persist_maps: bool,
     label: str,
     shared: dict[str, SharedMap],
+    globals_: tuple[tuple[int, int, bytes], ...] = (),
 ) -> LoadedProgram:
     with _malformed_as_load_error(path, label), open_object(data.data, path, pin_root) as opened:
         program = select_program(opened.facts.programs, name, hook, path, label)
@@ -214,12 +221,12 @@ def _load_in_worker(
             pins: dict[str, str | None] = {m.name: None for m in opened.facts.maps}
         else:
             pins = _persistent_pins(opened.facts.maps, pin_root) if persist_maps else {}
-        reuse = _check_shared(opened.facts.maps, shared, label)
+        reuse = _check_shared(opened.facts.maps, shared, label, {sec for sec, _, _ in globals_})
         pins.update({m: None for m in reuse})  # neither pinned nor reused from this unit's folder
         # On tc, the attach type the object's section gives (none for SEC("tc")).
         attach = expected_attach_type_of(hook) or None
         try:
-            loaded = opened.load(LoadRequest(program.name, prog_type_of(hook), attach, pins, reuse))
+            loaded = opened.load(LoadRequest(program.name, prog_type_of(hook), attach, pins, globals_, reuse))
         except LibbpfError as e:
             log = "".join(iter_log_sections(e.output, "-- BEGIN PROG LOAD LOG --", "-- END PROG LOAD LOG --"))
             if log:
@@ -247,6 +254,7 @@ def load_object_program(
     policy: FilePolicy = FilePolicy(),
     data: ObjectFile | None = None,
     shared: dict[str, SharedMap] | None = None,
+    globals_: tuple[tuple[int, int, bytes], ...] = (),
 ) -> LoadedProgram:
     """Load program `name` (or the object's one program for `hook`) from the ELF object at
     `path`, with maps pinned by name under `pin_root` (a bpffs folder, created if missing, and
@@ -255,7 +263,9 @@ def load_object_program(
     pin it created. Without `pin_root`, nothing is pinned (a trial load). libbpf runs in a
     worker process: an object that crashes it is ObjectMalformed. `policy`: what the object file
     must be to be read; `data`: its bytes, already read under it; `shared`: maps of other units
-    to use, by name, instead of the object's own (refused if the object declares another shape)."""
+    to use, by name, instead of the object's own (refused if the object declares another shape);
+    `globals_`: global variables to set before load, as (DATASEC BTF id of their section, offset,
+    bytes), refused in a section whose map is shared."""
     path, hook = Path(path), hook if isinstance(hook, EventHook) else Hook(hook)
     label = label or str(path)
     if pin_root is not None and os.path.ismount(pin_root):
@@ -263,14 +273,15 @@ def load_object_program(
         raise LoadError(f"{label}: refusing to pin maps into the bpffs mount point {pin_root}")
     object_file = data or read_object(path, label, sha256, policy)
     if pin_root is None:
-        return _load_in_worker(object_file, path, None, name, hook, False, label, shared or {})
+        return _load_in_worker(object_file, path, None, name, hook, False, label, shared or {}, globals_)
     pin_root = Path(pin_root)
     created_root = not pin_root.exists()
     if not persist_maps:  # libbpf pins the maps an object declares LIBBPF_PIN_BY_NAME there
         pin_root.mkdir(parents=True, exist_ok=True)
     pins_before = _pins_under(pin_root)
     try:
-        result = _load_in_worker(object_file, path, pin_root, name, hook, persist_maps, label, shared or {})
+        result = _load_in_worker(object_file, path, pin_root, name, hook, persist_maps, label, shared or {},
+                                 globals_)
     except BaseException:
         for pin in _pins_under(pin_root) - pins_before:
             pin.unlink(missing_ok=True)

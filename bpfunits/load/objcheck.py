@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from bpfunits.declare.typed import check_declarations, typed_declarations
 from bpfunits.hooks import Hook
 from bpfunits.load.load import (
     ChecksumMismatch,
@@ -50,8 +51,9 @@ def check_program(unit: Unit, policy: FilePolicy, *, trial_load: bool = False) -
         return at("sha256", exc)
     except LoadError as exc:
         return at(file_key, exc)
+    declared = check_declarations(unit, data)
     if program.object is None:
-        return _trial(unit, policy, at) if trial_load else []  # bcc alone can read a source
+        return declared + (_trial(unit, policy, at) if trial_load else [])  # bcc alone can read a source
     try:
         facts = open_object_facts(path, data, label)
         select_program(facts.programs, program.name, unit.hook, path, label)
@@ -63,11 +65,16 @@ def check_program(unit: Unit, policy: FilePolicy, *, trial_load: bool = False) -
     if len(facts.maps) > limit:
         many = (f"{path} defines {len(facts.maps)} maps, and a chain holds at most {limit} of its units' "
                 f"({MAX_MAPS} per program, less bpfunits' own {OWN_MAPS}): it fits only if the program uses fewer")
-        return [warning(many, unit.where("object"), unit.name, _INI["object"])]
-    return _trial(unit, policy, at) if trial_load else []
+        return [warning(many, unit.where("object"), unit.name, _INI["object"]), *declared]
+    if declared or not trial_load:
+        return declared
+    # The verifier sees the declared globals: .rodata ones decide which branches it prunes.
+    globals_ = tuple((g.datasec, g.offset, g.data) for g in typed_declarations(unit, data).globals)
+    return _trial(unit, policy, at, globals_)
 
 
-def _trial(unit: Unit, policy: FilePolicy, at: Callable[[str, LoadError], list[Diagnostic]]) -> list[Diagnostic]:
+def _trial(unit: Unit, policy: FilePolicy, at: Callable[[str, LoadError], list[Diagnostic]],
+           globals_: tuple[tuple[int, int, bytes], ...] = ()) -> list[Diagnostic]:
     """Load the program and drop it at once: the verifier's word, nothing pinned."""
     program, label = unit.program, f"unit {unit.name}"
     try:
@@ -81,7 +88,7 @@ def _trial(unit: Unit, policy: FilePolicy, at: Callable[[str, LoadError], list[D
         else:
             assert program.object is not None  # units.build refuses a unit naming neither
             load_object_program(program.object, unit.hook, None, name=program.name, sha256=program.sha256,
-                                label=label, policy=policy).close()
+                                label=label, policy=policy, globals_=globals_).close()
     except LoadError as exc:
         return at("object" if program.object is not None else "source", exc)
     return []

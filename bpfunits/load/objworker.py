@@ -17,7 +17,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bpfunits.sys.libbpf import BpfObject, LibbpfError
+from bpfunits.load import mappins
+from bpfunits.sys import bpf
+from bpfunits.sys.bpf import BpfError
+from bpfunits.sys.libbpf import BpfObject, LibbpfError, ObjectMap
 from bpfunits.load.mapfds import with_map_fds
 from bpfunits.load.worker import MAX_FDS, Channel, Message, Worker, WorkerFailed, forked, parsing
 
@@ -44,6 +47,7 @@ class MapFacts:
     name: str
     shape: tuple[int, int, int, int, int]  # type, key size, value size, max entries, flags
     pin_path: str | None  # where the object asks for it to be pinned (LIBBPF_PIN_BY_NAME)
+    value_type: int = 0  # its value's BTF id: for a data section's map, the section's DATASEC
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,8 @@ class LoadRequest:
     prog_type: int
     expected_attach_type: int | None
     pins: dict[str, str | None]  # per map: its pin path; None for no pin; absent: as the object says
+    # Global variables set before load: (DATASEC type id of their section, offset, bytes).
+    globals: tuple[tuple[int, int, bytes], ...] = ()
     # Per map: the fd of a map to use instead (another unit's); the worker, forked from the
     # process holding it, has it under the same number.
     reuse: dict[str, int] = field(default_factory=dict)
@@ -90,6 +96,7 @@ class OpenedObject:
         self._worker.send(
             {"program": request.program, "prog_type": request.prog_type,
              "expected_attach_type": request.expected_attach_type, "pins": request.pins,
+             "globals": [(sec, off, data.hex()) for sec, off, data in request.globals],
              "reuse": request.reuse}
         )
         message = self._worker.receive(LOAD_TIMEOUT)
@@ -134,7 +141,8 @@ def _facts(body: dict) -> ObjectFacts:
     try:
         return ObjectFacts(
             tuple(ProgramFacts(str(n), str(s), int(t), c if c is None else str(c)) for n, s, t, c in body["programs"]),
-            tuple(MapFacts(str(n), _shape(shape), p if p is None else str(p)) for n, shape, p in body["maps"]),
+            tuple(MapFacts(str(n), _shape(shape), p if p is None else str(p), int(v))
+                  for n, shape, p, v in body["maps"]),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise WorkerFailed(f"the worker sent facts that do not parse ({exc})") from exc
@@ -153,7 +161,7 @@ def _serve(channel: Channel, data: bytes, path: Path, pin_root: Path | None) -> 
     maps = obj.maps()
     channel.send({"ok": {
         "programs": [(p.name, p.section, p.type, obj.context_type(p.name)) for p in programs.values()],
-        "maps": [(m.name, m.shape, m.requested_pin_path) for m in maps],
+        "maps": [(m.name, m.shape, m.requested_pin_path, m.btf_value_type_id) for m in maps],
     }})
     request = channel.receive()
     if request is None:  # the parent only wanted the facts
@@ -171,9 +179,11 @@ def _serve(channel: Channel, data: bytes, path: Path, pin_root: Path | None) -> 
         if m.name in wanted["reuse"]:
             m.reuse_fd(wanted["reuse"][m.name])
     try:
+        patched = _set_globals(maps, wanted.get("globals", []))
         obj.load()
-    except LibbpfError as exc:
-        channel.send(_libbpf_error(exc))
+        _write_mutable_globals(patched)
+    except (LibbpfError, BpfError) as exc:
+        channel.send(_libbpf_error(exc if isinstance(exc, LibbpfError) else LibbpfError(str(exc), exc.errno or 0)))
         return
     loaded = [(m.name, m.fd, m.pin_path) for m in maps if m.fd >= 0]
     if len(loaded) + 1 > MAX_FDS:
@@ -184,6 +194,35 @@ def _serve(channel: Channel, data: bytes, path: Path, pin_root: Path | None) -> 
         {"ok": {"prog_fd": program.fd, "insns": base64.b64encode(program.insns()).decode(), "maps": loaded}},
         [program.fd, *(fd for _, fd, _ in loaded)],
     )
+
+
+def _set_globals(maps: list[ObjectMap], globals_: list) -> list[tuple[ObjectMap, list[tuple[int, bytes]]]]:
+    """Write the globals into their sections' initial values; the maps and patches done."""
+    by_section: dict[int, list[tuple[int, bytes]]] = {}
+    for section, offset, data in globals_:
+        by_section.setdefault(int(section), []).append((int(offset), bytes.fromhex(data)))
+    patched = []
+    for m in maps:
+        if m.btf_value_type_id in by_section:
+            patches = by_section.pop(m.btf_value_type_id)
+            m.patch_initial_value(patches)
+            patched.append((m, patches))
+    if by_section:
+        raise LibbpfError(f"no map holds the data sections (BTF ids {sorted(by_section)}) of the globals set", 2)
+    return patched
+
+
+def _write_mutable_globals(patched: list[tuple[ObjectMap, list[tuple[int, bytes]]]]) -> None:
+    """libbpf writes no initial value into a .data or .bss map it reuses from a pin (the unit's state
+    across reloads): the declared globals are written into it here (the rest of it is kept)."""
+    key = bytes(4)
+    for m, patches in patched:
+        if not mappins.holds_state(m.name):
+            continue  # .rodata: new and frozen at each load, with the initial value set above
+        value = bytearray(bpf.map_lookup(m.fd, key, m.shape[2]) or bytes(m.shape[2]))
+        for offset, data in patches:
+            value[offset: offset + len(data)] = data
+        bpf.map_update(m.fd, key, bytes(value))
 
 
 def _libbpf_error(exc: LibbpfError) -> dict:

@@ -12,6 +12,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from bpfunits.btf.types import parse_btf
 from bpfunits.errors import BpfUnitsError
 from bpfunits.state.bpffs import StateRoot, folder_name
 from bpfunits.sys import bpf, libbpf
@@ -32,7 +33,8 @@ def read_value(root: StateRoot, unit: str, metric: MapMetric) -> tuple[int, str]
     try:
         info = bpf.map_info(fd)
         if info.btf_id:
-            typed = libbpf.integer_type(info.btf_id, info.btf_value_type_id)
+            blob = libbpf.kernel_btf(info.btf_id)
+            typed = parse_btf(blob).integer(info.btf_value_type_id) if blob is not None else None
         else:
             typed = (info.value_size, False) if info.value_size in _INTEGER_SIZES else None
         if typed is None or metric.key >= 1 << (8 * info.key_size):

@@ -44,8 +44,23 @@ def plan_hook(key: HookKey, desired: Desired | None, observed: Observed | None) 
         reasons = (f"chain build changed: {have.build} -> {want.build}",)
     reasons += tuple(f"unit {u}: the chain runs other maps than those pinned for the unit (an apply was "
                      "interrupted): rebuilt with the pinned ones" for u in other_maps)
+    reasons += tuple(f"unit {u}: {line}" for u in changed
+                     for line in global_changes(old[u].globals, new[u].globals, dict(new[u].compiled)))
     reasons += desired.notes
     return HookPlan(key, Action.REPLACE, want, have, added, removed, moved, changed, reasons)
+
+
+def global_changes(before: tuple[tuple[str, str], ...], after: tuple[tuple[str, str], ...],
+                   compiled: dict[str, str]) -> list[str]:
+    """`~ global NAME OLD -> NEW` per Global= that changed; a value not declared is the object's own
+    (`compiled`, when known)."""
+    old, new = dict(before), dict(after)
+
+    def shown(values: dict[str, str], name: str) -> str:
+        return values.get(name) or compiled.get(name) or "(as compiled)"
+
+    return [f"~ global {name} {shown(old, name)} -> {shown(new, name)}"
+            for name in sorted(old.keys() | new.keys()) if old.get(name) != new.get(name)]
 
 
 def _other_maps(want: ChainMember, have: ChainMember) -> bool:

@@ -21,6 +21,10 @@ class ChainMember:
     # chain uses. Not part of equality: a pin that is gone is pinned again from the running chain,
     # and only a running map other than the pinned one asks for a rebuild (see plan.diff).
     maps: tuple[tuple[str, int], ...] = field(default=(), compare=False)
+    # Global= (name, value): set in the program's data sections, which neither digest nor tag sees.
+    globals: tuple[tuple[str, str], ...] = ()
+    # Every global's value in the object as compiled, for plan lines (wanted chains only).
+    compiled: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)

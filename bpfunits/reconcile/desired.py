@@ -89,7 +89,11 @@ class Programs:
         component = component_of(unit.name, cached.program, unit.proceed_codes)
         if cached.stack_depths is None:
             cached.stack_depths = component_depths(unit.hook, component)
-        return replace(component, stack_depths=cached.stack_depths)
+        return replace(component, stack_depths=cached.stack_depths, globals=unit.program.globals)
+
+    def compiled(self, unit: str) -> tuple[tuple[str, str], ...]:
+        typed = self.loaded[unit].typed
+        return typed.compiled if typed is not None else ()
 
     def map_resets(self, unit: str) -> tuple[mappins.ShapeChange, ...]:
         """The unit's pinned maps that committing its program would reset (another shape); read
@@ -132,7 +136,8 @@ def desired_chain(chain: Chain, programs: Programs, counters: bool, takeover: tu
     errors = tuple(programs.errors[u.name] for u, p in loaded if p is None)
     if errors:
         return Desired(chain.key, None, errors)
-    components = tuple(ChainMember(u.name, p.sha256, p.tag, tuple(sorted(u.proceed_codes)), programs.pinned(u.name))
+    components = tuple(ChainMember(u.name, p.sha256, p.tag, tuple(sorted(u.proceed_codes)), programs.pinned(u.name),
+                                   u.program.globals, programs.compiled(u.name))
                        for u, p in loaded if p is not None)
     may_take_over = any(fnmatchcase(chain.key.interface, g) for g in takeover)
     try:

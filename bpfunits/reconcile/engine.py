@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from bpfunits.config import Config
+from bpfunits.declare import entries as declared_entries
 from bpfunits.errors import BpfUnitsError
 from bpfunits.hooks import Hook
 from bpfunits.hooks import attach as attaching
@@ -20,7 +21,7 @@ from bpfunits.state import pins
 from bpfunits.sys import bpf, netns
 from bpfunits.state.bpffs import StateRoot, children, ensure_mounted, names, prune_empty, remove_tree
 from bpfunits.hooks.observe import Attached, Observer
-from bpfunits.units.model import Location, Unit
+from bpfunits.units.model import Location, MapEntry, Unit
 from bpfunits.hooks.probe import TcBackend, XdpBackend
 from bpfunits.hooks.tcx import TcPosition
 from bpfunits.hooks.xdp import XdpMode
@@ -33,7 +34,7 @@ from bpfunits.plan.diff import plan_all
 from bpfunits.plan.model import Action, Desired, HookPlan
 from bpfunits.reconcile import observed as observing
 from bpfunits.reconcile.desired import Programs, blocked_by_broken_units, build_id, desired_chain, map_owners
-from bpfunits.reconcile.events import EventResult, reconcile_events
+from bpfunits.reconcile.events import EventResult, load_programs, reconcile_events
 from bpfunits.reconcile.lock import exclusive
 from bpfunits.reconcile.memory import EVERYTHING, Changes, Left, Memory, Retry
 from bpfunits.reconcile.node import Node
@@ -76,11 +77,15 @@ class Result:
     total: int = 0  # hooks that run or want a chain of bpfunits, or run something else
     ordered: int = 0  # the interfaces whose units were ordered (what the reconcile cost grows with)
     retries: dict[HookKey, Retry] = field(default_factory=dict)  # failing hooks, and when they are tried again
+    # Declared map entries the kernel lacked (written by apply, shown by plan).
+    entries: list[declared_entries.EntryDiff] = field(default_factory=list)
+    declared: list[tuple[str, MapEntry]] = field(default_factory=list)  # (unit, entry) compared with the kernel
+    entry_errors: list[str] = field(default_factory=list)
     events: list[EventResult] = field(default_factory=list)  # the units on event hooks (one program each)
 
     @property
     def changed(self) -> bool:
-        return any(h.outcome in (Outcome.APPLIED, Outcome.PLANNED) for h in self.hooks) or any(
+        return bool(self.entries) or any(h.outcome in (Outcome.APPLIED, Outcome.PLANNED) for h in self.hooks) or any(
             e.outcome in ("applied", "planned") for e in self.events)
 
     def next_retry(self) -> float | None:
@@ -97,7 +102,7 @@ class Result:
     def failed(self) -> bool:
         return any(h.outcome in (Outcome.BLOCKED, Outcome.FAILED) or h.errors for h in self.hooks) or any(
             d.severity is Severity.ERROR for d in self.diagnostics
-        ) or any(e.errors for e in self.events)
+        ) or bool(self.entry_errors) or any(e.errors for e in self.events)
 
 
 # Up to this many hooks, a reconcile reads each with its own requests rather than one listing of
@@ -236,6 +241,9 @@ class _Run:
                 self.desired[key] = block
 
         result = Result(diagnostics=list(loaded.diagnostics), ordered=len(self.live if touched is None else touched))
+        # Before any chain or event unit is attached: a new unit never runs without its declared entries.
+        load_programs(loaded.units, self.programs)
+        self.sync_entries(loaded, result)
         for plan in plan_all(self.desired.values(), [s.observed for s in self.states.values()]):
             before = self.states.get(plan.key)
             hook = self.carry_out(plan)
@@ -257,6 +265,27 @@ class _Run:
         result.total = len(self.memory.hooks) if self.apply else len(result.hooks)
         result.retries = dict(self.memory.retries)
         return result
+
+    def sync_entries(self, loaded: LoadResult, result: Result) -> None:
+        """Compare the declared map entries of every unit whose program is at hand (loaded for this
+        reconcile, or cached as running) with its maps; apply writes what differs."""
+        for name, unit in sorted(loaded.units.items()):
+            if not unit.map_entries and not unit.exact_maps:
+                continue
+            cached = self.node.programs.cached(name)
+            if cached is None or cached.unit != unit or cached.typed is None or cached.typed.obj is None:
+                continue
+            maps = cached.program.maps
+            try:
+                diffs = declared_entries.differences(name, cached.typed, maps, unit.exact_maps)
+                if self.apply and diffs:
+                    per_cpu = frozenset(m for m, t in cached.typed.obj.maps.items() if t.per_cpu)
+                    declared_entries.repair(diffs, maps, per_cpu)
+            except (BpfUnitsError, OSError) as e:
+                result.entry_errors.append(f"unit {name}: map entries: {e}")
+                continue
+            result.entries += diffs
+            result.declared += [(name, e) for e in unit.map_entries if e.map in maps]
 
     def where_units_moved(self, before: LoadResult, after: LoadResult) -> set[str]:
         """The interfaces where a unit that changed (its file, a drop-in, its object, added,

@@ -37,9 +37,13 @@ class EventResult:
         return self.link_id is not None
 
 
-def _program_identity(prog_id: int) -> tuple[str, tuple[int, ...]] | None:
-    """A program's tag and the maps holding state it uses: what makes a running program the one
-    a unit would load (read-only data is made anew by each load)."""
+_Identity = tuple[str, tuple[int, ...], tuple[tuple[str, bytes | None], ...]]
+
+
+def _program_identity(prog_id: int) -> _Identity | None:
+    """A program's tag, the maps holding state it uses and the contents of its read-only data: what
+    makes a running program the one a unit would load (read-only data is made anew by each load, and
+    holds the values of its .rodata globals, Global= among them)."""
     try:
         fd = bpf.prog_get_fd_by_id(prog_id)
     except bpf.BpfError:
@@ -48,18 +52,23 @@ def _program_identity(prog_id: int) -> tuple[str, tuple[int, ...]] | None:
         info = bpf.prog_info(fd)
     finally:
         os.close(fd)
-    ids = []
+    ids, constants = [], []
     for map_id in info.map_ids:
         try:
             map_fd = bpf.map_get_fd_by_id(map_id)
         except bpf.BpfError:
             continue
         try:
-            if mappins.holds_state(bpf.map_info(map_fd).name):
+            facts = bpf.map_info(map_fd)
+            if mappins.holds_state(facts.name):
                 ids.append(map_id)
+            else:
+                constants.append((facts.name, bpf.map_lookup(map_fd, bytes(facts.key_size), facts.value_size)))
+        except bpf.BpfError:
+            continue
         finally:
             os.close(map_fd)
-    return info.tag, tuple(sorted(ids))
+    return info.tag, tuple(sorted(ids)), tuple(sorted(constants, key=lambda c: c[0]))
 
 
 def _run_count(prog_id: int | None) -> int | None:
@@ -85,6 +94,15 @@ def _stats_enabled() -> bool:
             return f.read().strip() == "1"
     except OSError:
         return False
+
+
+def load_programs(units: dict[str, Unit], programs: Programs) -> None:
+    """Load the programs of the event units this kernel can run, and so those of the units whose
+    maps they take, ahead of the reconcile: their declared map entries are written before they
+    attach."""
+    for unit in units.values():
+        if isinstance(unit.hook, EventHook) and eventlink.unavailable(unit.hook) is None:
+            programs.get(unit)
 
 
 def reconcile_events(units: dict[str, Unit], programs: Programs, root: StateRoot, *, apply: bool,
@@ -133,8 +151,8 @@ def _one(unit: Unit, links: list[eventlink.Running], programs: Programs, root: S
     program = programs.get(unit)
     if program is None:
         return kept("blocked", (programs.errors[unit.name],))
-    want = (program.tag, tuple(sorted(ref.id for name, ref in program.maps.items() if mappins.holds_state(name))))
-    if current is not None and _program_identity(current.prog_id) == want and len(links) == 1:
+    want = _program_identity(program.id)
+    if current is not None and want is not None and _program_identity(current.prog_id) == want and len(links) == 1:
         return kept("unchanged", (), "unchanged")
     if current is not None:
         action, why = "replace", "its program changed"

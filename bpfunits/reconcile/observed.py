@@ -114,6 +114,7 @@ def _chain_of(program: Attached, facts: ProgramFacts) -> ChainState:
         return ChainState((), "unknown")
     return ChainState(
         tuple(ChainMember(e.unit, e.sha256, e.tag, tuple(sorted(e.proceed_on)),
-                        tuple((n, i) for n, i in e.maps if mappins.holds_state(n))) for e in manifest.components),
+                        tuple((n, i) for n, i in e.maps if mappins.holds_state(n)), e.globals)
+              for e in manifest.components),
         manifest.version,
     )

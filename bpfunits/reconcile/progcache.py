@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bpfunits.declare.typed import Typed, refuse_borrowed, typed_declarations
 from bpfunits.hooks import Hook
 from bpfunits.hooks.events import EventHook
 from bpfunits.load import mappins
@@ -34,6 +35,7 @@ class ProgramKey:
     defines: tuple[tuple[str, str], ...]
     name: str | None
     hook: Hook | EventHook
+    globals: tuple[tuple[str, str], ...] = ()  # Global=: set before load, so a change is a new program
     shared: tuple[tuple[str, str, int], ...] = ()  # maps of other units it uses: (name, owner, id)
 
 
@@ -43,6 +45,10 @@ class CachedProgram:
     program: LoadedProgram
     pins: dict[str, int | None]  # per map that holds state: the map pinned for it when last used
     stack_depths: tuple[int, ...] | None = None  # the verifier's, per function; set by the first link
+    # The unit as last asked for, and its declarations typed by the object's BTF (entries may change
+    # without the program changing).
+    unit: Unit | None = None
+    typed: Typed | None = None
 
     def own_maps(self) -> list[MapRef]:
         """The program's maps but those taken from other units (MapsFrom=)."""
@@ -70,18 +76,20 @@ class ProgramCache:
         program."""
         shared = shared or {}
         data = unit_program_file(unit, policy)  # read each time: a changed file is a new key
+        typed = typed_declarations(unit, data.data)
+        refuse_borrowed(unit, {name: m.owner for name, m in shared.items()})
         key = ProgramKey(str(root.path), unit.name, data.sha256, unit.program.source is not None,
-                         unit.program.defines, unit.program.name, unit.hook,
+                         unit.program.defines, unit.program.name, unit.hook, unit.program.globals,
                          tuple(sorted((n, m.owner, m.id) for n, m in shared.items())))
         cached = self._entries.get(unit.name)
         if cached is not None and cached.key == key:
             pins = mappins.pinned_ids(root, unit.name, cached.own_maps())
             if cached.binds_pinned_maps(pins):
-                cached.pins = pins
+                cached.pins, cached.unit, cached.typed = pins, unit, typed
                 return cached
         self.drop(unit.name)
-        program = load_unit_program(unit, root, policy, data, shared)
-        entry = CachedProgram(key, program, {})
+        program = load_unit_program(unit, root, policy, data, shared, typed)
+        entry = CachedProgram(key, program, {}, unit=unit, typed=typed)
         try:
             entry.pins = mappins.pinned_ids(root, unit.name, entry.own_maps())
         except BaseException:
@@ -89,6 +97,9 @@ class ProgramCache:
             raise
         self._entries[unit.name] = entry
         return entry
+
+    def cached(self, unit: str) -> CachedProgram | None:
+        return self._entries.get(unit)
 
     def drop(self, unit: str) -> None:
         cached = self._entries.pop(unit, None)
@@ -124,6 +135,7 @@ def unit_program_file(unit: Unit, policy: FilePolicy = FilePolicy()) -> ObjectFi
 def load_unit_program(
     unit: Unit, root: StateRoot, policy: FilePolicy = FilePolicy(), data: ObjectFile | None = None,
     shared: dict[str, SharedMap] | None = None,
+    typed: Typed | None = None,
 ) -> LoadedProgram:
     """Load a unit's program: an ELF object with libbpf, or C source with bcc. `policy`: what
     its object or source file must be to be read; `data`: that file, already read."""
@@ -144,6 +156,7 @@ def load_unit_program(
             data=data,
         )
     assert unit.program.object is not None  # unit_program_file refused a unit naming neither
+    typed = typed or typed_declarations(unit, data.data)
     return load_object_program(
         unit.program.object,
         unit.hook,
@@ -153,4 +166,5 @@ def load_unit_program(
         persist_maps=True,
         data=data,
         shared=shared,
+        globals_=tuple((g.datasec, g.offset, g.data) for g in typed.globals),
     )

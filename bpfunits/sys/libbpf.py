@@ -62,11 +62,15 @@ _fn("bpf_map__key_size", ctypes.c_uint32, _map_p)
 _fn("bpf_map__value_size", ctypes.c_uint32, _map_p)
 _fn("bpf_map__max_entries", ctypes.c_uint32, _map_p)
 _fn("bpf_map__map_flags", ctypes.c_uint32, _map_p)
+_fn("bpf_map__btf_value_type_id", ctypes.c_uint32, _map_p)
+_fn("bpf_map__initial_value", ctypes.c_void_p, _map_p, ctypes.POINTER(ctypes.c_size_t))
+_fn("bpf_map__set_initial_value", ctypes.c_int, _map_p, ctypes.c_void_p, ctypes.c_size_t)
 _fn("bpf_object__btf", ctypes.c_void_p, _obj_p)
 _fn("btf__find_by_name_kind", ctypes.c_int32, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_uint32)
 _fn("btf__type_by_id", ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint32)
 _fn("btf__load_from_kernel_by_id", ctypes.c_void_p, ctypes.c_uint32)
 _fn("btf__free", None, ctypes.c_void_p)
+_fn("btf__raw_data", ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint32))
 _fn("btf__name_by_offset", ctypes.c_char_p, ctypes.c_void_p, ctypes.c_uint32)
 
 # int (*)(enum libbpf_print_level, const char *fmt, va_list ap); on x86-64 a va_list argument
@@ -197,6 +201,26 @@ class ObjectMap:
         _check(_lib.bpf_map__reuse_fd(self.handle, fd), f"bpf_map__reuse_fd({self.name})")
 
     @property
+    def btf_value_type_id(self) -> int:
+        """For the map libbpf makes of a data section (.rodata, .data.x...), the section's DATASEC id."""
+        return _lib.bpf_map__btf_value_type_id(self.handle)
+
+    def patch_initial_value(self, patches: list[tuple[int, bytes]]) -> None:
+        """Before load: overwrite (offset, bytes) ranges of a data section map's initial value."""
+        size = ctypes.c_size_t()
+        address = _lib.bpf_map__initial_value(self.handle, ctypes.byref(size))
+        if not address:
+            raise LibbpfError(f"map {self.name} has no initial value", 22)
+        image = bytearray(ctypes.string_at(address, size.value))
+        for offset, data in patches:
+            if offset + len(data) > len(image):
+                raise LibbpfError(f"map {self.name}: {len(data)} bytes at {offset} run past its {len(image)}", 22)
+            image[offset: offset + len(data)] = data
+        buf = ctypes.create_string_buffer(bytes(image), len(image))
+        _check(_lib.bpf_map__set_initial_value(self.handle, buf, len(image)),
+               f"bpf_map__set_initial_value({self.name})")
+
+    @property
     def shape(self) -> tuple[int, int, int, int, int]:
         """(type, key size, value size, max entries, flags): what libbpf requires of a pinned
         map before it reuses it."""
@@ -205,7 +229,7 @@ class ObjectMap:
                 _lib.bpf_map__max_entries(h), _lib.bpf_map__map_flags(h))
 
 
-_BTF_KIND_INT, _BTF_KIND_PTR, _BTF_KIND_STRUCT, _BTF_KIND_ENUM, _BTF_KIND_FWD = 1, 2, 4, 6, 7
+_BTF_KIND_PTR, _BTF_KIND_STRUCT, _BTF_KIND_FWD = 2, 4, 7
 _BTF_KIND_FUNC, _BTF_KIND_FUNC_PROTO = 12, 13
 _BTF_MODIFIERS = {8, 9, 10, 11, 18}  # typedef, volatile, const, restrict, type tag
 
@@ -231,22 +255,16 @@ def _strip_modifiers(btf: int, btf_type: tuple[int, int, int, int] | None) -> tu
     return None
 
 
-def integer_type(btf_id: int, type_id: int) -> tuple[int, bool] | None:
-    """(size in bytes, signed) of type `type_id` in the kernel's BTF object `btf_id`, when it is
-    an integer or an enum (through typedefs and qualifiers); None for any other type."""
+def kernel_btf(btf_id: int) -> bytes | None:
+    """The raw BTF of the kernel's BTF object `btf_id` (bpfunits.btf.types parses it); None when
+    it cannot be read."""
     btf = _lib.btf__load_from_kernel_by_id(btf_id)
     if not btf or btf > 2**64 - 4096:  # libbpf 1.x returns NULL; older, an encoded error
         return None
     try:
-        t = _strip_modifiers(btf, _btf_type(btf, type_id))
-        if t is None:
-            return None
-        if _kind(t) == _BTF_KIND_INT:
-            encoding = ctypes.c_uint32.from_address(t[3] + 12).value
-            return t[2], bool((encoding >> 24) & 1)
-        if _kind(t) == _BTF_KIND_ENUM:
-            return t[2], bool(t[1] >> 31)  # kind_flag: a signed enum
-        return None
+        size = ctypes.c_uint32()
+        raw = _lib.btf__raw_data(btf, ctypes.byref(size))
+        return ctypes.string_at(raw, size.value) if raw else None
     finally:
         _lib.btf__free(btf)
 

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import jsonschema
 
+from bpfunits.declare.syntax import SyntaxProblem, parse_value, parse_values, render
 from bpfunits.hooks import Hook
 from bpfunits.hooks.events import EventHook, EventHookError, parse_event_hook
 from bpfunits.units.assignment import Assignment
 from bpfunits.units.diagnostics import Diagnostic, error
 from bpfunits.units.keys import BY_FIELD, Key
-from bpfunits.units.model import Location, MapMetric, Position, Program, Unit
+from bpfunits.units.model import Location, MapEntry, MapMetric, Position, Program, Unit
 
 
 @cache
@@ -58,9 +59,13 @@ def build_unit(
     doc, locations = fold(assignments)
     errors = [e for e in _validator().iter_errors(doc) if read_cleanly or e.validator != "required"]
     problems = [_describe(e, name, path, doc, locations) for e in errors]
-    if problems or not read_cleanly:
+    declared = _declarations(doc, name, path, locations)
+    if isinstance(declared, list):
+        problems += declared
+    if problems or not read_cleanly or isinstance(declared, list):
         return sorted(set(problems), key=lambda d: (d.location.line or 0, d.message))
     program, attach = doc["program"], doc["attach"]
+    globals_, entries, exact = declared
     hook = _hook(name, path, program, attach, locations)
     if isinstance(hook, list):
         return hook
@@ -84,6 +89,7 @@ def build_unit(
             name=program.get("name"),
             sha256=program["sha256"].lower() if "sha256" in program else None,
             defines=tuple(_define(d) for d in program.get("define", ())),
+            globals=globals_,
             maps_from=tuple(dict.fromkeys(instance(name, u) for u in program.get("maps_from", ()))),
         ),
         interfaces=tuple(instance(name, i) for i in attach.get("interfaces", ())),
@@ -94,8 +100,52 @@ def build_unit(
         position=Position(attach["position"]) if "position" in attach else None,
         dropins=dropins,
         metrics=tuple(dict.fromkeys(_metric(m) for m in doc.get("metrics", ()))),
+        map_entries=entries,
+        exact_maps=exact,
         locations=locations,
     )
+
+
+_Declared = tuple[tuple[tuple[str, str], ...], tuple[MapEntry, ...], frozenset[str]]
+
+
+def _declarations(doc: dict, unit: str, path: Path, locations: dict[str, Location]) -> _Declared | list[Diagnostic]:
+    """Global=, Entry= and Policy= with their values' syntax checked (their types are checked against the
+    object's BTF by verify and apply). The last assignment of a name, or of a map's key, wins; value texts
+    are normalized so that INI and YAML spellings compare equal."""
+    problems: list[Diagnostic] = []
+    globals_: dict[str, str] = {}
+    for item in doc.get("program", {}).get("globals", ()):
+        name, _, text = item.partition("=")
+        try:
+            globals_[name] = render(parse_value(text))
+            locations[f"global:{name}"] = locations.get(f"globals:{item}", Location(path))
+        except SyntaxProblem as e:
+            problems.append(error(f"Global={item}: {e}", locations.get(f"globals:{item}", Location(path)), unit,
+                                  "Global="))
+    entries: dict[tuple[str, str], MapEntry] = {}
+    for item in doc.get("maps", {}).get("entries", ()):
+        map_name, _, rest = item.partition(" ")
+        try:
+            values = parse_values(rest)
+            if len(values) != 2:  # noqa: PLR2004
+                raise SyntaxProblem(f"expected a key and a value after the map name, got {len(values)} values")
+        except SyntaxProblem as e:
+            problems.append(error(f"Entry={item}: {e}", locations.get(f"entries:{item}", Location(path)), unit,
+                                  "Entry="))
+            continue
+        key = render(values[0])
+        entries[(map_name, key)] = MapEntry(map_name, key, render(values[1]))
+        locations[f"entry:{map_name} {key}"] = locations.get(f"entries:{item}", Location(path))
+    policies: dict[str, str] = {}
+    for item in doc.get("maps", {}).get("policies", ()):
+        map_name, _, policy = item.partition(" ")  # the schema checks the rest
+        policies[map_name] = policy
+        locations[f"policy:{map_name}"] = locations.get(f"policies:{item}", Location(path))
+    if problems:
+        return problems
+    return (tuple(globals_.items()), tuple(entries.values()),
+            frozenset(m for m, policy in policies.items() if policy == "exact"))
 
 
 def _hook(name: str, path: Path, program: dict, attach: dict,
@@ -141,7 +191,7 @@ def _describe(
     e: jsonschema.ValidationError, unit: str, path: Path, doc: dict, locations: dict[str, Location]
 ) -> Diagnostic:
     parts = list(e.absolute_path)
-    section = parts[0] if parts and parts[0] in ("program", "attach") else ""
+    section = parts[0] if parts and parts[0] in ("program", "attach", "maps") else ""
     field = parts[1] if section and len(parts) > 1 else (parts[0] if parts and not section else None)
     key: Key | None = BY_FIELD.get((section, field)) if isinstance(field, str) else None
     item = e.instance if isinstance(e.instance, str) and key is not None and key.is_list else None
@@ -174,7 +224,11 @@ def _describe(
 
 
 def _section_label(section: str) -> str:
-    return f"[{section.capitalize()}]" if section else ""
+    return f"[{_ini_section(section)}]" if section else ""
+
+
+def _ini_section(section: str) -> str:
+    return "Map" if section == "maps" else section.capitalize()
 
 
 def _location(key: Key | None, item: str | None, section: str, path: Path, locations: dict[str, Location]) -> Location:
@@ -183,6 +237,6 @@ def _location(key: Key | None, item: str | None, section: str, path: Path, locat
             return locations[f"{key.field}:{item}"]
         if key.field in locations:
             return locations[key.field]
-    if section and f"[{section.capitalize()}]" in locations:
-        return locations[f"[{section.capitalize()}]"]
+    if section and f"[{_ini_section(section)}]" in locations:
+        return locations[f"[{_ini_section(section)}]"]
     return Location(path, 1)

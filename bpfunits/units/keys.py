@@ -18,6 +18,8 @@ class Key:
 
     @property
     def yaml_section(self) -> str:
+        if self.section == "Map":
+            return "maps"  # YAML spells it `maps: {NAME: {policy, entries}}`, read into these keys
         return "" if self.section in ("Unit", "Metrics") else self.section.lower()
 
 
@@ -30,6 +32,8 @@ KEYS: tuple[Key, ...] = (
     Key("Program", "Name", "name", False, "the program (function) in the object; optional if it holds one"),
     Key("Program", "SHA256", "sha256", False, "refuse the object (or source) if its digest differs"),
     Key("Program", "Define", "define", True, "KEY=VALUE passed to the compiler with Source="),
+    Key("Program", "Global", "globals", True, "NAME=VALUE: the object's global variable NAME (in .rodata, .data, "
+        ".bss, .data.* or .rodata.*) is set to VALUE before load, typed by its BTF", whole_items=True),
     Key("Program", "MapsFrom", "maps_from", True, "units whose pinned maps this program uses by name (the first "
         "unit having a map of that name wins; shapes must match); %i: the instance of a template unit"),
     Key("Attach", "Hook", "hook", False, "xdp, tc-ingress or tc-egress (chained, ordered); or one program alone "
@@ -43,9 +47,13 @@ KEYS: tuple[Key, ...] = (
     Key("Metrics", "Map", "metrics", True, "NAME KEY [counter|gauge]: the daemon exports the value at integer KEY "
         "of the unit's map NAME as bpfunits_map_NAME (summed over CPUs; unsigned: counter, signed: gauge)",
         whole_items=True),
+    Key("Map", "Entry", "entries", True, "MAP KEY VALUE: the unit's map MAP holds VALUE at KEY, both typed by its BTF "
+        "(written at apply, repaired by the daemon)", whole_items=True),
+    Key("Map", "Policy", "policies", True, "MAP merge|exact: exact removes MAP's entries that are not declared; "
+        "merge (the default) leaves them", whole_items=True),
 )
 
-SECTIONS: tuple[str, ...] = ("Unit", "Program", "Attach", "Metrics")
+SECTIONS: tuple[str, ...] = ("Unit", "Program", "Attach", "Metrics", "Map")
 
 BY_INI: dict[tuple[str, str], Key] = {(k.section, k.name): k for k in KEYS}
 BY_FIELD: dict[tuple[str, str], Key] = {(k.yaml_section, k.field): k for k in KEYS}
@@ -70,5 +78,5 @@ def unknown_yaml_key(section: str, name: str) -> str:
     where = f"'{section}'" if section else "the top level"
     names = [k.field for k in KEYS if k.yaml_section == section]
     if not section:
-        names += ["program", "attach"]
+        names += ["program", "attach", "maps"]
     return f"unknown key '{name}' at {where}{suggest(name, names)}"

@@ -35,7 +35,18 @@ class Program:
     name: str | None = None
     sha256: str | None = None
     defines: tuple[tuple[str, str], ...] = ()
+    # Global=NAME=VALUE: (name, value text), last assignment per name; values typed by the object's BTF.
+    globals: tuple[tuple[str, str], ...] = ()
     maps_from: tuple[str, ...] = ()  # units whose maps this program uses, first match by name wins
+
+
+@dataclass(frozen=True)
+class MapEntry:
+    """An entry a unit declares in one of its maps ([Map] Entry=MAP KEY VALUE), key and value as text."""
+
+    map: str
+    key: str
+    value: str
 
 
 @dataclass(frozen=True)
@@ -61,6 +72,8 @@ class Unit:
     position: Position | None = None
     dropins: tuple[Path, ...] = ()
     metrics: tuple[MapMetric, ...] = ()
+    map_entries: tuple[MapEntry, ...] = ()
+    exact_maps: frozenset[str] = frozenset()  # [Map] Policy=MAP exact; other maps merge
     # Where each key, and each item of a list key ("after:scrubber"), was set last.
     locations: dict[str, Location] = field(default_factory=dict, compare=False, hash=False, repr=False)
 

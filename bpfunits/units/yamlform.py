@@ -11,9 +11,10 @@ from pathlib import Path
 import yaml
 
 from bpfunits import yamlsafe
+from bpfunits.declare.syntax import Value, render
 from bpfunits.units.assignment import Assignment
 from bpfunits.units.diagnostics import Diagnostic, error
-from bpfunits.units.keys import BY_FIELD, unknown_yaml_key
+from bpfunits.units.keys import BY_FIELD, BY_INI, unknown_yaml_key
 from bpfunits.units.model import Location
 
 _SECTIONS = ("program", "attach")
@@ -61,6 +62,9 @@ class _Reader:
             if not section and name in _SECTIONS:
                 self.mapping(value_node, name)
                 continue
+            if not section and name == "maps":
+                self.maps(value_node)
+                continue
             key = BY_FIELD.get((section, name))
             if key is None:
                 self.fail(unknown_yaml_key(section, name), key_node, name)
@@ -88,6 +92,8 @@ class _Reader:
             return tuple(items)
         if isinstance(node, yaml.SequenceNode) and name == "metrics":
             return self.metrics(node)
+        if isinstance(node, yaml.MappingNode) and name == "globals":
+            return tuple(f"{k.value}={render(self.value(v))}" for k, v in node.value if isinstance(k, yaml.ScalarNode))
         if isinstance(node, yaml.MappingNode) and name == "define":
             pairs = []
             for k, v in node.value:
@@ -113,3 +119,43 @@ class _Reader:
                 return None
             items.append(" ".join(fields[k] for k in ("map", "key", "type") if k in fields))
         return tuple(items)
+
+    def value(self, node: yaml.Node) -> Value:
+        """A declared value (a global's, a map entry's key or value) as the INI syntax spells it."""
+        if isinstance(node, yaml.SequenceNode):
+            return [self.value(item) for item in node.value]
+        if isinstance(node, yaml.MappingNode):
+            return {str(k.value): self.value(v) for k, v in node.value}
+        return str(node.value)
+
+    def maps(self, node: yaml.Node) -> None:
+        """`maps: {NAME: {policy: exact, entries: [{key: K, value: V}]}}` as [Map] Policy= and Entry= lines."""
+        shape = "'maps' maps each map name to {policy: merge|exact, entries: [{key: ..., value: ...}]}"
+        if not isinstance(node, yaml.MappingNode):
+            self.fail(shape, node, "maps")
+            return
+        entry_key, policy_key = BY_INI[("Map", "Entry")], BY_INI[("Map", "Policy")]
+        for name_node, body in node.value:
+            if not isinstance(name_node, yaml.ScalarNode) or not isinstance(body, yaml.MappingNode):
+                self.fail(shape, body, "maps")
+                continue
+            for k, v in body.value:
+                if k.value == "policy" and isinstance(v, yaml.ScalarNode):
+                    self.assignments.append(Assignment(policy_key, (f"{name_node.value} {v.value}",), self.where(k)))
+                elif k.value == "entries" and isinstance(v, yaml.SequenceNode):
+                    for item in v.value:
+                        if isinstance(item, yaml.ScalarNode):  # "KEY VALUE", as after Entry=MAP
+                            text = f"{name_node.value} {item.value}"
+                            self.assignments.append(Assignment(entry_key, (text,), self.where(item)))
+                            continue
+                        fields = {f.value: f_value for f, f_value in item.value if isinstance(f, yaml.ScalarNode)} \
+                            if isinstance(item, yaml.MappingNode) else {}
+                        if set(fields) != {"key", "value"}:
+                            self.fail("'entries' items are mappings of key and value (or \"KEY VALUE\" text)",
+                                      item, "maps")
+                            continue
+                        key, value = (render(self.value(fields[f])) for f in ("key", "value"))
+                        text = f"{name_node.value} {key} {value}"
+                        self.assignments.append(Assignment(entry_key, (text,), self.where(item)))
+                else:
+                    self.fail(shape, k, "maps")

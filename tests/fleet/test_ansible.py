@@ -74,7 +74,8 @@ UNITS = [
      "object": str(OBJECTS / "ratelimit.bpf.o"), "program": "xdp_ratelimit", "hook": "xdp",
      "interfaces": ["bpfu-fl*", "!bpfu-fl-mgmt"], "position": "first", "proceed_on": ["pass"]},
     {"name": "connlimit", "after": ["ratelimit"], "object": str(OBJECTS / "connlimit.bpf.o"), "hook": "xdp",
-     "interfaces": "bpfu-fl0"},
+     "interfaces": "bpfu-fl0", "globals": {"default_max_conns": 50}, "map_policies": ["config merge"],
+     "map_entries": ["config 0 {max_conns=10}"]},
     {"name": "counted", "source": str(ROOT / "bpf" / "bcc_counter.c"), "define": {"SLOTS": 4, "DEBUG": 1},
      "hook": "tc-egress", "interfaces": ["bpfu-fl0"], "proceed_on": ["ok", "next"]},
 ]
@@ -88,10 +89,15 @@ After=ratelimit
 
 [Program]
 Object={OBJECTS}/connlimit.bpf.o
+Global=default_max_conns=50
 
 [Attach]
 Hook=xdp
 Interfaces=bpfu-fl0
+
+[Map]
+Policy=config merge
+Entry=config 0 {{max_conns=10}}
 """,
     "counted.unit": f"""\
 # Managed by the bpfunits Ansible role or Salt formula: edits here are overwritten.
@@ -249,7 +255,8 @@ def test_plan_reports_pending_chains_until_they_are_applied(tmp_path, veth_pair,
 @pytest.mark.kernel
 def test_plan_errors_fail_the_play(tmp_path, veth_pair, plan_options):
     """A unit whose program the kernel's verifier refuses passes verify (no kernel) but fails plan."""
-    units = [dict(UNITS[1], interfaces=[veth_pair.if_a], object=str(ROOT / "bpf" / "invalid.bpf.o"))]
+    units = [dict(UNITS[1], interfaces=[veth_pair.if_a], object=str(ROOT / "bpf" / "invalid.bpf.o"), globals={},
+                  map_policies=[], map_entries=[])]  # invalid.bpf.o has none of connlimit's globals and maps
     run = play(tmp_path, units, **plan_options)
     assert task_status(run, "Plan the kernel's chains") == "fatal"
     assert recap(run)["failed"] == 1

@@ -1,0 +1,1 @@
+"""Declared program configuration: global variables and map entries, typed by the object's BTF."""
