@@ -19,7 +19,8 @@ SKB_SHARED_INFO = 320  # SKB_DATA_ALIGN(sizeof(struct skb_shared_info)) on 64-bi
 ETH_HLEN = 14
 ETH_DATA_LEN = 1500  # every driver takes this MTU in one buffer
 # How drivers refuse a program without frags on an MTU that needs them: veth ERANGE ("Peer MTU
-# is too large to set XDP"), virtio_net, i40e and mlx5 EINVAL, bnxt and ice EOPNOTSUPP.
+# is too large to set XDP"), virtio_net and i40e EINVAL ("MTU too large to enable XDP"), some
+# others EOPNOTSUPP.
 MTU_REFUSALS = frozenset({errno.ERANGE, errno.EINVAL, errno.EOPNOTSUPP})
 GENERIC = "generic"
 
