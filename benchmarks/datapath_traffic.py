@@ -24,8 +24,10 @@ Run as root: .venv/bin/python benchmarks/datapath_traffic.py [--rounds 9] [--fra
 build/bench/xdp_component.bpf.o, N times into one dispatcher: a call into a freplace program per
 program). It needs BPF_PROG_TYPE_EXT, which some kernels refuse (this project's machine: EPERM),
 and holds 10 programs at most, so the sizes are 2 and 10. --vm KERNEL runs it in a VM of the
-kernel matrix's cache (scripts/kernels/fetch.sh) under qemu TCG: absolute figures there mean
-nothing, the ratios measured side by side in that one run do.
+kernel matrix's cache (scripts/kernels/fetch.sh) under qemu TCG with -icount, where the guest's
+clock counts the instructions it runs (1 ns each): its "ns" are x86 instructions per frame after
+the JIT, the same in every round, and leave out what hardware adds per call, return and branch
+(SRSO "safe RET" on this project's machine). Read the ratios measured side by side in that run.
 """
 
 from __future__ import annotations
@@ -429,16 +431,19 @@ def in_vm(kernel: str, argv: list[str]) -> int:
     run(sys.executable, "-m", "compileall", "-q", "-j", "0", str(REPO / "bpfunits"), str(REPO / "benchmarks"))
     started, load_before = time.monotonic(), os.getloadavg()[0]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    # -icount: the guest's clock counts the instructions it runs (1 ns each), so what the host's
+    # other work takes from qemu never shows in the guest's CPU time: the figures are instruction
+    # counts, deterministic, where wall-clock TCG on a busy host varied by hundreds of ns per program.
     with open(out / "console.log", "w") as console:
-        subprocess.run(["vng", "--run", str(image), "--disable-kvm", "--qemu-opts=-cpu qemu64", "--cpus", "2",
-                        "--memory", "2G", "--rwdir", str(out), "--exec",
+        subprocess.run(["vng", "--run", str(image), "--disable-kvm", "--qemu-opts=-cpu qemu64 -icount shift=0",
+                        "--cpus", "2", "--memory", "2G", "--rwdir", str(out), "--exec",
                         f"bash {guest} {out} {REPO} {sys.executable} {' '.join(argv)}"],
                        stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT, env=env, check=False)
     report_file = out / "bench.txt"
     if not report_file.exists() or (out / "bench.rc").read_text().strip() != "0":
         print(f"the run in the VM failed: see {out} (guest.log, bench.err, console.log)", file=sys.stderr)
         return 1
-    print(f"in a VM under qemu TCG (no KVM): absolute ns mean nothing, the ratios measured side by side do\n"
+    print(f"in a VM under qemu TCG with -icount (no KVM): each 'ns' is one guest instruction; read the ratios\n"
           f"{report_file.read_text()}host: {busy_line(load_before, started)}")
     return 0
 
