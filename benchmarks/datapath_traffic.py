@@ -19,6 +19,15 @@ the cost per program is the median over rounds of the slope 8 -> 32:
 
 Run as root: .venv/bin/python benchmarks/datapath_traffic.py [--rounds 9] [--frames 100000] [--repeat 3]
 (`make bench-datapath`). Figures on a shared machine are noisy: read the medians and the ratios.
+
+--libxdp: XDP only, against libxdp's dispatcher (xdp-loader loading the component's object,
+build/bench/xdp_component.bpf.o, N times into one dispatcher: a call into a freplace program per
+program). It needs BPF_PROG_TYPE_EXT, which some kernels refuse (this project's machine: EPERM),
+and holds 10 programs at most, so the sizes are 2 and 10. --vm KERNEL runs it in a VM of the
+kernel matrix's cache (scripts/kernels/fetch.sh) under qemu TCG with -icount, where the guest's
+clock counts the instructions it runs (1 ns each): its "ns" are x86 instructions per frame after
+the JIT, the same in every round, and leave out what hardware adds per call, return and branch
+(SRSO "safe RET" on this project's machine). Read the ratios measured side by side in that run.
 """
 
 from __future__ import annotations
@@ -55,6 +64,9 @@ from bpfunits.sys import bpf, netns, rtnl  # noqa: E402
 
 SENDER = REPO / "build" / "bench" / "sender"
 SIZES = (8, 32)
+LIBXDP_SIZES = (2, 10)  # libxdp's dispatcher has 10 slots
+COMPONENT_OBJECT = REPO / "build" / "bench" / "xdp_component.bpf.o"
+KERNEL_CACHE = Path(os.environ.get("BPFUNITS_KERNEL_CACHE", "/var/lib/bpfunits/kernels"))
 # Where a frame's data pointers sit in the hook's context (struct __sk_buff, struct xdp_md).
 DATA_OFF = {True: (76, 80), False: (0, 4)}
 
@@ -220,6 +232,18 @@ class Bench:
             bpf.map_update(table, struct.pack("<I", i), struct.pack("<I", fd))
         return Setup(hook, "tail-call chain", n, lambda: self.link(hook, progs[0]), self.unlink)
 
+    def libxdp(self, n: int) -> Setup:
+        def xdp_loader(*args: str) -> None:
+            done = subprocess.run(["nsenter", f"--net={netns.ns_path(self.ns)}", "xdp-loader", *args],
+                                  capture_output=True, text=True)
+            if done.returncode:
+                # Where the kernel refuses freplace (EPERM), libxdp cannot build its dispatcher.
+                raise SystemExit(f"xdp-loader {args[0]} failed ({done.returncode}): {done.stderr.strip()}")
+
+        return Setup(Hook.XDP, "libxdp dispatcher", n,
+                     lambda: xdp_loader("load", "-m", "native", self.receiver_if, *[str(COMPONENT_OBJECT)] * n),
+                     lambda: xdp_loader("unload", "--all", self.receiver_if))
+
     def close(self) -> None:
         self.unlink()
         for fd in self.fds:
@@ -258,16 +282,22 @@ def bench(batch: int, evict_kb: int) -> Iterator[Bench]:
 CHAINS = ("bpfunits", "bpfunits+counters", "bpfunits+counters, old layout", "bpfunits+counters, before")
 TC_VARIANTS = (*CHAINS, "tcx multi-attach", "cls_bpf prio chain", "tail-call chain")
 XDP_VARIANTS = (*CHAINS, "tail-call chain")
+LIBXDP_VARIANTS = ("bpfunits", "bpfunits+counters", "tail-call chain", "libxdp dispatcher")
 
 
-def setups(b: Bench) -> list[Setup]:
+def setups(b: Bench, libxdp: bool) -> list[Setup]:
     """Every set-up, the two sizes of one variant next to each other (their difference is the slope)."""
     out = []
-    for hook in (Hook.TC_INGRESS, Hook.XDP):
-        for variant in CHAINS:
-            out += [b.chain(hook, n, variant) for n in SIZES]
-        out += [b.tail_calls(hook, n) for n in SIZES]
-    out += [b.tcx(n) for n in SIZES] + [b.cls_bpf(n) for n in SIZES]
+    if libxdp:
+        for variant in LIBXDP_VARIANTS[:2]:
+            out += [b.chain(Hook.XDP, n, variant) for n in LIBXDP_SIZES]
+        out += [b.tail_calls(Hook.XDP, n) for n in LIBXDP_SIZES] + [b.libxdp(n) for n in LIBXDP_SIZES]
+    else:
+        for hook in (Hook.TC_INGRESS, Hook.XDP):
+            for variant in CHAINS:
+                out += [b.chain(hook, n, variant) for n in SIZES]
+            out += [b.tail_calls(hook, n) for n in SIZES]
+        out += [b.tcx(n) for n in SIZES] + [b.cls_bpf(n) for n in SIZES]
     out.append(Setup(Hook.TC_INGRESS, "no program", 0, lambda: None, lambda: None))
     return out
 
@@ -292,20 +322,17 @@ def measure(b: Bench, all_setups: list[Setup], rounds: int, frames: int, repeat:
     return samples
 
 
-def report(samples: dict[Key, list[float]], args: argparse.Namespace) -> dict[str, float]:
+def slopes_of(samples: dict[Key, list[float]], hooks: tuple[tuple[Hook, tuple[str, ...]], ...],
+              sizes: tuple[int, int]) -> dict[str, float]:
     """Per set-up the median ns per frame; per variant the median over rounds of each round's
     slope (its two sizes ran back to back, so the slow drift of a busy machine cancels)."""
-    lo, hi = SIZES
+    lo, hi = sizes
     ns = {key: statistics.median(v) for key, v in samples.items()}
-    print(f"real frames through a veth pair: the least of {args.repeat} runs of {args.frames} 64-byte frames, "
-          f"sendmmsg of {args.batch}"
-          f"{f', {args.evict_kb} KiB written between batches' if args.evict_kb else ''}; "
-          f"{args.rounds} interleaved rounds; sender CPU ns per frame (median)")
     print(f"no program on the hook: {ns['tc-ingress', 'no program', 0]:.0f} ns per frame")
     slopes = {}
-    for hook, variants in ((Hook.TC_INGRESS, TC_VARIANTS), (Hook.XDP, XDP_VARIANTS)):
+    for hook, variants in hooks:
         print(f"\n{hook.value}{' (veth native XDP)' if not hook.is_tc else ''}")
-        print(f"  {'':<32}{'N=8':>9}{'N=32':>9}{'ns/program':>12}  (per round)")
+        print(f"  {'':<32}{f'N={lo}':>9}{f'N={hi}':>9}{'ns/program':>12}  (per round)")
         for v in variants:
             per_round = [(z - a) / (hi - lo) for a, z in
                          zip(samples[hook.value, v, lo], samples[hook.value, v, hi], strict=True)]
@@ -313,10 +340,42 @@ def report(samples: dict[Key, list[float]], args: argparse.Namespace) -> dict[st
             slopes[key] = statistics.median(per_round)
             spread = " ".join(f"{x:.1f}" for x in sorted(per_round))
             print(f"  {v:<32}{ns[hook.value, v, lo]:9.0f}{ns[hook.value, v, hi]:9.0f}{slopes[key]:12.2f}  ({spread})")
-    on, off = slopes["tc-ingress bpfunits+counters"], slopes["tc-ingress bpfunits"]
+    return slopes
 
+
+def header(args: argparse.Namespace) -> None:
+    print(f"real frames through a veth pair: the least of {args.repeat} runs of {args.frames} 64-byte frames, "
+          f"sendmmsg of {args.batch}"
+          f"{f', {args.evict_kb} KiB written between batches' if args.evict_kb else ''}; "
+          f"{args.rounds} interleaved rounds; sender CPU ns per frame (median)")
+
+
+def ratio_of(slopes: dict[str, float]) -> Callable[[str, float], str]:
     def ratio(other: str, ours: float) -> str:
         return f"{slopes[other] / ours:.1f}x" if ours > 0 else "n/a (slope <= 0: noise)"
+
+    return ratio
+
+
+def report_libxdp(samples: dict[Key, list[float]], args: argparse.Namespace) -> dict[str, float]:
+    header(args)
+    print(f"kernel {os.uname().release}")
+    slopes = slopes_of(samples, ((Hook.XDP, LIBXDP_VARIANTS),), LIBXDP_SIZES)
+    ratio = ratio_of(slopes)
+    on, off = slopes["xdp bpfunits+counters"], slopes["xdp bpfunits"]
+    print(f"\nper program, XDP, {LIBXDP_SIZES[0]} -> {LIBXDP_SIZES[1]} programs (the dispatcher holds 10); "
+          "ratios to the bpfunits chain, side by side in this run")
+    for other in ("libxdp dispatcher", "tail-call chain"):
+        print(f"  {other:<20} {slopes['xdp ' + other]:8.2f} ns   {ratio('xdp ' + other, on):>8} counters on   "
+              f"{ratio('xdp ' + other, off):>8} off")
+    return slopes
+
+
+def report(samples: dict[Key, list[float]], args: argparse.Namespace) -> dict[str, float]:
+    header(args)
+    slopes = slopes_of(samples, ((Hook.TC_INGRESS, TC_VARIANTS), (Hook.XDP, XDP_VARIANTS)), SIZES)
+    ratio = ratio_of(slopes)
+    on, off = slopes["tc-ingress bpfunits+counters"], slopes["tc-ingress bpfunits"]
 
     print("\nper program, tc ingress (targets: counters on <= 2.0 ns, off <= 1.5 ns; "
           ">= 10x cheaper than tcx, >= 20x than cls_bpf)")
@@ -341,13 +400,51 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=64, help="frames per sendmmsg (1..64)")
     parser.add_argument("--evict-kb", type=int, default=0,
                         help="KiB of memory the sender writes after each batch (a busy machine's cache pressure)")
+    parser.add_argument("--libxdp", action="store_true",
+                        help="XDP only, against libxdp's dispatcher (needs freplace), 2 -> 10 programs")
+    parser.add_argument("--vm", metavar="KERNEL",
+                        help="run with --libxdp in a VM of this kernel of the matrix's cache (TCG: read the ratios)")
     args = parser.parse_args()
     run("make", "-s", "-C", str(REPO / "benchmarks"))
+    if args.vm:
+        return in_vm(args.vm, [a for a in sys.argv[1:] if a not in ("--vm", args.vm, "--libxdp")])
     started, load_before = time.monotonic(), os.getloadavg()[0]
     with bench(args.batch, args.evict_kb) as b:
-        samples = measure(b, setups(b), args.rounds, args.frames, args.repeat)
-    report(samples, args)
+        samples = measure(b, setups(b, args.libxdp), args.rounds, args.frames, args.repeat)
+    (report_libxdp if args.libxdp else report)(samples, args)
     print(f"\n{busy_line(load_before, started)}")
+    return 0
+
+
+def in_vm(kernel: str, argv: list[str]) -> int:
+    """This benchmark with --libxdp in a VM booted from the kernel matrix's cache, as
+    scripts/kernels/run-vm.sh boots one (one VM at a time on this machine); prints its report."""
+    image = (KERNEL_CACHE / kernel / "vmlinuz").resolve()
+    if not image.exists():
+        raise SystemExit(f"no kernel {kernel} in {KERNEL_CACHE}: bash scripts/kernels/fetch.sh {kernel}")
+    out = REPO / "build" / "bench" / f"vm-{kernel}"
+    subprocess.run(["rm", "-rf", str(out)], check=True)
+    out.mkdir(parents=True)
+    guest = out / "guest.sh"  # a copy: bash reads a script while it runs it
+    guest.write_text((REPO / "benchmarks" / "vm-guest.sh").read_text())
+    # The guest's root is read-only: compile here what it imports (under TCG that takes minutes).
+    run(sys.executable, "-m", "compileall", "-q", "-j", "0", str(REPO / "bpfunits"), str(REPO / "benchmarks"))
+    started, load_before = time.monotonic(), os.getloadavg()[0]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    # -icount: the guest's clock counts the instructions it runs (1 ns each), so what the host's
+    # other work takes from qemu never shows in the guest's CPU time: the figures are instruction
+    # counts, deterministic, where wall-clock TCG on a busy host varied by hundreds of ns per program.
+    with open(out / "console.log", "w") as console:
+        subprocess.run(["vng", "--run", str(image), "--disable-kvm", "--qemu-opts=-cpu qemu64 -icount shift=0",
+                        "--cpus", "2", "--memory", "2G", "--rwdir", str(out), "--exec",
+                        f"bash {guest} {out} {REPO} {sys.executable} {' '.join(argv)}"],
+                       stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT, env=env, check=False)
+    report_file = out / "bench.txt"
+    if not report_file.exists() or (out / "bench.rc").read_text().strip() != "0":
+        print(f"the run in the VM failed: see {out} (guest.log, bench.err, console.log)", file=sys.stderr)
+        return 1
+    print(f"in a VM under qemu TCG with -icount (no KVM): each 'ns' is one guest instruction; read the ratios\n"
+          f"{report_file.read_text()}host: {busy_line(load_before, started)}")
     return 0
 
 

@@ -18,7 +18,7 @@ from bpfunits.hooks import attach as attaching
 from bpfunits.hooks import frags, probe
 from bpfunits.load import mappins
 from bpfunits.state import pins
-from bpfunits.sys import bpf, netns
+from bpfunits.sys import bpf, nlread
 from bpfunits.state.bpffs import StateRoot, children, ensure_mounted, names, prune_empty, remove_tree
 from bpfunits.hooks.observe import Attached, Observer
 from bpfunits.units.model import Location, MapEntry, Unit
@@ -456,14 +456,25 @@ class _Run:
             build = build_id(self.config.counters)
             with link_chain(plan.key.hook, components, counters=self.config.counters, manifest=build,
                             owner=str(self.root.path), no_tail_calls=_no_tail_calls()) as linked:
-                if plan.key.hook is Hook.XDP:
-                    frags.check(plan.key.interface, netns.mtu(plan.key.interface), linked.without_frags)
+                without_frags = linked.without_frags
+                link = nlread.interface(ifindex) if without_frags else None
+                if link and not self.apply:
+                    mode = (before.mode if before else None) or self.config.xdp_mode
+                    frags.check(plan.key.interface, link.mtu, frags.known_limit(link.kind, mode), without_frags)
                 prog_fd = linked.load()
             try:
                 if not self.apply:
                     return HookResult(plan, done, prog_id=before_id)
                 with carried(before_id, prog_fd) as carry:
-                    attached = self.switch(plan, ifindex, prog_fd, before)
+                    try:
+                        attached = self.switch(plan, ifindex, prog_fd, before)
+                    except BpfUnitsError as exc:
+                        # The driver knows the MTU its buffers take without frags: its refusal,
+                        # named as such.
+                        refusal = frags.refused(plan.key.interface, link.mtu, without_frags, exc) if link else None
+                        if refusal is None:
+                            raise
+                        raise refusal from exc
                 errors: tuple[str, ...] = ()
                 try:
                     self.programs.commit(chain.names)

@@ -29,6 +29,9 @@ RTM_GETTFILTER = 46
 RTM_NEWTFILTER = 44
 
 IFLA_IFNAME = 3
+IFLA_MTU = 4
+IFLA_LINKINFO = 18
+IFLA_INFO_KIND = 1
 IFLA_XDP = 43
 IFLA_XDP_ATTACHED = 2
 IFLA_XDP_PROG_ID = 4
@@ -134,7 +137,7 @@ def request(kind: int, header: bytes, what: str, *, dump: bool) -> list[Message]
 # IFLA_XDP_ATTACHED values, and the attribute holding the program's id in that mode.
 XDP_ATTACHED_DRV, XDP_ATTACHED_SKB, XDP_ATTACHED_HW, XDP_ATTACHED_MULTI = 1, 2, 3, 4
 _XDP_ID_ATTRS = (IFLA_XDP_PROG_ID, IFLA_XDP_DRV_PROG_ID, IFLA_XDP_SKB_PROG_ID, IFLA_XDP_HW_PROG_ID)
-_LINK_ATTRS = frozenset({IFLA_IFNAME, IFLA_XDP})
+_LINK_ATTRS = frozenset({IFLA_IFNAME, IFLA_MTU, IFLA_LINKINFO, IFLA_XDP})
 _TC_ATTRS = frozenset({TCA_KIND, TCA_OPTIONS})
 
 
@@ -146,6 +149,8 @@ class Interface:
     name: str
     xdp_attached: int  # IFLA_XDP_ATTACHED: 0 none, else XDP_ATTACHED_*
     xdp_prog_ids: tuple[tuple[int, int], ...]  # (IFLA_XDP_*PROG_ID attribute, id) for those set
+    mtu: int = 0
+    kind: str = ""  # IFLA_INFO_KIND: the link type of a virtual device ("veth"), "" for hardware
 
     @property
     def xdp_prog_id(self) -> int:
@@ -165,7 +170,9 @@ def interface_of(message: Message) -> Interface | None:
     xdp = attributes(attrs[IFLA_XDP]) if IFLA_XDP in attrs else {}
     attached = xdp[IFLA_XDP_ATTACHED][0] if len(xdp.get(IFLA_XDP_ATTACHED, b"")) >= 1 else 0
     ids = tuple((a, u32(xdp[a])) for a in _XDP_ID_ATTRS if u32(xdp.get(a)))
-    return Interface(index, string(attrs.get(IFLA_IFNAME)) or f"ifindex {index}", attached, ids)
+    info = attributes(attrs[IFLA_LINKINFO]) if IFLA_LINKINFO in attrs else {}
+    return Interface(index, string(attrs.get(IFLA_IFNAME)) or f"ifindex {index}", attached, ids,
+                     u32(attrs.get(IFLA_MTU)), string(info.get(IFLA_INFO_KIND)))
 
 
 def interface_request(ifindex: int = 0) -> bytes:

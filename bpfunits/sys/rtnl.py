@@ -17,8 +17,8 @@ if TYPE_CHECKING:
 class RtnlError(BpfUnitsError, OSError):
     """A netlink request failed; `.errno` holds the kernel's error."""
 
-    def __init__(self, what: str, err: int) -> None:
-        self.message = f"{what}: {os.strerror(err)}"
+    def __init__(self, what: str, err: int, detail: str = "") -> None:
+        self.message = f"{what}: {os.strerror(err)}" + (f" ({detail})" if detail else "")
         OSError.__init__(self, err, self.message)
 
     def __str__(self) -> str:
@@ -33,10 +33,12 @@ def route(what: str) -> Iterator[IPRoute]:
     from pyroute2 import IPRoute  # noqa: PLC0415
     from pyroute2.netlink.exceptions import NetlinkError  # noqa: PLC0415
 
-    ipr = IPRoute()
+    ipr = IPRoute(ext_ack=True)  # the kernel says why in words (extack), not only an errno
     try:
         yield ipr
     except NetlinkError as e:
-        raise RtnlError(what, e.code) from e
+        # The kernel's own words (extack), where it gave more than the errno.
+        said = str(e.args[1]) if len(e.args) > 1 and e.args[1] != os.strerror(e.code) else ""
+        raise RtnlError(what, e.code, said) from e
     finally:
         ipr.close()
