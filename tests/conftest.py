@@ -10,6 +10,7 @@ pytest_plugins = [
     "tests.fixtures.objects",
     "tests.fixtures.counters",
     "tests.fixtures.features",
+    "tests.fixtures.reconciler",
 ]
 
 # `--hypothesis-profile=matrix`: the kernel matrix's VMs (qemu TCG, tens of times slower) run the

@@ -40,18 +40,25 @@ class EventResult:
 _Identity = tuple[str, tuple[int, ...], tuple[tuple[str, bytes | None], ...]]
 
 
-def _program_identity(prog_id: int) -> _Identity | None:
-    """A program's tag, the maps holding state it uses and the contents of its read-only data: what
-    makes a running program the one a unit would load (read-only data is made anew by each load, and
-    holds the values of its .rodata globals, Global= among them)."""
+def _info_of(prog_id: int) -> bpf.ProgInfo | None:
+    """None when the program went away."""
     try:
         fd = bpf.prog_get_fd_by_id(prog_id)
     except bpf.BpfError:
         return None
     try:
-        info = bpf.prog_info(fd)
+        return bpf.prog_info(fd)
     finally:
         os.close(fd)
+
+
+def _program_identity(prog_id: int) -> _Identity | None:
+    """A program's tag, the maps holding state it uses and the contents of its read-only data: what
+    makes a running program the one a unit would load (read-only data is made anew by each load, and
+    holds the values of its .rodata globals, Global= among them)."""
+    info = _info_of(prog_id)
+    if info is None:
+        return None
     ids, constants = [], []
     for map_id in info.map_ids:
         try:
@@ -75,16 +82,9 @@ def _run_count(prog_id: int | None) -> int | None:
     """How often the program ran, as far as the kernel counted: while kernel.bpf_stats_enabled is
     1 or a BPF_ENABLE_STATS fd is open (which the sysctl does not show). None when it never
     counted, where 0 would suggest the program never ran."""
-    if prog_id is None:
+    info = _info_of(prog_id) if prog_id is not None else None
+    if info is None:
         return None
-    try:
-        fd = bpf.prog_get_fd_by_id(prog_id)
-    except bpf.BpfError:
-        return None
-    try:
-        info = bpf.prog_info(fd)
-    finally:
-        os.close(fd)
     return info.run_cnt if info.run_cnt or info.run_time_ns or _stats_enabled() else None
 
 

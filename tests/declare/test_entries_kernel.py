@@ -66,6 +66,7 @@ def prefix_key(prefix: str) -> bytes:
     return struct.pack("<I", int(length)) + socket.inet_aton(addr)
 
 
+@pytest.mark.matrix
 def test_declared_deny_prefix_exact_removal_and_repair(tmp_path, capsys, veth_pair, bpffs_root, bpf_objects):
     units = tmp_path / "units"
     write(units, "filter.unit", filter_unit(veth_pair, "Entry=prefixes_v4 198.19.66.0/24 2\n"))

@@ -40,6 +40,7 @@ def shapes_unit(pair, *globals_: str) -> str:
     return f"[Program]\nObject={OBJ}\n{lines}[Attach]\nHook=xdp\nInterfaces={pair.if_a}\n"
 
 
+@pytest.mark.matrix
 def test_globals_of_every_section_set_before_load(tmp_path, capsys, veth_pair, bpffs_root, bpf_objects):
     units = tmp_path / "units"
     write(units, "shapes.unit", shapes_unit(veth_pair))

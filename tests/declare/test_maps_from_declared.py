@@ -5,16 +5,14 @@ entries nor globals go into a map taken from another unit (an error naming the o
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from bpfunits.config import load_config
-from bpfunits.reconcile.engine import Result, reconcile
-from bpfunits.reconcile.node import Node
+from bpfunits.reconcile.engine import Result
 from bpfunits.state import pins
-from bpfunits.sys import bpf, netns
+from bpfunits.sys import bpf
 from tests.unitfiles import write
 
 pytestmark = pytest.mark.kernel
@@ -22,24 +20,8 @@ BPF = Path(__file__).resolve().parents[2] / "bpf"
 
 
 @pytest.fixture
-def run(tmp_path, veth_pair, bpffs_root) -> Iterator[tuple[Path, object]]:
-    units = tmp_path / "units"
-    units.mkdir()
-    (tmp_path / "bpfunits.yaml").write_text(f"lock_file: {tmp_path / 'lock'}\nbpffs_root: {bpffs_root.path}\n")
-    config = load_config(tmp_path / "bpfunits.yaml").override(units_dirs=[units])
-    node = Node()
-
-    def apply() -> Result:
-        with netns.inside(veth_pair.ns_a):
-            return reconcile(config, apply=True, node=node)
-
-    try:
-        yield units, apply
-    finally:
-        for f in units.iterdir():
-            f.unlink()
-        apply()
-        node.close()
+def run(reconciler) -> tuple[Path, Callable[[], Result]]:
+    return reconciler.units, reconciler.apply
 
 
 def limiter(pair, extra: str = "") -> str:

@@ -5,6 +5,7 @@ takes longer than its bound. A failed load leaves no pin behind."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bpfunits.errors import BpfUnitsError
+from bpfunits.btf.objects import object_btf
 from bpfunits.hooks import Hook
 from bpfunits.load.load import load_object_program, open_object_facts, select_program
 from tests.hardening import objmutate
@@ -64,3 +66,13 @@ def test_object_fuzz_seeded_mutants_open_or_are_errors(tmp_path, bpf_objects):
                 select_program(facts.programs, None, Hook.XDP, path, "unit fuzz")
             except BpfUnitsError as exc:
                 assert str(exc).startswith("unit fuzz: "), (seed, exc)
+
+
+@given(base=st.sampled_from(BASES + ("declared_shapes.bpf.o",)), mutation_list=mutations)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_object_fuzz_btf_reader_describes_or_refuses(bpf_objects, base, mutation_list):
+    """The BTF and ELF reader that types Global= and Entry= (no libbpf, no root: verify runs it on
+    any object a unit names): a description or one error of its own, quickly."""
+    data = objmutate.mutate((bpf_objects / base).read_bytes(), mutation_list)
+    with within(PER_CASE), contextlib.suppress(BpfUnitsError):
+        object_btf(data)

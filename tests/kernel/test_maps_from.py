@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import struct
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from bpfunits.config import load_config
 from bpfunits.hooks import Hook
 from bpfunits.load import mappins
-from bpfunits.reconcile.engine import Result, reconcile
-from bpfunits.reconcile.node import Node
+from bpfunits.reconcile.engine import Result
 from bpfunits.sys import bpf, netns
 from bpfunits.state import pins
 from tests.traffic import frame, send_frames
@@ -29,25 +27,8 @@ def unit(obj: str, hook: str, interfaces: str, extra: str = "") -> str:
 
 
 @pytest.fixture
-def setup(tmp_path, veth_pair, bpffs_root) -> Iterator[tuple[Path, object]]:
-    units = tmp_path / "units"
-    units.mkdir()
-    (tmp_path / "bpfunits.yaml").write_text(f"lock_file: {tmp_path / 'lock'}\nbpffs_root: {bpffs_root.path}\n")
-    config = load_config(tmp_path / "bpfunits.yaml").override(units_dirs=[units])
-    node = Node()
-
-    def run() -> Result:
-        with netns.inside(veth_pair.ns_a):
-            return reconcile(config, apply=True, node=node)
-
-    try:
-        yield units, run
-    finally:
-        with netns.inside(veth_pair.ns_a):
-            for f in units.iterdir():
-                f.unlink()
-            reconcile(config, apply=True, node=node)
-        node.close()
+def setup(reconciler) -> tuple[Path, Callable[[], Result]]:
+    return reconciler.units, reconciler.apply
 
 
 def packets(root, unit: str) -> int:

@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from bpfunits.config import load_config
 from bpfunits.state import pins
-from bpfunits.sys import bpf, netns
-from bpfunits.reconcile.engine import Result, reconcile
-from bpfunits.reconcile.node import Node
+from bpfunits.sys import bpf
+from bpfunits.reconcile.engine import Result
 from bpfunits.reconcile.progcache import ProgramCache
 from tests.unitfiles import write
 
@@ -43,24 +41,13 @@ def next_prog_id() -> int:
 
 
 @pytest.fixture
-def setup(tmp_path, veth_pair, bpffs_root) -> Iterator[tuple[Path, object]]:
-    units = tmp_path / "units"
-    units.mkdir()
-    (tmp_path / "bpfunits.yaml").write_text(f"lock_file: {tmp_path / 'lock'}\nbpffs_root: {bpffs_root.path}\n")
-    config = load_config(tmp_path / "bpfunits.yaml").override(units_dirs=[units])
-    node = Node()
-    cache = node.programs
-
+def setup(reconciler) -> tuple[Path, ProgramCache, Callable[[], Result]]:
     def run() -> Result:
-        with netns.inside(veth_pair.ns_a):
-            result = reconcile(config, apply=True, node=node)
+        result = reconciler.apply()
         assert not result.failed, [h.errors for h in result.hooks]
         return result
 
-    try:
-        yield units, cache, run
-    finally:
-        node.close()
+    return reconciler.units, reconciler.node.programs, run
 
 
 def ids(cache: ProgramCache) -> dict[str, int]:
