@@ -12,6 +12,7 @@ Value = str | list["Value"] | dict[str, "Value"]
 
 _TOKEN = re.compile(r'\s*(?:(?P<punct>[{}\[\]=])|"(?P<quoted>(?:[^"\\]|\\.)*)"|(?P<word>[^\s{}\[\]="]+))')
 _PLAIN = re.compile(r'[^\s{}\[\]="]+')
+MAX_DEPTH = 16  # lists and structs within each other: deeper than any BTF type a map or global has
 
 
 class SyntaxProblem(BpfUnitsError):
@@ -63,14 +64,16 @@ def _tokens(text: str) -> list[tuple[str, str]]:
     return tokens
 
 
-def _value(tokens: list[tuple[str, str]]) -> Value:
+def _value(tokens: list[tuple[str, str]], depth: int = 0) -> Value:
     kind, text = tokens.pop()
     if kind == "str":
         return text
+    if depth == MAX_DEPTH:
+        raise SyntaxProblem(f"values nest deeper than {MAX_DEPTH} levels")
     if text == "[":
         items: list[Value] = []
         while tokens and tokens[-1] != ("punct", "]"):
-            items.append(_value(tokens))
+            items.append(_value(tokens, depth + 1))
         _expect(tokens, "]")
         return items
     if text == "{":
@@ -82,7 +85,7 @@ def _value(tokens: list[tuple[str, str]]) -> Value:
             _expect(tokens, "=")
             if name in members:
                 raise SyntaxProblem(f"member {name} is given twice")
-            members[name] = _value(tokens)
+            members[name] = _value(tokens, depth + 1)
         _expect(tokens, "}")
         return members
     raise SyntaxProblem(f"unexpected {text!r}")

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from bpfunits.btf.objects import ObjectBtf, object_btf
 from bpfunits.btf.types import Array, Composite, Enum, Int
+from bpfunits.declare import syntax
 from bpfunits.declare.syntax import Value, parse_value, render
 from bpfunits.declare.values import BadValue, decode, encode
 
@@ -201,3 +202,12 @@ def test_a_prefix_reads_back_as_declared(case):
     text = str(net)
     key = OBJ.maps[name].key
     assert decode(BTF, key, encode(BTF, key, text), "0.0.0.0/0") == text
+
+
+@pytest.mark.parametrize("opening, closing", [("{a=", "}"), ("[", "]")])
+def test_values_nested_without_end_are_a_syntax_problem(opening, closing):
+    # A unit file may be written by anyone who can write the folder: never a RecursionError.
+    for depth in (syntax.MAX_DEPTH + 1, 100_000):
+        with pytest.raises(syntax.SyntaxProblem, match=f"nest deeper than {syntax.MAX_DEPTH} levels"):
+            syntax.parse_value(opening * depth + "1" + closing * depth)
+    assert syntax.parse_value(opening * syntax.MAX_DEPTH + "1" + closing * syntax.MAX_DEPTH)
