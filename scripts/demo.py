@@ -10,6 +10,7 @@ Run as root from the repository (the Makefile's `demo` target does the set-up fi
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -217,16 +218,41 @@ def mac(ns: str, ifname: str) -> bytes:
     return bytes.fromhex(json.loads(out.stdout)[0]["address"].replace(":", ""))
 
 
-def remove_everything(d: Demo, daemon: subprocess.Popen | None) -> list[str]:
+def _children() -> list[int]:
+    """The PIDs of this process's children: a Ctrl-C can land after the daemon was forked and
+    before its Popen returned, and then only the kernel knows it is ours."""
+    me, found = str(os.getpid()), []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+        except OSError:
+            continue  # gone meanwhile
+        if fields.get("PPid", "").strip() == me:
+            found.append(int(status.parent.name))
+    return found
+
+
+def _stop(pid: int) -> None:
+    """SIGTERM (the daemon leaves the chain, which the namespaces take with them), then SIGKILL."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + scaled(10)
+    while time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+
+
+def remove_everything(d: Demo) -> list[str]:
     """Undo whatever exists of the demo; returns what could not be removed."""
     problems = []
-    if daemon is not None and daemon.poll() is None:
-        daemon.terminate()
-        try:
-            daemon.wait(timeout=scaled(10))
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait()
+    for pid in _children():
+        _stop(pid)
     for ns in (d.ns_a, d.ns_b):
         exists = Path(netns.ns_path(ns)).exists()
         if exists and subprocess.run(["ip", "netns", "del", ns], capture_output=True).returncode != 0:
@@ -444,7 +470,7 @@ def main() -> int:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup short
         step("cleaning up")
-        problems = remove_everything(d, started[0] if started else None)
+        problems = remove_everything(d)
         if problems:
             print("could not remove: " + ", ".join(problems), file=sys.stderr)
             code = code or 1

@@ -92,3 +92,29 @@ def test_interrupted_while_the_daemon_runs_still_removes_everything(bpf_objects,
             proc.wait()
     assert "cleaning up" in rest
     assert leftovers(tag) == []
+
+
+CLEANUP_AFTER_A_LOST_CHILD = """
+import importlib.util, os, subprocess, sys, tempfile
+from pathlib import Path
+spec = importlib.util.spec_from_file_location("demo", sys.argv[1])
+demo = sys.modules["demo"] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(demo)
+# As when a Ctrl-C lands after the daemon was forked and before its Popen returned: a child in a
+# session of its own that the demo holds no Popen of.
+child = subprocess.Popen(["sleep", "60"], start_new_session=True).pid
+d = demo.Demo(sys.argv[2], Path(tempfile.mkdtemp(prefix=f"bpfu-demo-{sys.argv[2]}-")))
+assert demo.remove_everything(d) == []
+try:
+    os.kill(child, 0)
+except ProcessLookupError:
+    print("child stopped")
+"""
+
+
+def test_the_cleanup_stops_a_child_the_demo_lost_track_of():
+    tag = "lost00"
+    done = subprocess.run([sys.executable, "-c", CLEANUP_AFTER_A_LOST_CHILD, DEMO[1], tag], cwd=REPO,
+                          capture_output=True, text=True, timeout=scaled(60))
+    assert done.stdout.strip() == "child stopped", done.stdout + done.stderr
+    assert leftovers(tag) == []
