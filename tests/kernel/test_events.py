@@ -249,8 +249,9 @@ def test_kprobe(setup, kind):
     lifecycle(setup, kind, event_unit(f"{kind}_getppid", f"{kind}:__x64_sys_getppid"), getppid, unpin)
 
 
-@pytest.mark.skipif(os.uname().release != "6.18.44-fc-v1147", reason="the message of this host's kernel")
 def test_a_kind_the_kernel_lacks_is_the_units_clear_error(setup):
+    if probe.features().has(probe.KPROBE_EVENTS):
+        pytest.skip("this kernel has kprobe events (this project's host has none)")
     kind = "kprobe"
     write(setup.units, f"{kind}.unit", event_unit(f"{kind}_getppid", f"{kind}:__x64_sys_getppid"))
     [event] = setup.apply().events
