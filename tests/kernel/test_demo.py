@@ -4,6 +4,7 @@ also when interrupted (Ctrl-C, SIGTERM) while its daemon runs."""
 from __future__ import annotations
 
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -113,7 +114,7 @@ except ProcessLookupError:
 
 
 def test_the_cleanup_stops_a_child_the_demo_lost_track_of():
-    tag = "lost00"
+    tag = secrets.token_hex(3)
     done = subprocess.run([sys.executable, "-c", CLEANUP_AFTER_A_LOST_CHILD, DEMO[1], tag], cwd=REPO,
                           capture_output=True, text=True, timeout=scaled(60))
     assert done.stdout.strip() == "child stopped", done.stdout + done.stderr
