@@ -10,7 +10,6 @@ import resource
 from bpfunits import logs
 from bpfunits.cli import common
 from bpfunits.daemon import DEFAULT_DEBOUNCE, Daemon, Settings, Trigger, statefile
-from bpfunits.metrics.exporter import Exporter
 from bpfunits.state.bpffs import StateRoot
 from bpfunits.sys import netns
 from bpfunits.reconcile.decisions import log_result, summary
@@ -67,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
     node = Node()
     # Bound before anything else, in the namespace the service manager started us in (like the
     # sd_notify socket): an address it cannot have fails the start.
+    from bpfunits.metrics.exporter import Exporter  # here: prometheus_client (with urllib, email, http)
+    # costs every other command 25 ms of start-up
     exporter = Exporter(config.metrics_listen) if config.metrics_listen else None
     if exporter is not None:
         log.info("metrics at http://%s/metrics, health at /healthz and /readyz", exporter.address,

@@ -18,7 +18,8 @@ from bpfunits.hooks import Hook
 from bpfunits.hooks import clsbpf, libxdp, probe, tcx, xdp
 from bpfunits.state import pins
 from bpfunits.sys import bpf, nlread, rtnl
-from bpfunits.state.bpffs import StateRoot, names
+from bpfunits.state import bpffs
+from bpfunits.state.bpffs import StateRoot
 from bpfunits.linker.manifest import Manifest, read_manifest
 
 
@@ -110,19 +111,19 @@ class _Claim:
     Reading the hook's pins fails (and so does observing the hook) when they are not what
     bpfunits pins there."""
 
-    def __init__(self, owner: str, folders: list[tuple[bool, Path]], facts: ProgramFacts) -> None:
-        """`folders`: where the hook's pins may be (its own folder or not, the folder)."""
+    def __init__(self, owner: str, folders: list[_Folder], facts: ProgramFacts) -> None:
+        """`folders`: where the hook's pins may be."""
         self.owner = owner
         self.facts = facts
         self.links: dict[int, bool] = {}  # pinned link id -> pinned in its own hook folder
         self.link_infos: list[bpf.LinkInfo] = []  # the pinned links, as read with the pins
         self.progs: dict[int, bool] = {}
-        for home, folder in folders:
-            if (link := pins.link_info(folder)) is not None:
-                self.links.setdefault(link.id, home)
+        for folder in folders:
+            if folder.may_hold(pins.LINK) and (link := pins.link_info(folder.path)) is not None:
+                self.links.setdefault(link.id, folder.home)
                 self.link_infos.append(link)
-            if (prog := pins.prog_id(folder)) is not None:
-                self.progs.setdefault(prog, home)
+            if folder.may_hold(pins.PROG) and (prog := pins.prog_id(folder.path)) is not None:
+                self.progs.setdefault(prog, folder.home)
 
     def __call__(self, prog_id: int, link_id: int | None) -> tuple[bool, bool]:
         home = self.links.get(link_id) if link_id else self.progs.get(prog_id)
@@ -133,23 +134,42 @@ class _Claim:
 
 
 @dataclass(frozen=True)
+class _Folder:
+    """A folder that may pin what runs on a hook."""
+
+    home: bool  # the hook's own folder (else where versions before namespaced folders pinned it)
+    path: Path
+    names: frozenset[str] | None  # what it holds, as listed; None: not listed, look
+
+    def may_hold(self, name: str) -> bool:
+        return self.names is None or name in self.names
+
+
+@dataclass(frozen=True)
 class _PinFolders:
     """Where the root pins the hooks of this network namespace."""
 
     root: StateRoot
     netns: Path
-    interfaces: frozenset[str] | None  # the `if<N>` folders there; None: not listed, look in each
-    legacy: frozenset[str] | None  # the same, in the layout before namespaced folders
+    listed: bpffs.Listing | None  # the netns folder, two levels down; None: not listed, look in each
+    legacy: frozenset[str] | None  # the `if<N>` folders in the layout before namespaced folders
 
-    def of(self, ifindex: int, hook: Hook) -> list[tuple[bool, Path]]:
+    def of(self, ifindex: int, hook: Hook) -> list[_Folder]:
         """The folders that may pin what runs on a hook: its own, and where versions before
-        namespaced folders put it."""
+        namespaced folders put it. A listed hook folder is asked only for the pins it holds: a
+        thousand hooks then cost no thousand failed lookups of the pin they do not have."""
         name = f"if{ifindex}"
         found = []
-        if self.interfaces is None or name in self.interfaces:
-            found.append((True, self.netns / name / hook.value))
+        if self.listed is None:
+            found.append(_Folder(True, self.netns / name / hook.value, None))
+        elif name in self.listed:
+            hooks = self.listed[name]
+            if hooks is None or hook.value in hooks:
+                pinned = hooks[hook.value] if hooks is not None else None
+                found.append(_Folder(True, self.netns / name / hook.value,
+                                     frozenset(pinned) if pinned is not None else None))
         if self.legacy is None or name in self.legacy:
-            found.append((False, self.root.legacy_hook_path(ifindex, hook)))
+            found.append(_Folder(False, self.root.legacy_hook_path(ifindex, hook), None))
         return found
 
 
@@ -184,8 +204,8 @@ class Observer:
             return _PinFolders(self.root, self.root.netns_path(), None, None)
         if self._pin_folders is None:
             netns = self.root.netns_path()
-            listed = (frozenset(names(netns)), frozenset(names(self.root.hooks_path)))
-            self._pin_folders = _PinFolders(self.root, netns, *listed)
+            legacy = frozenset(bpffs.names(self.root.hooks_path))
+            self._pin_folders = _PinFolders(self.root, netns, bpffs.listing(netns, 2), legacy)
         return self._pin_folders
 
     def interface(self, ifindex: int) -> nlread.Interface:

@@ -146,6 +146,36 @@ def names(path: Path) -> list[str]:
         return os.listdir(fd) if fd is not None else []
 
 
+# What `listing` finds in a folder: per entry, its own listing, or None when it is not a folder.
+Listing = dict[str, "Listing | None"]
+
+
+def listing(path: Path, depth: int) -> Listing:
+    """The names in folder `path` (none if it is missing) and, `depth` levels down, in each folder
+    among them, read without following symlinks. An entry that is not a folder (a symlink, a
+    pin) maps to None: whoever meets it there reports what it is. Leaves map to {}."""
+    with opened_folder(path) as fd:
+        return _listing(fd, depth) if fd is not None else {}
+
+
+def _listing(fd: int, depth: int) -> Listing:
+    found: Listing = {}
+    for name in os.listdir(fd):
+        if depth == 0:
+            found[name] = {}
+            continue
+        try:
+            child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+        except OSError:
+            found[name] = None
+            continue
+        try:
+            found[name] = _listing(child, depth - 1)
+        finally:
+            os.close(child)
+    return found
+
+
 @dataclass(frozen=True)
 class StateRoot:
     """Where bpfunits pins its objects. The `*_path` getters only name folders; `*_dir` ones

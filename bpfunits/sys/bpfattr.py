@@ -8,6 +8,7 @@ reads zeros for the rest. tests/test_bpf_layout.py checks every offset against t
 from __future__ import annotations
 
 import ctypes
+import functools
 from typing import ClassVar
 
 u32 = ctypes.c_uint32
@@ -39,11 +40,11 @@ class Attr(ctypes.Structure):
     _pointers_: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **fields: object) -> None:
-        unknown = [name for name in fields if not isinstance(getattr(type(self), name, None), _CField)]
-        if unknown:  # ctypes would store them as plain attributes, silently
+        if not fields.keys() <= _field_names(type(self)):  # ctypes would store others as plain attributes
+            unknown = sorted(fields.keys() - _field_names(type(self)))
             raise TypeError(f"{type(self).__name__} has no field {', '.join(unknown)}")
         keep = []
-        for name in set(self._pointers_) & set(fields):
+        for name in self._pointers_ and set(self._pointers_) & fields.keys():
             data = fields[name]
             if isinstance(data, bytes):
                 data = ctypes.create_string_buffer(data, len(data))
@@ -54,6 +55,12 @@ class Attr(ctypes.Structure):
                 fields[name] = 0
         super().__init__(**fields)
         self._keep = keep
+
+
+@functools.cache
+def _field_names(cls: type[ctypes.Structure]) -> frozenset[str]:
+    """A structure's field names, its anonymous members' included (asked per bpf(2) call)."""
+    return frozenset(name for name in dir(cls) if isinstance(getattr(cls, name), _CField))
 
 
 class MapCreateAttr(Attr):
