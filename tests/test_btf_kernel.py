@@ -63,7 +63,8 @@ def test_a_kernel_without_btf_is_a_clear_error(tmp_path):
                                  "CONFIG_DEBUG_INFO_BTF)")
 
 
-@pytest.mark.parametrize("blob", [b"\x9f\xeb", b"not BTF at all, not BTF at all", btf_blob(TYPES)[:40]])
+@pytest.mark.parametrize("blob", [b"\x9f\xeb", b"not BTF at all, not BTF at all", btf_blob(TYPES)[:40]],
+                         ids=["short", "no-magic", "truncated"])
 def test_malformed_btf_is_an_error(blob):
     with pytest.raises(BtfError):
         func_ids(blob)
