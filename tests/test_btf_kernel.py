@@ -7,8 +7,10 @@ import struct
 
 import pytest
 
+from bpfunits.btf import kernel
 from bpfunits.btf.kernel import NoKernelBtf, NoKernelFunction, func_ids, kernel_func_id
 from bpfunits.btf.types import BtfError
+from bpfunits.hooks import probe
 
 INT, STRUCT, ENUM, FUNC, FUNC_PROTO, DECL_TAG = 1, 4, 6, 12, 13, 17
 
@@ -68,3 +70,10 @@ def test_a_kernel_without_btf_is_a_clear_error(tmp_path):
 def test_malformed_btf_is_an_error(blob):
     with pytest.raises(BtfError):
         func_ids(blob)
+
+
+def test_the_tracing_probe_finds_a_kernel_without_btf_lacking(tmp_path, monkeypatch):
+    """Before any bpf() call: no root needed, and the reason names the missing file."""
+    monkeypatch.setattr(kernel, "VMLINUX", tmp_path / "vmlinux")
+    assert probe._tracing() == (f"this kernel has no BTF of its own (no {tmp_path / 'vmlinux'}: built without "
+                                "CONFIG_DEBUG_INFO_BTF)")

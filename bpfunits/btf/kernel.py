@@ -69,8 +69,9 @@ def _kernel_funcs(path: Path) -> dict[str, int]:
         raise NoKernelBtf(f"the kernel's BTF {path}: {exc}") from exc
 
 
-def kernel_func_id(name: str, path: Path = VMLINUX) -> int:
-    """The type id of function `name` in the kernel's BTF."""
+def kernel_func_id(name: str, path: Path | None = None) -> int:
+    """The type id of function `name` in the kernel's BTF (`path`: VMLINUX)."""
+    path = path or VMLINUX
     type_id = _kernel_funcs(path).get(name)
     if type_id is None:
         raise NoKernelFunction(f"no function {name} in the kernel's BTF ({path}): it is not a kernel function, "
