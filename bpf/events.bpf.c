@@ -47,6 +47,23 @@ int kretprobe_getppid(void *ctx)
 	return 0;
 }
 
+// The unit's Hook= names the function, whatever the section says: the test's fentry hook is on
+// the kernel's own name of the getppid syscall (__do_sys_getppid where __x64_sys_getppid is an
+// alias), and SEC("fexit") names none.
+SEC("fentry/__x64_sys_getppid")
+int fentry_getppid(void *ctx)
+{
+	hit();
+	return 0;
+}
+
+SEC("fexit")
+int fexit_hit(void *ctx)
+{
+	hit();
+	return 0;
+}
+
 SEC("uprobe")
 int uprobe_hit(void *ctx)
 {

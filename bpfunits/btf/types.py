@@ -178,7 +178,7 @@ def _one(data: bytes, off: int, strings: bytes) -> tuple[BtfType, int]:
     name_off, info, size_or_type = struct.unpack_from("<III", data, off)
     off += 12
     kind, vlen, flag = (info >> 24) & 0x1F, info & 0xFFFF, bool(info >> 31)
-    name = _string(strings, name_off)
+    name = string_at(strings, name_off)
     if kind == INT:
         enc, = struct.unpack_from("<I", data, off)
         e = enc >> 24
@@ -194,7 +194,7 @@ def _one(data: bytes, off: int, strings: bytes) -> tuple[BtfType, int]:
             m_name, m_type, m_off = struct.unpack_from("<III", data, off)
             off += 12
             bit_off, bit_size = (m_off & 0xFFFFFF, m_off >> 24) if flag else (m_off, 0)
-            members.append(Member(_string(strings, m_name), m_type, bit_off, bit_size))
+            members.append(Member(string_at(strings, m_name), m_type, bit_off, bit_size))
         return Composite(name, size_or_type, kind == UNION, tuple(members)), off
     if kind in (ENUM, ENUM64):
         values = []
@@ -208,7 +208,7 @@ def _one(data: bytes, off: int, strings: bytes) -> tuple[BtfType, int]:
                 raw = (hi << 32) | lo
                 if flag and raw >= 1 << 63:
                     raw -= 1 << 64
-            values.append((_string(strings, v_name), raw))
+            values.append((string_at(strings, v_name), raw))
         return Enum(name, size_or_type, flag, tuple(values)), off
     if kind in _ALIASES:
         return Alias(name if kind == TYPEDEF else "", size_or_type), off
@@ -231,6 +231,6 @@ def _one(data: bytes, off: int, strings: bytes) -> tuple[BtfType, int]:
     raise BtfError(f"unknown BTF kind {kind}")
 
 
-def _string(strings: bytes, offset: int) -> str:
+def string_at(strings: bytes, offset: int) -> str:
     end = strings.find(b"\0", offset)
     return strings[offset: end if end >= 0 else len(strings)].decode(errors="replace")

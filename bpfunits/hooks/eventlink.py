@@ -39,14 +39,17 @@ class EventAttachError(BpfUnitsError):
     pass
 
 
+class AttachedBefore(EventAttachError):
+    """A tracing program that was attached once cannot be again before Linux 5.13 (ENOENT): it
+    must be loaded anew."""
+
+
 def unavailable(hook: EventHook) -> str | None:
     """Why this kernel cannot run a program on `hook`, or None."""
     features = probe.features()
     for feature in _FEATURES.get(hook.kind, ()):
         if not features.has(feature):
             return f"{hook.value}: {features.missing(feature)}"
-    if hook.kind in (EventKind.FENTRY, EventKind.FEXIT):
-        return f"the {hook.kind.value} hook is not supported by bpfunits yet (its programs need a BTF attach target)"
     return None
 
 
@@ -124,6 +127,13 @@ def create(hook: EventHook, prog_fd: int) -> int:
     try:
         if hook.kind is EventKind.RAW_TRACEPOINT:
             return bpf.raw_tracepoint_open(hook.target, prog_fd)
+        if hook.kernel_function is not None:  # on the function the program was loaded against
+            try:
+                return bpf.raw_tracepoint_open(None, prog_fd)
+            except bpf.BpfError as e:
+                if e.errno == errno.ENOENT:
+                    raise AttachedBefore(f"attaching to {hook.value}: {e}") from e
+                raise
         if hook.kind.is_cgroup:
             try:
                 target = os.open(hook.target, os.O_RDONLY | os.O_DIRECTORY)
@@ -158,8 +168,8 @@ def attach(root: StateRoot, unit: str, hook: EventHook, prog_fd: int) -> int:
 
 
 def detach(pin: Path) -> None:
-    """Unpin a link and detach it now where the kind of link allows (a perf or raw tracepoint
-    link goes with its last reference, which the pin was for bpfunits)."""
+    """Unpin a link and detach it now where the kind of link allows (a perf, raw tracepoint or
+    tracing link goes with its last reference, which the pin was for bpfunits)."""
     try:
         with pins.opened(pin) as fd, pins.unpinned(fd, pin):
             try:

@@ -1,5 +1,5 @@
 """Hooks that run one program each, with no chain and no order: tracepoints, kprobes, uprobes,
-cgroup hooks. A unit on one of them is attached alone, through a bpf_link (events/attach.py)."""
+fentry/fexit, cgroup hooks. A unit on one of them is attached alone, through a bpf_link (events/attach.py)."""
 
 from __future__ import annotations
 
@@ -83,6 +83,11 @@ class EventHook:
     @property
     def expected_attach_type(self) -> int:
         return PROGRAMS[self.kind][1]
+
+    @property
+    def kernel_function(self) -> str | None:
+        """fentry, fexit: the kernel function whose BTF type the program is loaded against."""
+        return self.target if self.kind in (EventKind.FENTRY, EventKind.FEXIT) else None
 
     @property
     def ordered(self) -> bool:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from functools import cache, partial
 
+from bpfunits.btf.kernel import kernel_func_id
+from bpfunits.btf.types import BtfError
 from bpfunits.errors import BpfUnitsError
 from bpfunits.hooks import Hook
 from bpfunits.hooks import clsbpf, xdp
@@ -449,13 +451,22 @@ def _pmu(name: str) -> Callable[[], str | None]:
     return probe
 
 
+# A function made for fentry tests (net/bpf/test_run.c, 5.5+): in vmlinux BTF and traceable.
+_TRACING_PROBE_TARGET = "bpf_fentry_test1"
+
+
 def _tracing() -> str | None:
-    # As for freplace: without a target, EINVAL where the type is permitted, EPERM where not.
+    # A real fentry program, loaded against a function of vmlinux BTF as a unit's is (never
+    # attached): a kernel without BTF has no function to load it against, one that refuses the
+    # type says EPERM before verification.
     try:
-        os.close(_prog(_returns(0), bpf.ProgType.TRACING, expected_attach_type=24))
+        target = kernel_func_id(_TRACING_PROBE_TARGET)
+    except BtfError as e:
+        return str(e)
+    try:
+        os.close(_prog(_returns(0), bpf.ProgType.TRACING, expected_attach_type=24, attach_btf_id=target))
     except bpf.BpfError as e:
-        if e.errno == errno.EPERM:
-            return e.strerror
+        return e.strerror
     return None
 
 

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from bpfunits.btf.kernel import kernel_func_id
+from bpfunits.btf.types import BtfError
 from bpfunits.errors import BpfUnitsError
 from bpfunits.hooks import Hook
 from bpfunits.hooks.events import EventHook
@@ -225,8 +227,10 @@ def _load_in_worker(
         pins.update({m: None for m in reuse})  # neither pinned nor reused from this unit's folder
         # On tc, the attach type the object's section gives (none for SEC("tc")).
         attach = expected_attach_type_of(hook) or None
+        function = hook.kernel_function if isinstance(hook, EventHook) else None
         try:
-            loaded = opened.load(LoadRequest(program.name, prog_type_of(hook), attach, pins, globals_, reuse))
+            loaded = opened.load(LoadRequest(program.name, prog_type_of(hook), attach, pins, globals_, reuse,
+                                             function))
         except LibbpfError as e:
             log = "".join(iter_log_sections(e.output, "-- BEGIN PROG LOAD LOG --", "-- END PROG LOAD LOG --"))
             if log:
@@ -235,6 +239,16 @@ def _load_in_worker(
         frags = hook is Hook.XDP and is_frags_section(program.section)
         return loaded_program(loaded.prog_fd, program.name, hook, loaded.insns, loaded.maps, data.sha256, loaded.fds(),
                               frags=frags)
+
+
+def _check_kernel_function(hook: EventHook, label: str) -> None:
+    """fentry, fexit: the function must be in vmlinux BTF. libbpf looks its id up again as it
+    loads, in vmlinux first; but it would also take a module's function, and say less."""
+    if hook.kernel_function is not None:
+        try:
+            kernel_func_id(hook.kernel_function)
+        except BtfError as e:
+            raise LoadError(f"{label}: {hook.value}: {e}") from e
 
 
 def is_frags_section(section: str) -> bool:
@@ -271,6 +285,8 @@ def load_object_program(
     if pin_root is not None and os.path.ismount(pin_root):
         # libbpf would pin maps by name straight into a shared bpffs root.
         raise LoadError(f"{label}: refusing to pin maps into the bpffs mount point {pin_root}")
+    if isinstance(hook, EventHook):
+        _check_kernel_function(hook, label)
     object_file = data or read_object(path, label, sha256, policy)
     if pin_root is None:
         return _load_in_worker(object_file, path, None, name, hook, False, label, shared or {}, globals_)

@@ -67,6 +67,7 @@ class LoadRequest:
     # Per map: the fd of a map to use instead (another unit's); the worker, forked from the
     # process holding it, has it under the same number.
     reuse: dict[str, int] = field(default_factory=dict)
+    attach_function: str | None = None  # fentry, fexit: the kernel function it is loaded against
 
 
 @dataclass
@@ -97,7 +98,7 @@ class OpenedObject:
             {"program": request.program, "prog_type": request.prog_type,
              "expected_attach_type": request.expected_attach_type, "pins": request.pins,
              "globals": [(sec, off, data.hex()) for sec, off, data in request.globals],
-             "reuse": request.reuse}
+             "reuse": request.reuse, "attach_function": request.attach_function}
         )
         message = self._worker.receive(LOAD_TIMEOUT)
         with parsing(message):
@@ -179,6 +180,8 @@ def _serve(channel: Channel, data: bytes, path: Path, pin_root: Path | None) -> 
         if m.name in wanted["reuse"]:
             m.reuse_fd(wanted["reuse"][m.name])
     try:
+        if wanted.get("attach_function"):
+            program.set_attach_target(wanted["attach_function"])
         patched = _set_globals(maps, wanted.get("globals", []))
         obj.load()
         _write_mutable_globals(patched)

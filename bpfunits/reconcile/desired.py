@@ -60,6 +60,12 @@ class Programs:
         cached = self.loaded.get(unit.name)
         return cached.program if cached else None
 
+    def reload(self, unit: Unit) -> LoadedProgram | None:
+        """The unit's program loaded anew, the one kept so far released."""
+        self.loaded.pop(unit.name, None)
+        self.cache.drop(unit.name)
+        return self.get(unit)
+
     def shared_maps(self, unit: Unit) -> dict[str, SharedMap]:
         """The maps of the units `unit` takes maps from (MapsFrom=), by name, the first unit
         having a name winning; those units' programs are loaded first (the owner of a map is the

@@ -13,6 +13,8 @@ from bpfunits.errors import BpfUnitsError
 from bpfunits.hooks import eventlink
 from bpfunits.hooks.events import EventHook
 from bpfunits.load import mappins
+from bpfunits.load.load import LoadError
+from bpfunits.load.program import LoadedProgram
 from bpfunits.pinname import folder_name
 from bpfunits.reconcile.desired import Programs
 from bpfunits.state.bpffs import StateRoot
@@ -164,12 +166,27 @@ def _one(unit: Unit, links: list[eventlink.Running], programs: Programs, root: S
         return EventResult(unit.name, hook.value, action, "planned", reasons=(why,),
                            prog_id=before.prog_id if before else None, link_id=before.link_id if before else None)
     try:
-        link_id = eventlink.attach(root, unit.name, hook, program.fd)
+        program, link_id = _attach(unit, hook, program, programs, root)
         for stale in links:
             if stale.pin.name != pin:
                 eventlink.detach(stale.pin)
         programs.commit((unit.name,))
+    except LoadError as e:  # names the unit
+        return kept("failed", (str(e),), action)
     except (BpfUnitsError, OSError) as e:
         return kept("failed", (f"unit {unit.name}: {e}",), action)
     return EventResult(unit.name, hook.value, action, "applied", reasons=(why,), prog_id=program.id,
                        link_id=link_id, run_count=_run_count(program.id))
+
+
+def _attach(unit: Unit, hook: EventHook, program: LoadedProgram, programs: Programs,
+            root: StateRoot) -> tuple[LoadedProgram, int]:
+    """Attach the unit's program and pin its link; the program and the link's id. A tracing
+    program that ran before (older kernels attach one only once) is loaded anew first."""
+    try:
+        return program, eventlink.attach(root, unit.name, hook, program.fd)
+    except eventlink.AttachedBefore:
+        reloaded = programs.reload(unit)
+        if reloaded is None:
+            raise LoadError(programs.errors[unit.name]) from None
+        return reloaded, eventlink.attach(root, unit.name, hook, reloaded.fd)

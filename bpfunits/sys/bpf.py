@@ -229,6 +229,7 @@ def _prog_load_attr(
     prog_btf_fd: int,
     func_info: bytes,
     func_info_rec_size: int,
+    attach_btf_id: int = 0,
     log_level: int = 0,
     log: ctypes.Array | None = None,
 ) -> ProgLoadAttr:
@@ -249,6 +250,7 @@ def _prog_load_attr(
         func_info_rec_size=func_info_rec_size if func_info else 0,
         func_info=func_info or None,
         func_info_cnt=len(func_info) // func_info_rec_size if func_info else 0,
+        attach_btf_id=attach_btf_id,
     )
 
 
@@ -274,6 +276,7 @@ def prog_load(
     prog_btf_fd: int = 0,
     func_info: bytes = b"",
     func_info_rec_size: int = 8,
+    attach_btf_id: int = 0,
     log_level: int = 1,
     log_size: int = 1 << 22,
 ) -> int:
@@ -281,7 +284,7 @@ def prog_load(
     with the first load's errno (the second may fail otherwise: ENOSPC for a full log)."""
     attr_of = partial(_prog_load_attr, prog_type, insns, license=license, name=name,
                       expected_attach_type=expected_attach_type, prog_flags=prog_flags, prog_btf_fd=prog_btf_fd,
-                      func_info=func_info, func_info_rec_size=func_info_rec_size)
+                      func_info=func_info, func_info_rec_size=func_info_rec_size, attach_btf_id=attach_btf_id)
     fd, first_err = _prog_load_retrying(attr_of())
     if fd >= 0:
         return fd
@@ -649,10 +652,11 @@ def enable_stats() -> int:
     return _call(Cmd.ENABLE_STATS, EnableStatsAttr(type=0))
 
 
-def raw_tracepoint_open(name: str, prog_fd: int) -> int:
-    """Attach a raw tracepoint program; the fd returned is a bpf_link (5.7+)."""
-    return _call(Cmd.RAW_TRACEPOINT_OPEN, RawTracepointOpenAttr(name=name.encode() + b"\0", prog_fd=prog_fd),
-                 f"raw tracepoint {name}")
+def raw_tracepoint_open(name: str | None, prog_fd: int) -> int:
+    """Attach a raw tracepoint program, or with no name a tracing (fentry, fexit) program to the
+    function it was loaded against (5.5+); the fd returned is a bpf_link (5.7+)."""
+    attr = RawTracepointOpenAttr(name=None if name is None else name.encode() + b"\0", prog_fd=prog_fd)
+    return _call(Cmd.RAW_TRACEPOINT_OPEN, attr, f"raw tracepoint {name}" if name else "tracing program")
 
 
 def cgroup_prog_ids(cgroup_fd: int, attach_type: int) -> tuple[int, ...]:

@@ -110,6 +110,10 @@ class ProgLoadAttr(Attr):
         ("func_info_rec_size", u32),
         ("func_info", u64),
         ("func_info_cnt", u32),
+        ("line_info_rec_size", u32),
+        ("line_info", u64),
+        ("line_info_cnt", u32),
+        ("attach_btf_id", u32),  # fentry, fexit: the kernel function's id in vmlinux BTF
     ]
     _pointers_ = ("insns", "license", "log_buf", "func_info")
 

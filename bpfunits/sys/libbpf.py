@@ -47,6 +47,7 @@ _fn("bpf_program__section_name", ctypes.c_char_p, _prog_p)
 _fn("bpf_program__type", ctypes.c_int, _prog_p)
 _fn("bpf_program__set_type", ctypes.c_int, _prog_p, ctypes.c_int)
 _fn("bpf_program__set_expected_attach_type", ctypes.c_int, _prog_p, ctypes.c_int)
+_fn("bpf_program__set_attach_target", ctypes.c_int, _prog_p, ctypes.c_int, ctypes.c_char_p)
 _fn("bpf_program__set_autoload", ctypes.c_int, _prog_p, ctypes.c_bool)
 _fn("bpf_program__fd", ctypes.c_int, _prog_p)
 _fn("bpf_program__insns", ctypes.c_void_p, _prog_p)
@@ -153,6 +154,12 @@ class ObjectProgram:
                 _lib.bpf_program__set_expected_attach_type(self.handle, expected_attach_type),
                 "bpf_program__set_expected_attach_type",
             )
+
+    def set_attach_target(self, function: str) -> None:
+        """Load against kernel function `function` (fentry, fexit): libbpf finds its BTF id, in
+        vmlinux first. After set_type: the attach type says which kind of BTF type to look for."""
+        _check(_lib.bpf_program__set_attach_target(self.handle, 0, function.encode()),
+               "bpf_program__set_attach_target")
 
     def set_autoload(self, autoload: bool) -> None:
         _check(_lib.bpf_program__set_autoload(self.handle, autoload), "bpf_program__set_autoload")

@@ -1,6 +1,6 @@
 """Units on event hooks, one kind after another on the real kernel: attached through a pinned
 bpf_link, observed running, repaired after someone else detached them, and detached when the
-unit goes. A kind the kernel lacks is that unit's clear error."""
+unit goes. A kind the kernel lacks (here: kprobes, fentry/fexit) is that unit's clear error."""
 
 from __future__ import annotations
 
@@ -12,11 +12,14 @@ import socket
 import struct
 import subprocess
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from bpfunits.btf.kernel import kernel_func_id
+from bpfunits.btf.types import BtfError
 from bpfunits.cli import main
 from bpfunits.config import load_config
 from bpfunits.hooks import eventlink, probe
@@ -43,6 +46,7 @@ class Setup:
     units: Path
     root: object
     apply: Callable[..., Result]
+    node: Node | None = None  # kept from one reconcile to the next, as the daemon does; else one each
 
 
 @pytest.fixture
@@ -54,14 +58,17 @@ def setup(tmp_path, veth_pair, bpffs_root) -> Iterator[Setup]:
 
     def apply(*, plan: bool = False) -> Result:
         with netns.inside(veth_pair.ns_a):
-            return reconcile(config, apply=not plan, node=Node())
+            return reconcile(config, apply=not plan, node=made.node or Node())
 
+    made = Setup(units, bpffs_root, apply)
     try:
-        yield Setup(units, bpffs_root, apply)
+        yield made
     finally:
         for f in units.iterdir():
             f.unlink()
         apply()
+        if made.node is not None:
+            made.node.close()
 
 
 def hits(root, unit: str) -> int:
@@ -78,6 +85,22 @@ def event_unit(name: str, hook: str, extra: str = "") -> str:
 def getppid(n: int = 5) -> None:
     for _ in range(n):
         os.getppid()
+
+
+def getpid(n: int = 5) -> None:
+    for _ in range(n):
+        os.getpid()  # a system call each time: glibc caches the pid no more (2.25+)
+
+
+def syscall_function(name: str) -> str:
+    """The kernel function of system call `name` as the kernel's BTF names it: __do_sys_NAME,
+    of which __x64_sys_NAME is an alias without BTF of its own, or __x64_sys_NAME where that is
+    the function."""
+    for function in (f"__do_sys_{name}", f"__x64_sys_{name}"):
+        with suppress(BtfError):
+            kernel_func_id(function)
+            return function
+    raise AssertionError(f"no function of system call {name} in the kernel's BTF")
 
 
 @pytest.fixture
@@ -262,17 +285,65 @@ def test_a_kind_the_kernel_lacks_is_the_units_clear_error(setup):
         "it came with Linux 4.17",)
 
 
-@pytest.mark.parametrize("kind", [pytest.param("fentry", marks=pytest.mark.matrix), "fexit"])
-def test_fentry_and_fexit_are_a_clear_error(setup, kind):
-    """Here the kernel refuses tracing programs (EPERM); where it permits them, bpfunits does not
-    attach them yet: either way the unit's error, and nothing attached."""
-    write(setup.units, f"{kind}.unit", event_unit("tp_getppid", f"{kind}:__x64_sys_getppid"))
-    assert refused_here(setup, kind, f"{kind}:__x64_sys_getppid")
-    if not probe.features().has(probe.TRACING_PROGS):
-        [event] = setup.apply().events
-        assert event.errors[0].startswith(
-            f"unit {kind}: {kind}:__x64_sys_getppid: this kernel ({os.uname().release}) lacks BPF_PROG_TYPE_TRACING "
-            "(fentry/fexit) permitted (BPF_PROG_LOAD: Operation not permitted")
+def refuses_tracing(setup: Setup, unit: str, hook: str) -> bool:
+    """Whether this kernel refuses tracing programs (this host's: EPERM); then the unit is
+    blocked with that as its clear error, and nothing attached."""
+    if probe.features().has(probe.TRACING_PROGS):
+        return False
+    [event] = setup.apply().events
+    assert (event.action, event.outcome) == ("blocked", "blocked")
+    assert event.errors[0].startswith(
+        f"unit {unit}: {hook}: this kernel ({os.uname().release}) lacks BPF_PROG_TYPE_TRACING "
+        "(fentry/fexit) permitted (BPF_PROG_LOAD: Operation not permitted")
+    assert not eventlink.unit_events_path(setup.root, unit).exists()
+    return True
+
+
+@pytest.mark.parametrize(("kind", "program"), [
+    pytest.param("fentry", "fentry_getppid", marks=pytest.mark.matrix), ("fexit", "fexit_hit")])
+def test_fentry_and_fexit(setup, kind, program):
+    """As every kind where the kernel permits tracing programs; the hook's function decides, not
+    the program's section (fentry/__x64_sys_getppid, fexit). The program is kept from one
+    reconcile to the next as the daemon keeps it, so the repair attaches it again (which kernels
+    before 5.13 refuse: it is loaded anew)."""
+    hook = f"{kind}:{syscall_function('getppid')}"
+    text = event_unit(program, hook)
+    write(setup.units, f"{kind}.unit", text)
+    if refuses_tracing(setup, kind, hook):
+        return
+    setup.node = Node()
+    lifecycle(setup, kind, text, getppid, unpin)
+
+
+@pytest.mark.matrix
+def test_fentry_on_a_missing_then_a_changed_function(setup):
+    """A function the kernel's BTF lacks is the unit's clear error; another function is a new
+    attachment in place of the old one."""
+    missing = "fentry:bpfunits_no_such_function"
+    write(setup.units, "fe.unit", event_unit("fentry_getppid", missing))
+    if refuses_tracing(setup, "fe", missing):
+        return
+    [event] = setup.apply().events
+    assert (event.action, event.outcome, event.errors) == ("blocked", "blocked", (
+        f"unit fe: {missing}: no function bpfunits_no_such_function in the kernel's BTF (/sys/kernel/btf/vmlinux): "
+        "it is not a kernel function, is inlined, or is a module's",))
+    assert not eventlink.unit_events_path(setup.root, "fe").exists()
+
+    write(setup.units, "fe.unit", event_unit("fentry_getppid", f"fentry:{syscall_function('getppid')}"))
+    [first] = setup.apply().events
+    assert (first.action, first.outcome, first.errors) == ("attach", "applied", ())
+    write(setup.units, "fe.unit", event_unit("fentry_getppid", f"fentry:{syscall_function('getpid')}"))
+    [changed] = setup.apply(plan=True).events
+    assert (changed.action, changed.outcome, changed.link_id) == ("replace", "planned", first.link_id)
+    [moved] = setup.apply().events
+    assert (moved.action, moved.outcome, moved.errors) == ("replace", "applied", ())
+    assert moved.link_id != first.link_id
+    assert len(list(eventlink.unit_events_path(setup.root, "fe").iterdir())) == 1
+    before = hits(setup.root, "fe")
+    getppid()
+    assert hits(setup.root, "fe") == before
+    getpid()
+    assert hits(setup.root, "fe") >= before + 5
 
 
 def test_plan_and_status_show_event_units(setup, tmp_path, veth_pair, capsys):
