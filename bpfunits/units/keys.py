@@ -38,8 +38,9 @@ KEYS: tuple[Key, ...] = (
         "unit having a map of that name wins; shapes must match); %i: the instance of a template unit"),
     Key("Attach", "Hook", "hook", False, "xdp, tc-ingress or tc-egress (chained, ordered); or one program alone "
         "through a bpf_link, in no order: tracepoint:CATEGORY/NAME, raw_tracepoint:NAME, kprobe:FUNCTION[+OFFSET], "
-        "kretprobe:FUNCTION, uprobe:/PATH:SYMBOL, uretprobe:/PATH:SYMBOL, fentry:FUNCTION, fexit:FUNCTION, "
-        "cgroup-skb-ingress, cgroup-skb-egress, cgroup-sock-create (multi-attach, run in attach order; with Cgroup=)"),
+        "kretprobe:FUNCTION, uprobe:/PATH:SYMBOL, uretprobe:/PATH:SYMBOL, fentry:FUNCTION, fexit:FUNCTION; or "
+        "cgroup-skb-ingress, cgroup-skb-egress, cgroup-sock-create (with Cgroup=): ordered by After=/Before= on "
+        "kernels with cgroup mprog (Linux 6.16+), plain multi-attach in attach order on older ones"),
     Key("Attach", "Cgroup", "cgroup", False, "the cgroup folder (/sys/fs/cgroup/...) of a cgroup-* hook"),
     Key("Attach", "Interfaces", "interfaces", True, "interface names and globs; !name excludes"),
     Key("Attach", "Position", "position", False, "first or last among the hook's units"),

@@ -301,10 +301,11 @@ def test_plan_and_status_show_event_units(setup, tmp_path, veth_pair, capsys):
         os.close(stats)
 
 
-def order_unit(mark: int, extra: str, cgroup: Path) -> str:
-    """A unit on cgroup-skb-egress noting when it ran in slot `mark` of the maps it shares."""
+def order_unit(mark: int, extra: str, cgroup: Path, maps_from: str = "x") -> str:
+    """A unit on cgroup-skb-egress noting when it ran in slot `mark` of the maps it shares (those
+    of unit x, which has them pinned)."""
     return (f"[Unit]\n{extra}\n[Program]\nObject={BPF / 'cgroup_order.bpf.o'}\nGlobal=mark={mark}\n"
-            f"{'' if mark == 0 else 'MapsFrom=x'}\n[Attach]\nHook=cgroup-skb-egress\nCgroup={cgroup}\n")
+            f"{maps_from and 'MapsFrom=' + maps_from}\n[Attach]\nHook=cgroup-skb-egress\nCgroup={cgroup}\n")
 
 
 def kernel_order(cgroup: Path, results: Result) -> list[str]:
@@ -340,7 +341,7 @@ def test_units_on_a_cgroup_hook_run_in_their_declared_order(setup, cgroup, veth_
     foreign = bpf.link_create(foreign_prog, cgroup_fd, bpf.AttachType.CGROUP_INET_EGRESS)
     try:
         foreign_id = bpf.prog_info(foreign_prog).id
-        write(setup.units, "x.unit", order_unit(0, "", cgroup))
+        write(setup.units, "x.unit", order_unit(0, "", cgroup, ""))
         write(setup.units, "y.unit", order_unit(1, "Before=x", cgroup))
         cli = ["--config", str(tmp_path / "bpfunits.yaml"), "--units-dir", str(setup.units),
                "--netns", veth_pair.ns_a]
@@ -357,11 +358,16 @@ def test_units_on_a_cgroup_hook_run_in_their_declared_order(setup, cgroup, veth_
         assert ran_in(setup, cgroup, veth_pair, {"x": 0, "y": 1}) == ["y", "x"]
         again = setup.apply()
         assert [(e.unit, e.action) for e in again.events] == [("x", "unchanged"), ("y", "unchanged")]
+        assert main(["status", *cli]) == 0
+        status = capsys.readouterr().out.splitlines()
+        assert [line.split("  ")[1] for line in status if ", 2 of 2 in order" in line] == ["x"]
+        assert [line.split("  ")[1] for line in status if ", 1 of 2 in order" in line] == ["y"]
+        assert status.count(f"    foreign programs on the hook, left in place: id {foreign_id}") == 2
 
         # The relation reversed: one unit moves (a new link in its place), the other stays.
         links = {e.unit: e.link_id for e in first.events}
         write(setup.units, "y.unit", order_unit(1, "", cgroup))
-        write(setup.units, "x.unit", order_unit(0, "Before=y", cgroup))
+        write(setup.units, "x.unit", order_unit(0, "Before=y", cgroup, ""))
         reversed_ = setup.apply()
         assert [(e.unit, e.action, e.outcome) for e in reversed_.events] == [
             ("x", "move", "applied"), ("y", "unchanged", "unchanged")]
@@ -381,3 +387,36 @@ def test_units_on_a_cgroup_hook_run_in_their_declared_order(setup, cgroup, veth_
         os.close(foreign)
         os.close(foreign_prog)
         os.close(cgroup_fd)
+
+
+def test_where_the_kernel_cannot_order_cgroup_units_attach_in_turn(setup, cgroup, veth_pair, monkeypatch):
+    """As on a kernel before 6.16 (the probe's answer says so): ordering keys are ignored, links
+    are appended as their units come, and a new program is still swapped into its link."""
+    real = probe.features()
+    absent = probe.Probed(probe.CGROUP_MPROG, False, "assumed absent")
+    monkeypatch.setattr(probe, "features", lambda: probe.Features(real.kernel, {**real.known,
+                                                                           probe.CGROUP_MPROG: absent}, real.probe))
+    write(setup.units, "x.unit", order_unit(0, "", cgroup, ""))
+    write(setup.units, "y.unit", order_unit(1, "Before=x", cgroup))
+    first = setup.apply()
+    assert [(e.unit, e.action, e.outcome, e.order) for e in first.events] == [
+        ("x", "attach", "applied", ()), ("y", "attach", "applied", ())]
+    assert kernel_order(cgroup, first) == ["x", "y"]  # attach order, Before= ignored
+    assert ran_in(setup, cgroup, veth_pair, {"x": 0, "y": 1}) == ["x", "y"]
+    write(setup.units, "x.unit", order_unit(2, "", cgroup, ""))
+    [x, y] = setup.apply().events
+    assert (x.action, x.outcome, x.link_id, y.action) == ("replace", "applied", first.events[0].link_id, "unchanged")
+    assert x.prog_id != first.events[0].prog_id
+    assert kernel_order(cgroup, setup.apply(plan=True)) == ["x", "y"]
+
+
+def test_a_cycle_on_a_cgroup_hook_blocks_its_units(setup, cgroup):
+    if not probe.features().has(probe.CGROUP_MPROG):
+        pytest.skip(probe.features().missing(probe.CGROUP_MPROG))
+    write(setup.units, "x.unit", order_unit(0, "After=y", cgroup, ""))
+    write(setup.units, "y.unit", order_unit(1, "After=x", cgroup))
+    events = setup.apply().events
+    assert [(e.unit, e.action, e.outcome, e.link_id) for e in events] == [
+        ("x", "blocked", "blocked", None), ("y", "blocked", "blocked", None)]
+    assert events[0].errors[0].startswith(f"cgroup-skb-egress:{cgroup}: ordering cycle x -> y -> x")
+    assert kernel_order(cgroup, setup.apply()) == []
