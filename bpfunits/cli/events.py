@@ -14,12 +14,10 @@ def to_json(e: EventResult) -> dict:
     return document
 
 
-def _hook_lines(e: EventResult) -> list[str]:
-    """On a hook that runs its units in order: that order, and the programs of others there."""
-    lines = [f"order on the hook: {' -> '.join(e.order)}"] if e.order else []
-    if e.foreign:
-        lines.append(f"foreign programs on the hook, left in place: {', '.join(f'id {p}' for p in e.foreign)}")
-    return lines
+def _foreign(e: EventResult) -> list[str]:
+    """On a hook that runs its units in order: the programs of others there."""
+    ids = ", ".join(f"id {p}" for p in e.foreign)
+    return [f"foreign programs on the hook, left in place: {ids}"] if ids else []
 
 
 def print_changes(events: list[EventResult]) -> None:
@@ -31,7 +29,7 @@ def print_changes(events: list[EventResult]) -> None:
         failed = e.outcome in ("blocked", "failed")
         for line in e.reasons + e.errors:
             print(("  ! " if failed else "  note: ") + line.replace("\n", "\n    "))
-        for line in _hook_lines(e):
+        for line in ([f"order on the hook: {' -> '.join(e.order)}"] if e.order else []) + _foreign(e):
             print("  " + line)
 
 
@@ -46,7 +44,7 @@ def print_status(events: list[EventResult]) -> None:
         pending = "" if e.action == "unchanged" else f", pending: {e.action}"
         place = f", {e.order.index(e.unit) + 1} of {len(e.order)} in order" if e.unit in e.order else ""
         print(f"{e.hook}  {e.unit}  ({where}{place}{pending})")
-        for line in _hook_lines(e)[1:]:
+        for line in _foreign(e):
             print("    " + line)
         for line in e.errors:
             print("    ! " + line.replace("\n", "\n      "))
