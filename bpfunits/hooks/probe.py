@@ -86,7 +86,7 @@ PERF_LINK = Feature("perf_link", "bpf_link for perf events (BPF_LINK_CREATE, BPF
                     "units on tracepoint, kprobe and uprobe hooks")
 CGROUP_LINK = Feature("cgroup_link", "bpf_link for cgroup hooks", "5.7", "units on cgroup-* hooks")
 CGROUP_MPROG = Feature("cgroup_mprog", "placing cgroup links before or after others (BPF_F_BEFORE/AFTER)", "6.16",
-                       "running units on one cgroup hook in their After=/Before= order")
+                       "ordering the units of a cgroup hook by After=/Before=")
 KPROBE_EVENTS = Feature("kprobe_events", "kprobe events (CONFIG_KPROBE_EVENTS)", "4.17", "units on kprobe hooks")
 UPROBE_EVENTS = Feature("uprobe_events", "uprobe events (CONFIG_UPROBE_EVENTS)", "4.17", "units on uprobe hooks")
 TRACING_PROGS = Feature("tracing", "BPF_PROG_TYPE_TRACING (fentry/fexit) permitted", "5.5",

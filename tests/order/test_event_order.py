@@ -82,5 +82,5 @@ def test_ordering_keys_on_a_cgroup_hook_are_ignored_only_where_the_kernel_cannot
     [warning] = ignored_order(units(tmp_path), OLD)
     assert str(warning) == (
         f"{tmp_path}/a.unit:2: warning: unit a: After= is ignored: this kernel (6.12.0) lacks placing cgroup "
-        "links before or after others (BPF_F_BEFORE/AFTER), which running units on one cgroup hook in their "
-        "After=/Before= order needs: it came with Linux 6.16; until then cgroup programs run in attach order")
+        "links before or after others (BPF_F_BEFORE/AFTER), which ordering the units of a cgroup hook by "
+        "After=/Before= needs: it came with Linux 6.16; until then cgroup programs run in attach order")
