@@ -10,7 +10,14 @@ from bpfunits.reconcile.events import EventResult
 def to_json(e: EventResult) -> dict:
     document = asdict(e)
     document["errors"], document["reasons"] = list(e.errors), list(e.reasons)
+    document["order"], document["foreign"] = list(e.order), list(e.foreign)
     return document
+
+
+def _foreign(e: EventResult) -> list[str]:
+    """On a hook that runs its units in order: the programs of others there."""
+    ids = ", ".join(f"id {p}" for p in e.foreign)
+    return [f"foreign programs on the hook, left in place: {ids}"] if ids else []
 
 
 def print_changes(events: list[EventResult]) -> None:
@@ -22,6 +29,8 @@ def print_changes(events: list[EventResult]) -> None:
         failed = e.outcome in ("blocked", "failed")
         for line in e.reasons + e.errors:
             print(("  ! " if failed else "  note: ") + line.replace("\n", "\n    "))
+        for line in ([f"order on the hook: {' -> '.join(e.order)}"] if e.order else []) + _foreign(e):
+            print("  " + line)
 
 
 def print_status(events: list[EventResult]) -> None:
@@ -33,6 +42,9 @@ def print_status(events: list[EventResult]) -> None:
             runs = "" if e.run_count is None else f", ran {e.run_count} times"
             where = f"prog {e.prog_id} link {e.link_id}{runs}"
         pending = "" if e.action == "unchanged" else f", pending: {e.action}"
-        print(f"{e.hook}  {e.unit}  ({where}{pending})")
+        place = f", {e.order.index(e.unit) + 1} of {len(e.order)} in order" if e.unit in e.order else ""
+        print(f"{e.hook}  {e.unit}  ({where}{place}{pending})")
+        for line in _foreign(e):
+            print("    " + line)
         for line in e.errors:
             print("    ! " + line.replace("\n", "\n      "))

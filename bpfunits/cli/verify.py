@@ -9,8 +9,10 @@ import os
 from bpfunits.cli import common
 from bpfunits.errors import BpfUnitsError
 from bpfunits.hooks import probe
+from bpfunits.hooks.events import EventHook
 from bpfunits.load.objcheck import check_program
 from bpfunits.order.chains import ignored_order, order_all, unknown_references, verification_interfaces
+from bpfunits.order.events import order_events
 from bpfunits.units.diagnostics import Severity
 
 
@@ -23,7 +25,8 @@ def register(sub) -> None:
         "program file (opened without the kernel: the program named or the one for the hook, its "
         "kind against the hook, its maps, SHA256=), and that each interface's hooks can be ordered "
         "(no cycles, no First/Last conflicts). Orders against the host's interfaces plus every "
-        "interface a unit names outright. Exit 1 on any error.",
+        "interface a unit names outright, and the units of each cgroup hook (ordered where the kernel can: "
+        "Linux 6.16+; as root verify asks the kernel, elsewhere it assumes so). Exit 1 on any error.",
     )
     common.add_units_options(p)
     p.add_argument("--load", action="store_true",
@@ -36,18 +39,21 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.load and os.geteuid() != 0:
         raise BpfUnitsError("verify --load runs the kernel's verifier, which needs root")
-    if args.load:
-        probe.features()  # raises RLIMIT_MEMLOCK where the kernel charges BPF memory to it
     settings = common.config(args)
     loaded = common.load(args)
     units = list(loaded.units.values())
+    # As root the kernel says whether it orders cgroup hooks (probing also raises RLIMIT_MEMLOCK
+    # where the kernel charges BPF memory to it, for --load); otherwise that is not known here.
+    on_cgroups = any(isinstance(u.hook, EventHook) and u.hook.orderable for u in units)
+    features = probe.features() if os.geteuid() == 0 and (args.load or on_cgroups) else None
     names = common.parse_interfaces(args.interfaces) or verification_interfaces(units, common.host_interfaces())
     ordering = order_all(units, names)
     programs = [d for u in sorted(units, key=lambda u: u.name)
                 for d in check_program(u, settings.file_policy, trial_load=args.load)]
     diagnostics = loaded.diagnostics + programs + unknown_references(loaded.units, loaded.masked)
-    diagnostics += ignored_order(units)
-    diagnostics += [e.diagnostic() for e in ordering.errors]
+    diagnostics += ignored_order(units, features)
+    event_errors = order_events(units).errors if features is None or features.has(probe.CGROUP_MPROG) else []
+    diagnostics += [e.diagnostic() for e in ordering.errors + event_errors]
     valid = len(units) - len({d.unit for d in programs if d.severity is Severity.ERROR})
     errors = sum(d.severity is Severity.ERROR for d in diagnostics)
     warnings = len(diagnostics) - errors

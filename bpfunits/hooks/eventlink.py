@@ -1,7 +1,8 @@
 """Attaching one unit's program to an event hook through a bpf_link, pinned in the unit's event
 folder (`<root>/events/<unit>/link-<hook digest>`): the pin keeps the link, and so the
 attachment, after the process exits; its name says which hook it is on. Removing the pin (and
-the link's last fd) detaches it."""
+the link's last fd) detaches it. On a kernel with cgroup mprog (6.16+) a new cgroup link is
+placed before or after another (`Place`); a cgroup link's program is swapped in place."""
 
 from __future__ import annotations
 
@@ -91,21 +92,55 @@ def running(root: StateRoot) -> dict[str, list[Running]]:
     return found
 
 
+def ordered(hook: EventHook) -> bool:
+    """Whether this kernel runs the programs on `hook` in an order bpfunits sets."""
+    return hook.orderable and probe.features().has(probe.CGROUP_MPROG)
+
+
+def _cgroup(hook: EventHook) -> int:
+    try:
+        return os.open(hook.target, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as e:
+        raise EventAttachError(f"cgroup {hook.target}: {e.strerror}") from e
+
+
+def query(hook: EventHook) -> bpf.Query:
+    """The programs on a cgroup hook in run order (the cgroup's own, not inherited ones), and
+    its revision (Linux 6.16+, else 0)."""
+    fd = _cgroup(hook)
+    try:
+        return bpf.cgroup_query(fd, hook.expected_attach_type)
+    except bpf.BpfError as e:
+        raise EventAttachError(f"reading {hook.value}: {e}") from e
+    finally:
+        os.close(fd)
+
+
 def attached(hook: EventHook, link: Running) -> bool:
     """Whether the link still runs its program where it was attached. A cgroup link someone
     detached (BPF_LINK_DETACH) stays pinned, defunct; the cgroup shows it is gone."""
     if not hook.kind.is_cgroup:
         return True
     try:
-        fd = os.open(hook.target, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
+        return link.prog_id in query(hook).prog_ids
+    except EventAttachError:
         return False
-    try:
-        return link.prog_id in bpf.cgroup_prog_ids(fd, hook.expected_attach_type)
-    except bpf.BpfError:
-        return False
-    finally:
-        os.close(fd)
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a new cgroup link goes among the programs on its hook (cgroup mprog): right
+    before or after the link `link_id`, or with none, first (before) or last (after)."""
+
+    before: bool
+    link_id: int
+    revision: int  # the hook's revision this was decided on: the kernel refuses (ESTALE) if it changed
+
+    @property
+    def flags(self) -> int:
+        if not self.link_id:
+            return bpf.BPF_F_BEFORE if self.before else 0  # no flags: appended
+        return (bpf.BPF_F_BEFORE if self.before else bpf.BPF_F_AFTER) | bpf.BPF_F_LINK
 
 
 def _perf_event(hook: EventHook) -> int:
@@ -120,8 +155,9 @@ def _perf_event(hook: EventHook) -> int:
     return perf.open_probe("uprobe", path, elfsym.file_offset(path, symbol), kind is EventKind.URETPROBE)
 
 
-def create(hook: EventHook, prog_fd: int) -> int:
-    """A new link running `prog_fd` on `hook`; its fd, the caller's to pin and close."""
+def create(hook: EventHook, prog_fd: int, place: Place | None = None) -> int:
+    """A new link running `prog_fd` on `hook` (a cgroup link where `place` says); its fd, the
+    caller's to pin and close."""
     if reason := unavailable(hook):
         raise EventAttachError(reason)
     try:
@@ -135,26 +171,26 @@ def create(hook: EventHook, prog_fd: int) -> int:
                     raise AttachedBefore(f"attaching to {hook.value}: {e}") from e
                 raise
         if hook.kind.is_cgroup:
-            try:
-                target = os.open(hook.target, os.O_RDONLY | os.O_DIRECTORY)
-            except OSError as e:
-                raise EventAttachError(f"cgroup {hook.target}: {e.strerror}") from e
+            target = _cgroup(hook)
             attach_type = hook.expected_attach_type  # BPF_CGROUP_INET_INGRESS is 0
         else:
             target, attach_type = _perf_event(hook), bpf.AttachType.PERF_EVENT
         try:
-            return bpf.link_create(prog_fd, target, attach_type)
+            if place is None:
+                return bpf.link_create(prog_fd, target, attach_type)
+            return bpf.link_create(prog_fd, target, attach_type, flags=place.flags, relative_id=place.link_id,
+                                   expected_revision=place.revision)
         finally:
             os.close(target)
     except (bpf.BpfError, perf.PerfError, elfsym.SymbolError) as e:
         raise EventAttachError(f"attaching to {hook.value}: {e}") from e
 
 
-def attach(root: StateRoot, unit: str, hook: EventHook, prog_fd: int) -> int:
+def attach(root: StateRoot, unit: str, hook: EventHook, prog_fd: int, place: Place | None = None) -> int:
     """Attach `prog_fd` on `hook` for `unit` and pin the link, replacing (and so detaching) one
     pinned there for the same hook in one step; returns the link's id."""
     folder = root.make(unit_events_path(root, unit))
-    fd = create(hook, prog_fd)
+    fd = create(hook, prog_fd, place)
     try:
         link_id = bpf.link_info(fd).id
         pins.pin(fd, folder / pin_name(hook))
@@ -165,6 +201,21 @@ def attach(root: StateRoot, unit: str, hook: EventHook, prog_fd: int) -> int:
         raise
     finally:
         os.close(fd)
+
+
+def update(link: Running, prog_fd: int) -> None:
+    """Swap the program of a pinned cgroup link in one step (BPF_LINK_UPDATE): the link keeps its
+    id and its place on the hook, and no packet meets both programs or neither. Refused if the
+    link no longer runs the program it ran when observed."""
+    try:
+        old = bpf.prog_get_fd_by_id(link.prog_id)
+        try:
+            with pins.opened(link.pin) as fd:
+                bpf.link_update(fd, prog_fd, old_prog_fd=old)
+        finally:
+            os.close(old)
+    except bpf.BpfError as e:
+        raise EventAttachError(f"replacing the program of link {link.link_id}: {e}") from e
 
 
 def detach(pin: Path) -> None:

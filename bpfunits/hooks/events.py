@@ -1,5 +1,7 @@
-"""Hooks that run one program each, with no chain and no order: tracepoints, kprobes, uprobes,
-fentry/fexit, cgroup hooks. A unit on one of them is attached alone, through a bpf_link (events/attach.py)."""
+"""Hooks that run one program per unit, with no chain: tracepoints, kprobes, uprobes,
+fentry/fexit, cgroup hooks. A unit on one of them is attached alone, through a bpf_link
+(hooks/eventlink.py); only cgroup hooks run their programs in an order bpfunits can set (where the
+kernel has cgroup mprog)."""
 
 from __future__ import annotations
 
@@ -90,10 +92,11 @@ class EventHook:
         return self.target if self.kind in (EventKind.FENTRY, EventKind.FEXIT) else None
 
     @property
-    def ordered(self) -> bool:
-        """Whether programs on this hook run in an order bpfunits could set (none here: cgroup
-        links are multi-attach, run in attach order)."""
-        return False
+    def orderable(self) -> bool:
+        """Whether programs on this hook run in an order bpfunits can set: cgroup hooks, where the
+        kernel places a link before or after another (cgroup mprog, probe.CGROUP_MPROG); elsewhere
+        they run in attach order. Tracepoints and probes run theirs in no order bpfunits sets."""
+        return self.kind.is_cgroup
 
     def __str__(self) -> str:
         return self.value

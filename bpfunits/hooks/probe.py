@@ -87,6 +87,8 @@ FREPLACE = Feature(
 PERF_LINK = Feature("perf_link", "bpf_link for perf events (BPF_LINK_CREATE, BPF_PERF_EVENT)", "5.15",
                     "units on tracepoint, kprobe and uprobe hooks")
 CGROUP_LINK = Feature("cgroup_link", "bpf_link for cgroup hooks", "5.7", "units on cgroup-* hooks")
+CGROUP_MPROG = Feature("cgroup_mprog", "placing cgroup links before or after others (BPF_F_BEFORE/AFTER)", "6.16",
+                       "ordering the units of a cgroup hook by After=/Before=")
 KPROBE_EVENTS = Feature("kprobe_events", "kprobe events (CONFIG_KPROBE_EVENTS)", "4.17", "units on kprobe hooks")
 UPROBE_EVENTS = Feature("uprobe_events", "uprobe events (CONFIG_UPROBE_EVENTS)", "4.17", "units on uprobe hooks")
 TRACING_PROGS = Feature("tracing", "BPF_PROG_TYPE_TRACING (fentry/fexit) permitted", "5.5",
@@ -95,7 +97,7 @@ TRACING_PROGS = Feature("tracing", "BPF_PROG_TYPE_TRACING (fentry/fexit) permitt
 FEATURES: tuple[Feature, ...] = (
     MEMCG_ACCOUNTING, JMP32, BPF_CALLS, MAP_FREEZE, FUNC_INFO, SUBPROG_TAIL_CALLS, SUBPROG_TAIL_CALL_RETURNS, BPF_LOOP,
     XDP_LINK, LINK_UPDATE, XDP_REPLACE, TCX, TCX_QUERY, CLS_BPF, BPF_STATS, FREPLACE,
-    PERF_LINK, CGROUP_LINK, KPROBE_EVENTS, UPROBE_EVENTS, TRACING_PROGS,
+    PERF_LINK, CGROUP_LINK, CGROUP_MPROG, KPROBE_EVENTS, UPROBE_EVENTS, TRACING_PROGS,
 )  # fmt: skip
 
 # What bpfunits cannot run without: each entry is satisfied by any one of its features.
@@ -429,12 +431,13 @@ def _freplace() -> str | None:
     return None
 
 
-def _link_kind(prog_type: int, attach_type: int) -> str | None:
+def _link_kind(prog_type: int, attach_type: int, flags: int = 0) -> str | None:
     # As libbpf probes it: with no target (fd -1), a kernel that has the kind of link looks for
-    # the target and fails with EBADF; one that has not refuses the attach type first.
+    # the target and fails with EBADF; one that has not refuses the attach type first. So with
+    # flags: a kernel that does not know them for this kind refuses them before the target.
     prog = _prog(_returns(0), prog_type)
     try:
-        os.close(bpf.link_create(prog, -1 & 0xFFFFFFFF, attach_type))
+        os.close(bpf.link_create(prog, -1 & 0xFFFFFFFF, attach_type, flags=flags))
     except bpf.BpfError as e:
         if e.errno != errno.EBADF:
             return e.strerror
@@ -489,6 +492,8 @@ _PROBES: dict[Feature, Callable[[], str | None]] = {
     FREPLACE: _freplace,
     PERF_LINK: lambda: _link_kind(bpf.ProgType.TRACEPOINT, bpf.AttachType.PERF_EVENT),
     CGROUP_LINK: lambda: _link_kind(bpf.ProgType.CGROUP_SKB, bpf.AttachType.CGROUP_INET_INGRESS),
+    # Before 6.16 a cgroup link takes no flags at all (EINVAL); after, BEFORE reaches the target.
+    CGROUP_MPROG: lambda: _link_kind(bpf.ProgType.CGROUP_SKB, bpf.AttachType.CGROUP_INET_INGRESS, bpf.BPF_F_BEFORE),
     KPROBE_EVENTS: _pmu("kprobe"),
     UPROBE_EVENTS: _pmu("uprobe"),
     TRACING_PROGS: _tracing,

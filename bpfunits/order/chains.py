@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from bpfunits.hooks import Hook
+from bpfunits.hooks.probe import CGROUP_MPROG, Features
 from bpfunits.order import interfaces as ifsel
 from bpfunits.order.graph import Chain, HookKey, OrderError, order_hook
 from bpfunits.units.diagnostics import Diagnostic, warning
@@ -15,7 +16,7 @@ from bpfunits.units.model import Unit
 @dataclass
 class Ordering:
     chains: dict[HookKey, Chain] = field(default_factory=dict)
-    errors: list[OrderError] = field(default_factory=list)
+    errors: list[OrderError[HookKey]] = field(default_factory=list)
 
 
 def expand(units: Iterable[Unit], available: Iterable[str]) -> dict[HookKey, list[Unit]]:
@@ -63,18 +64,25 @@ def unknown_references(units: dict[str, Unit], masked: Iterable[str] = ()) -> li
     return found
 
 
-def ignored_order(units: Iterable[Unit]) -> list[Diagnostic]:
-    """Warnings for ordering keys on event hooks, whose programs run in no order bpfunits sets:
-    the keys are ignored there."""
+def ignored_order(units: Iterable[Unit], features: Features | None) -> list[Diagnostic]:
+    """Warnings for ordering keys on event hooks whose programs run in no order bpfunits sets:
+    the keys are ignored there. Cgroup hooks are ordered where the kernel can place their links
+    (`features`, None when unknown: no warning for them then)."""
     found = []
     for unit in units:
         if isinstance(unit.hook, Hook):
             continue
+        if unit.hook.orderable and (features is None or features.has(CGROUP_MPROG)):
+            continue
+        if unit.hook.orderable:
+            assert features is not None
+            why = f"{features.missing(CGROUP_MPROG)}; until then cgroup programs run in attach order"
+        else:
+            why = f"programs on the {unit.hook.kind.value} hook run alone, in no order bpfunits sets"
         set_keys = [(k, n) for k, n, v in (("before", "Before", unit.before), ("after", "After", unit.after),
                                           ("position", "Position", unit.position)) if v]
         for key, name in set_keys:
-            found.append(warning(f"{name}= is ignored: programs on the {unit.hook.kind.value} hook run alone, in no "
-                                 "order bpfunits sets", unit.where(key), unit.name, f"{name}="))
+            found.append(warning(f"{name}= is ignored: {why}", unit.where(key), unit.name, f"{name}="))
     return found
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 from pathlib import Path
 from collections.abc import Iterable
 
@@ -10,6 +11,7 @@ import networkx as nx
 
 from bpfunits.errors import BpfUnitsError
 from bpfunits.hooks import Hook
+from bpfunits.hooks.events import EventHook
 from bpfunits.units.diagnostics import Diagnostic, error
 from bpfunits.units.model import Location, Position, Unit
 
@@ -47,11 +49,15 @@ class Chain:
         return tuple(u.name for u in self.units)
 
 
-class OrderError(BpfUnitsError):
-    """A hook whose units cannot be ordered; the hook gets no new chain."""
+K = TypeVar("K", HookKey, EventHook)
 
-    def __init__(self, key: HookKey, units: Iterable[str], message: str, locations: Iterable[Location]):
-        self.key = key
+
+class OrderError(BpfUnitsError, Generic[K]):
+    """A hook whose units cannot be ordered; the hook gets no new chain (an event hook, no new
+    order)."""
+
+    def __init__(self, key: K, units: Iterable[str], message: str, locations: Iterable[Location]):
+        self.key: K = key
         self.units = tuple(units)
         self.locations = tuple(locations)
         super().__init__(message)
@@ -63,6 +69,12 @@ class OrderError(BpfUnitsError):
 
 def order_hook(key: HookKey, units: Iterable[Unit]) -> Chain:
     """The hook's chain: every declared edge respected, ties broken by unit name."""
+    return Chain(key, *order_units(key, units))
+
+
+def order_units(key: K, units: Iterable[Unit]) -> tuple[tuple[Unit, ...], tuple[Edge, ...]]:
+    """The units of one hook in order (every declared edge respected, ties broken by unit name),
+    and the edges that ordered them."""
     by_name = {u.name: u for u in units}
     _check_positions(key, by_name)
     edges = _edges(by_name)
@@ -74,10 +86,10 @@ def order_hook(key: HookKey, units: Iterable[Unit]) -> Chain:
         order = list(nx.lexicographical_topological_sort(graph))
     except nx.NetworkXUnfeasible:
         raise _cycle_error(key, graph, edges) from None
-    return Chain(key, tuple(by_name[n] for n in order), tuple(edges))
+    return tuple(by_name[n] for n in order), tuple(edges)
 
 
-def _check_positions(key: HookKey, units: dict[str, Unit]) -> None:
+def _check_positions(key: K, units: dict[str, Unit]) -> None:
     for position in Position:
         holders = sorted(n for n, u in units.items() if u.position is position)
         if len(holders) > 1:
@@ -106,7 +118,7 @@ def _edges(units: dict[str, Unit]) -> list[Edge]:
     return edges
 
 
-def _cycle_error(key: HookKey, graph: nx.DiGraph, edges: list[Edge]) -> OrderError:
+def _cycle_error(key: K, graph: nx.DiGraph, edges: list[Edge]) -> OrderError[K]:
     cycle = [u for u, _ in nx.find_cycle(graph)]
     start = cycle.index(min(cycle))
     cycle = cycle[start:] + cycle[:start]

@@ -1,7 +1,13 @@
 """Units on event hooks, reconciled like chains but one program each and on no interface: what
 runs (each unit's pinned link) is observed, compared with each unit's program, and with apply
 attached, replaced or detached; a unit whose program does not load, or whose hook this kernel
-lacks, keeps what it runs and is that unit's error."""
+lacks, keeps what it runs and is that unit's error.
+
+Where the kernel has cgroup mprog (6.16+), the units of one cgroup hook run in their declared
+order: the kernel's order (BPF_PROG_QUERY) is compared with it, a new link goes right after the
+unit declared before it (or right before the one declared after it), and a unit out of order is
+moved: a new link in its place, then the old one is dropped (so for a moment it runs twice; the
+kernel has no move). A cgroup link's new program is swapped in place (BPF_LINK_UPDATE, atomic)."""
 
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ from bpfunits.hooks.events import EventHook
 from bpfunits.load import mappins
 from bpfunits.load.load import LoadError
 from bpfunits.load.program import LoadedProgram
+from bpfunits.order.events import neighbour, order_events, out_of_order
 from bpfunits.pinname import folder_name
 from bpfunits.reconcile.desired import Programs
 from bpfunits.state.bpffs import StateRoot
@@ -33,6 +40,8 @@ class EventResult:
     prog_id: int | None = None  # the unit's program on the hook after the reconcile
     link_id: int | None = None
     run_count: int | None = None  # with kernel.bpf_stats_enabled
+    order: tuple[str, ...] = ()  # on an ordered (cgroup) hook: its units in their declared run order
+    foreign: tuple[int, ...] = ()  # on an ordered hook: programs bpfunits did not attach (left in place)
 
     @property
     def running(self) -> bool:
@@ -111,10 +120,11 @@ def reconcile_events(units: dict[str, Unit], programs: Programs, root: StateRoot
                      broken: dict[str, str]) -> list[EventResult]:
     """Every event unit's hook, and the links of units that are no event units any more."""
     found = eventlink.running(root)
-    results = []
     wanted = {folder_name(u.name): u for u in units.values() if isinstance(u.hook, EventHook)}
+    done = _ordered_hooks(list(wanted.values()), found, programs, root, apply)
+    results = []
     for folder, unit in sorted(wanted.items()):
-        results.append(_one(unit, found.get(folder, []), programs, root, apply))
+        results.append(done.get(unit.name) or _one(unit, found.get(folder, []), programs, root, apply))
     for folder in sorted(found.keys() - wanted.keys()):
         name = unquote(folder)
         links = found[folder]
@@ -135,58 +145,147 @@ def reconcile_events(units: dict[str, Unit], programs: Programs, root: StateRoot
     return results
 
 
+def _current(hook: EventHook, links: list[eventlink.Running]) -> eventlink.Running | None:
+    """The unit's link on `hook`, if it still runs there."""
+    pin = eventlink.pin_name(hook)
+    return next((link for link in links if link.pin.name == pin and eventlink.attached(hook, link)), None)
+
+
+class _Slots:
+    """The units of one cgroup hook that the kernel runs in an order bpfunits sets: which run out
+    of their declared order, and where one attached now goes."""
+
+    def __init__(self, hook: EventHook, order: tuple[Unit, ...], declared: list[str],
+                 current: dict[str, eventlink.Running], kernel: tuple[int, ...], ours: set[int]):
+        self.hook = hook
+        self.order = tuple(u.name for u in order)
+        self.declared = declared  # those of `order` that can run here (their program loaded)
+        first = {prog_id: i for i, prog_id in reversed(list(enumerate(kernel)))}
+        running = sorted((n for n in declared if n in current and current[n].prog_id in first),
+                         key=lambda n: first[current[n].prog_id])
+        self.misplaced = out_of_order(declared, running)
+        self.kernel_order = running
+        self.placed = {n: current[n].link_id for n in running if n not in self.misplaced}
+        self.foreign = tuple(p for p in kernel if p not in ours)
+
+    def why(self) -> str:
+        return (f"it runs out of its declared order (the kernel runs {', '.join(self.kernel_order)}; "
+                f"declared: {', '.join(self.declared)})")
+
+    def place(self, unit: str) -> eventlink.Place:
+        before, link_id = neighbour(self.declared, unit, self.placed)
+        return eventlink.Place(before, link_id, eventlink.query(self.hook).revision)
+
+
+def _ordered_hooks(units: list[Unit], found: dict[str, list[eventlink.Running]], programs: Programs,
+                   root: StateRoot, apply: bool) -> dict[str, EventResult]:
+    """The results of the units on hooks this kernel orders, each hook's units in declared order
+    (a unit is placed next to those before it)."""
+    ordering = order_events(u for u in units if isinstance(u.hook, EventHook) and eventlink.ordered(u.hook))
+    results: dict[str, EventResult] = {}
+    for exc in ordering.errors:
+        for unit in units:
+            if unit.hook == exc.key:
+                links = found.get(folder_name(unit.name), [])
+                results[unit.name] = _kept(unit, links[0] if links else None, "blocked", (str(exc),))
+    ours = {link.prog_id for links in found.values() for link in links}
+    for hook, order in ordering.orders.items():
+        current = {}
+        for unit in order:
+            if (link := _current(hook, found.get(folder_name(unit.name), []))) is not None:
+                current[unit.name] = link
+        try:
+            kernel = eventlink.query(hook).prog_ids
+        except eventlink.EventAttachError:
+            continue  # no such cgroup (any more): each unit's attach says so
+        declared = [u.name for u in order if eventlink.unavailable(hook) is None and programs.get(u) is not None]
+        slots = _Slots(hook, order, declared, current, kernel, ours)
+        for unit in order:
+            results[unit.name] = _one(unit, found.get(folder_name(unit.name), []), programs, root, apply, slots)
+    return results
+
+
+def _kept(unit: Unit, before: eventlink.Running | None, outcome: str, errors: tuple[str, ...],
+          action: str = "blocked", slots: _Slots | None = None) -> EventResult:
+    """The unit as it runs (or not), unchanged."""
+    assert isinstance(unit.hook, EventHook)
+    prog = before.prog_id if before else None
+    return EventResult(unit.name, unit.hook.value, action, outcome, errors, prog_id=prog,
+                       link_id=before.link_id if before else None, run_count=_run_count(prog),
+                       **_hook_facts(slots))
+
+
+def _hook_facts(slots: _Slots | None) -> dict:
+    return {} if slots is None else {"order": slots.order, "foreign": slots.foreign}
+
+
 def _one(unit: Unit, links: list[eventlink.Running], programs: Programs, root: StateRoot,
-         apply: bool) -> EventResult:
+         apply: bool, slots: _Slots | None = None) -> EventResult:
     hook = unit.hook
     assert isinstance(hook, EventHook)
     pin = eventlink.pin_name(hook)
-    current = next((link for link in links if link.pin.name == pin and eventlink.attached(hook, link)), None)
+    current = _current(hook, links)
     before = current or (links[0] if links else None)
-
-    def kept(outcome: str, errors: tuple[str, ...], action: str = "blocked") -> EventResult:
-        prog = before.prog_id if before else None
-        return EventResult(unit.name, hook.value, action, outcome, errors, prog_id=prog,
-                           link_id=before.link_id if before else None, run_count=_run_count(prog))
-
     if reason := eventlink.unavailable(hook):
-        return kept("blocked", (f"unit {unit.name}: {reason}",))
+        return _kept(unit, before, "blocked", (f"unit {unit.name}: {reason}",), slots=slots)
     program = programs.get(unit)
     if program is None:
-        return kept("blocked", (programs.errors[unit.name],))
+        return _kept(unit, before, "blocked", (programs.errors[unit.name],), slots=slots)
     want = _program_identity(program.id)
-    if current is not None and want is not None and _program_identity(current.prog_id) == want and len(links) == 1:
-        return kept("unchanged", (), "unchanged")
-    if current is not None:
+    same = current is not None and want is not None and _program_identity(current.prog_id) == want
+    misplaced = slots is not None and unit.name in slots.misplaced
+    if same and len(links) == 1 and not misplaced:
+        return _kept(unit, before, "unchanged", (), "unchanged", slots)
+    # A cgroup link in its place takes its new program in one step; elsewhere a new link comes
+    # before the old one goes.
+    swap = current is not None and hook.kind.is_cgroup and not misplaced and not same
+    if current is not None and misplaced:
+        action, why = "move", slots.why() if slots else ""
+    elif current is not None and not same:
         action, why = "replace", "its program changed"
+    elif current is not None:
+        action, why = "replace", "it left a link on another hook"
     elif links:
         action, why = "replace", "its hook changed, or its link was detached by someone else"
     else:
         action, why = "attach", "not running"
     if not apply:
         return EventResult(unit.name, hook.value, action, "planned", reasons=(why,),
-                           prog_id=before.prog_id if before else None, link_id=before.link_id if before else None)
+                           prog_id=before.prog_id if before else None, link_id=before.link_id if before else None,
+                           **_hook_facts(slots))
     try:
-        program, link_id = _attach(unit, hook, program, programs, root)
+        if swap:
+            assert current is not None
+            eventlink.update(current, program.fd)
+            link_id = current.link_id
+        elif current is not None and not misplaced:
+            link_id = current.link_id  # only stale links to drop
+        else:
+            place = slots.place(unit.name) if slots else None
+            program, link_id = _attach(unit, hook, program, programs, root, place)
+        if slots is not None:
+            slots.placed[unit.name] = link_id
         for stale in links:
             if stale.pin.name != pin:
                 eventlink.detach(stale.pin)
         programs.commit((unit.name,))
     except LoadError as e:  # names the unit
-        return kept("failed", (str(e),), action)
+        return _kept(unit, before, "failed", (str(e),), action, slots)
     except (BpfUnitsError, OSError) as e:
-        return kept("failed", (f"unit {unit.name}: {e}",), action)
+        return _kept(unit, before, "failed", (f"unit {unit.name}: {e}",), action, slots)
     return EventResult(unit.name, hook.value, action, "applied", reasons=(why,), prog_id=program.id,
-                       link_id=link_id, run_count=_run_count(program.id))
+                       link_id=link_id, run_count=_run_count(program.id), **_hook_facts(slots))
 
 
-def _attach(unit: Unit, hook: EventHook, program: LoadedProgram, programs: Programs,
-            root: StateRoot) -> tuple[LoadedProgram, int]:
-    """Attach the unit's program and pin its link; the program and the link's id. A tracing
-    program that ran before (older kernels attach one only once) is loaded anew first."""
+def _attach(unit: Unit, hook: EventHook, program: LoadedProgram, programs: Programs, root: StateRoot,
+            place: eventlink.Place | None) -> tuple[LoadedProgram, int]:
+    """Attach the unit's program (at `place` among a cgroup hook's) and pin its link; the program
+    and the link's id. A tracing program that ran before (older kernels attach one only once) is
+    loaded anew first."""
     try:
-        return program, eventlink.attach(root, unit.name, hook, program.fd)
+        return program, eventlink.attach(root, unit.name, hook, program.fd, place)
     except eventlink.AttachedBefore:
         reloaded = programs.reload(unit)
         if reloaded is None:
             raise LoadError(programs.errors[unit.name]) from None
-        return reloaded, eventlink.attach(root, unit.name, hook, reloaded.fd)
+        return reloaded, eventlink.attach(root, unit.name, hook, reloaded.fd, place)

@@ -23,7 +23,6 @@ from bpfunits.sys.bpfattr import (
     BpfMapInfo,
     BpfProgInfo,
     BtfLoadAttr,
-    CgroupQueryAttr,
     EnableStatsAttr,
     GetIdAttr,
     InfoAttr,
@@ -623,7 +622,8 @@ def link_create(
     relative_id: int = 0,
     expected_revision: int = 0,
 ) -> int:
-    """Create a link. For tcx, relative_fd/relative_id name the neighbour (relative_id sets
+    """Create a link. For tcx and cgroup (6.16+) links, which share the layout of these fields,
+    relative_fd/relative_id name the neighbour (relative_id sets
     BPF_F_ID) and a non-zero expected_revision makes a stale view fail with ESTALE."""
     attr = LinkCreateAttr(
         prog_fd=prog_fd,
@@ -659,21 +659,6 @@ def raw_tracepoint_open(name: str | None, prog_fd: int) -> int:
     return _call(Cmd.RAW_TRACEPOINT_OPEN, attr, f"raw tracepoint {name}" if name else "tracing program")
 
 
-def cgroup_prog_ids(cgroup_fd: int, attach_type: int) -> tuple[int, ...]:
-    """The programs attached to a cgroup hook (those of its own, not inherited ones)."""
-    count = 64
-    while True:
-        ids = (ctypes.c_uint32 * count)()
-        attr = CgroupQueryAttr(target_fd=cgroup_fd, attach_type=attach_type, prog_ids=ids, count=count)
-        ret, err = _raw(Cmd.PROG_QUERY, attr)
-        if ret < 0 and err == errno_mod.ENOSPC:
-            count = max(count * 2, attr.count)
-            continue
-        if ret < 0:
-            raise BpfError("BPF_PROG_QUERY", err, "cgroup")
-        return tuple(ids[: attr.count])
-
-
 @dataclass(frozen=True)
 class Query:
     prog_ids: tuple[int, ...]
@@ -701,3 +686,20 @@ def prog_query(target_ifindex: int, attach_type: int) -> Query:
         if ret < 0:
             raise BpfError("BPF_PROG_QUERY", err, f"ifindex {target_ifindex}")
         return Query(tuple(prog_ids[: attr.count]), tuple(link_ids[: attr.count]), attr.revision)
+
+
+def cgroup_query(cgroup_fd: int, attach_type: int) -> Query:
+    """The programs attached to a cgroup hook (its own, not inherited ones) in run order, and the
+    hook's revision (0 before Linux 6.16). No link ids: the kernel gives none for cgroups, and one
+    before 6.6 refuses the field."""
+    count = 64
+    while True:
+        ids = (ctypes.c_uint32 * count)()
+        attr = ProgQueryAttr(target_fd=cgroup_fd, attach_type=attach_type, prog_ids=ids, count=count)
+        ret, err = _raw(Cmd.PROG_QUERY, attr)
+        if ret < 0 and err == errno_mod.ENOSPC:
+            count = max(count * 2, attr.count)
+            continue
+        if ret < 0:
+            raise BpfError("BPF_PROG_QUERY", err, "cgroup")
+        return Query(tuple(ids[: attr.count]), (), attr.revision)

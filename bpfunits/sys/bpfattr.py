@@ -166,15 +166,6 @@ class RawTracepointOpenAttr(Attr):
     _pointers_ = ("name",)
 
 
-class CgroupQueryAttr(Attr):
-    """BPF_PROG_QUERY as kernels before 6.6 know it (no link ids: a non-zero field they do not
-    know is refused)."""
-
-    _fields_ = [("target_fd", u32), ("attach_type", u32), ("query_flags", u32), ("attach_flags", u32),
-                ("prog_ids", u64), ("count", u32)]
-    _pointers_ = ("prog_ids",)
-
-
 class ProgQueryAttr(Attr):
     """BPF_PROG_QUERY (the union's `query` member; `count` is also called prog_cnt)."""
 

@@ -40,8 +40,9 @@ KEYS: tuple[Key, ...] = (
         "through a bpf_link, in no order: tracepoint:CATEGORY/NAME, raw_tracepoint:NAME, kprobe:FUNCTION[+OFFSET], "
         "kretprobe:FUNCTION, uprobe:/PATH:SYMBOL, uretprobe:/PATH:SYMBOL, fentry:FUNCTION, fexit:FUNCTION (FUNCTION as "
         "the kernel's BTF names it; where the kernel permits tracing programs, else the unit's error says it "
-        "lacks BPF_PROG_TYPE_TRACING), cgroup-skb-ingress, cgroup-skb-egress, cgroup-sock-create (multi-attach, "
-        "run in attach order; with Cgroup=)"),
+        "lacks BPF_PROG_TYPE_TRACING); or cgroup-skb-ingress, cgroup-skb-egress, cgroup-sock-create (with Cgroup=): "
+        "ordered by After=/Before= on kernels with cgroup mprog (Linux 6.16+), plain multi-attach in attach order "
+        "on older ones"),
     Key("Attach", "Cgroup", "cgroup", False, "the cgroup folder (/sys/fs/cgroup/...) of a cgroup-* hook"),
     Key("Attach", "Interfaces", "interfaces", True, "interface names and globs; !name excludes"),
     Key("Attach", "Position", "position", False, "first or last among the hook's units"),

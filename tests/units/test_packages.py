@@ -3,6 +3,7 @@
 import os
 
 from bpfunits.cli import main
+from bpfunits.hooks import probe
 from bpfunits.units.search import load_units
 from tests.unitfiles import write
 
@@ -90,3 +91,21 @@ def test_event_hooks_refuse_interfaces_and_read_their_targets(tmp_path):
     assert result.units["b"].hook.value == "kprobe:tcp_close+0x10"
     assert result.units["e"].hook.value == "cgroup-skb-egress:/sys/fs/cgroup/x"
     assert result.units["e"].interfaces == ()
+
+
+def test_verify_orders_the_units_of_a_cgroup_hook_where_the_kernel_can(tmp_path, capsys, bpf_objects):
+    """A cycle there is an error where the kernel orders cgroup programs (or verify cannot ask it:
+    not root); where it cannot, the keys are ignored with a warning."""
+    for name, other in (("a", "b"), ("b", "a")):
+        write(tmp_path, f"{name}.unit", f"[Unit]\nAfter={other}\n[Program]\nObject={bpf_objects}/events.bpf.o\n"
+              "Name=cgroup_egress\n[Attach]\nHook=cgroup-skb-egress\nCgroup=/sys/fs/cgroup/web\n")
+    features = probe.features() if os.geteuid() == 0 else None
+    ordered = features is None or features.has(probe.CGROUP_MPROG)
+    assert main(["verify", "--units-dir", str(tmp_path), "--interfaces", "veth0"]) == (1 if ordered else 0)
+    out = capsys.readouterr().out.splitlines()
+    if ordered:
+        assert out[-4:] == [f"{tmp_path}/b.unit:2: error: cgroup-skb-egress:/sys/fs/cgroup/web: ordering cycle "
+                            "a -> b -> a", f"  a -> b: b After=a ({tmp_path}/b.unit:2)",
+                            f"  b -> a: a After=b ({tmp_path}/a.unit:2)", "2 units valid, 1 errors, 0 warnings"]
+    else:
+        assert out[-1] == "2 units valid, 0 errors, 2 warnings"
