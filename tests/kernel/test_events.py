@@ -266,7 +266,7 @@ def test_cgroup_hooks_on_a_cgroup_made_for_the_test(setup, cgroup, veth_pair, ki
     lifecycle(setup, program.replace("_", "-"), text, trigger, link_detach)
 
 
-@pytest.mark.parametrize("kind", [pytest.param("kprobe", marks=pytest.mark.matrix), "kretprobe"])
+@pytest.mark.parametrize("kind", [pytest.param(k, marks=pytest.mark.matrix) for k in ("kprobe", "kretprobe")])
 def test_kprobe(setup, kind):
     """Where the kernel has kprobe events (Debian's do), as every kind; this host's has none."""
     lifecycle(setup, kind, event_unit(f"{kind}_getppid", f"{kind}:__x64_sys_getppid"), getppid, unpin)
@@ -300,7 +300,9 @@ def refuses_tracing(setup: Setup, unit: str, hook: str) -> bool:
 
 
 @pytest.mark.parametrize(("kind", "program"), [
-    pytest.param("fentry", "fentry_getppid", marks=pytest.mark.matrix), ("fexit", "fexit_hit")])
+    pytest.param("fentry", "fentry_getppid", marks=pytest.mark.matrix),
+    pytest.param("fexit", "fexit_hit", marks=pytest.mark.matrix),
+])
 def test_fentry_and_fexit(setup, kind, program):
     """As every kind where the kernel permits tracing programs; the hook's function decides, not
     the program's section (fentry/__x64_sys_getppid, fexit). The program is kept from one
