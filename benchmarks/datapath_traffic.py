@@ -102,6 +102,29 @@ def tail_hop(hook: Hook, prog_array: int, next_slot: int) -> bytes:
     ])  # fmt: skip
 
 
+def inline_floor(hook: Hook, n: int) -> bytes:
+    """The component's own work N times in one program, with nothing between the copies: what no
+    way of chaining N programs can go under (no call, no verdict test, no context restored).
+    Each copy reads the frame's bounds and byte 14; 0xff jumps to the drop at the end."""
+    data, end = DATA_OFF[hook.is_tc]
+    go_on, drop = hook.chain_end_verdict, hook.verdicts["shot" if hook.is_tc else "drop"]
+    copy = 7
+    insns: list[Insn] = []
+    for i in range(n):
+        to_pass = (n - i) * copy - 5  # from the bounds test (5th of the copy) to the go-on exit,
+        # and from the byte test (7th) to the drop
+        insns += [
+            Insn(asm.LDX | asm.MEM | asm.W, R2, R1, data),
+            Insn(asm.LDX | asm.MEM | asm.W, R3, R1, end),
+            asm.mov64_reg(R4, R2),
+            asm.add64_imm(R4, 15),
+            Insn(asm.JMP | asm.JGT | asm.X, R4, R3, to_pass),
+            Insn(asm.LDX | asm.MEM | asm.B, R4, R2, 14),
+            asm.jmp_imm(asm.JEQ, R4, 0xFF, to_pass),  # to the drop, 2 further from here
+        ]
+    return asm.encode([*insns, asm.mov64_imm(R0, go_on), asm.exit_(), asm.mov64_imm(R0, drop), asm.exit_()])
+
+
 @dataclass(frozen=True)
 class ComponentMajor(CounterLayout):
     """The counter layout before issue 18, for the side-by-side: one region per component (one
@@ -212,6 +235,10 @@ class Bench:
             chain.close()  # the loaded program keeps its counter map
         return Setup(hook, variant, n, lambda: self.link(hook, fd), self.unlink)
 
+    def floor(self, hook: Hook, n: int) -> Setup:
+        fd = self.load(hook, inline_floor(hook, n))
+        return Setup(hook, FLOOR, n, lambda: self.link(hook, fd), self.unlink)
+
     def tcx(self, n: int) -> Setup:
         fds = [self.load(Hook.TC_INGRESS, asm.encode(component(Hook.TC_INGRESS))) for _ in range(n)]
 
@@ -280,8 +307,9 @@ def bench(batch: int, evict_kb: int) -> Iterator[Bench]:
 
 
 CHAINS = ("bpfunits", "bpfunits+counters", "bpfunits+counters, old layout", "bpfunits+counters, before")
-TC_VARIANTS = (*CHAINS, "tcx multi-attach", "cls_bpf prio chain", "tail-call chain")
-XDP_VARIANTS = (*CHAINS, "tail-call chain")
+FLOOR = "inline floor (no chaining)"
+TC_VARIANTS = (*CHAINS, FLOOR, "tcx multi-attach", "cls_bpf prio chain", "tail-call chain")
+XDP_VARIANTS = (*CHAINS, FLOOR, "tail-call chain")
 LIBXDP_VARIANTS = ("bpfunits", "bpfunits+counters", "tail-call chain", "libxdp dispatcher")
 
 
@@ -296,7 +324,7 @@ def setups(b: Bench, libxdp: bool) -> list[Setup]:
         for hook in (Hook.TC_INGRESS, Hook.XDP):
             for variant in CHAINS:
                 out += [b.chain(hook, n, variant) for n in SIZES]
-            out += [b.tail_calls(hook, n) for n in SIZES]
+            out += [b.floor(hook, n) for n in SIZES] + [b.tail_calls(hook, n) for n in SIZES]
         out += [b.tcx(n) for n in SIZES] + [b.cls_bpf(n) for n in SIZES]
     out.append(Setup(Hook.TC_INGRESS, "no program", 0, lambda: None, lambda: None))
     return out
@@ -381,13 +409,15 @@ def report(samples: dict[Key, list[float]], args: argparse.Namespace) -> dict[st
           ">= 10x cheaper than tcx, >= 20x than cls_bpf)")
     old, before = slopes["tc-ingress bpfunits+counters, old layout"], slopes["tc-ingress bpfunits+counters, before"]
     print(f"  bpfunits, counters on:  {on:.2f} ns   (before issue 18 {before:.2f}; old layout, new code {old:.2f})")
-    print(f"  bpfunits, counters off: {off:.2f} ns")
+    floor = slopes[f"tc-ingress {FLOOR}"]
+    print(f"  bpfunits, counters off: {off:.2f} ns   (the component's own work inlined, no chaining: {floor:.2f})")
     for other in ("tcx multi-attach", "cls_bpf prio chain", "tail-call chain"):
         print(f"  vs {other:<20} counters on {ratio('tc-ingress ' + other, on):>8}   "
               f"off {ratio('tc-ingress ' + other, off):>8}")
     x_on, x_off = slopes["xdp bpfunits+counters"], slopes["xdp bpfunits"]
     print(f"XDP: counters on {x_on:.2f} ns (before {slopes['xdp bpfunits+counters, before']:.2f}), "
-          f"off {x_off:.2f} ns; tail calls {ratio('xdp tail-call chain', x_on)} (on) / "
+          f"off {x_off:.2f} ns (inlined, no chaining: {slopes['xdp ' + FLOOR]:.2f}); "
+          f"tail calls {ratio('xdp tail-call chain', x_on)} (on) / "
           f"{ratio('xdp tail-call chain', x_off)} (off) dearer")
     return slopes
 

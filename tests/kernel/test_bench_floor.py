@@ -1,0 +1,34 @@
+"""The datapath benchmark's floor program (benchmarks/datapath_traffic.py): N copies of the
+component's work in one program must decide as one component does, or its slope measures
+something else."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from bpfunits.hooks import Hook
+from bpfunits.linker.progtype import expected_attach_type_of, prog_type_of
+from bpfunits.sys import bpf
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from datapath_traffic import inline_floor  # noqa: E402
+
+pytestmark = pytest.mark.kernel
+
+
+@pytest.mark.parametrize("hook", [Hook.TC_INGRESS, Hook.XDP])
+@pytest.mark.parametrize("n", [1, 8, 32])
+def test_the_inline_floor_decides_as_the_component(hook, n):
+    fd = bpf.prog_load(prog_type_of(hook), inline_floor(hook, n), expected_attach_type=expected_attach_type_of(hook))
+    try:
+        drop = hook.verdicts["shot" if hook.is_tc else "drop"]
+        for byte, verdict in ((0, hook.chain_end_verdict), (0xFF, drop), (0xFE, hook.chain_end_verdict)):
+            frame = bytes(14) + bytes([byte]) + bytes(49)
+            assert bpf.prog_test_run(fd, frame).retval & 0xFFFFFFFF == verdict & 0xFFFFFFFF
+        assert bpf.prog_test_run(fd, bytes(14)).retval & 0xFFFFFFFF == hook.chain_end_verdict & 0xFFFFFFFF
+    finally:
+        os.close(fd)
