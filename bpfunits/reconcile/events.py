@@ -258,7 +258,7 @@ def _one(unit: Unit, links: list[eventlink.Running], programs: Programs, root: S
             assert current is not None
             eventlink.update(current, program.fd)
             link_id = current.link_id
-        elif current is not None and not misplaced:
+        elif current is not None and same and not misplaced:
             link_id = current.link_id  # only stale links to drop
         else:
             place = slots.place(unit.name) if slots else None
