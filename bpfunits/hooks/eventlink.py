@@ -190,10 +190,20 @@ def attach(root: StateRoot, unit: str, hook: EventHook, prog_fd: int, place: Pla
     """Attach `prog_fd` on `hook` for `unit` and pin the link, replacing (and so detaching) one
     pinned there for the same hook in one step; returns the link's id."""
     folder = root.make(unit_events_path(root, unit))
+    path = folder / pin_name(hook)
     fd = create(hook, prog_fd, place)
     try:
         link_id = bpf.link_info(fd).id
-        pins.pin(fd, folder / pin_name(hook))
+        old = _opened_if_pinned(path)
+        try:
+            pins.pin(fd, path)
+            if old is not None:
+                # Replaced, the old pin lets go of its link only after an RCU grace period (bpffs
+                # frees inodes then): detached now where the kind of link allows (cgroup).
+                _detach_now(old)
+        finally:
+            if old is not None:
+                os.close(old)
         return link_id
     except BaseException:
         with suppress(bpf.BpfError):
@@ -201,6 +211,25 @@ def attach(root: StateRoot, unit: str, hook: EventHook, prog_fd: int, place: Pla
         raise
     finally:
         os.close(fd)
+
+
+def _opened_if_pinned(path: Path) -> int | None:
+    try:
+        return bpf.obj_get(str(path))
+    except bpf.BpfError as e:
+        if e.errno == errno.ENOENT:
+            return None
+        raise
+
+
+def _detach_now(fd: int) -> None:
+    """BPF_LINK_DETACH, where the kind of link has it (perf, raw tracepoint and tracing links
+    go with their last reference)."""
+    try:
+        bpf.link_detach(fd)
+    except bpf.BpfError as e:
+        if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOLINK):
+            raise
 
 
 def update(link: Running, prog_fd: int) -> None:
@@ -223,11 +252,7 @@ def detach(pin: Path) -> None:
     tracing link goes with its last reference, which the pin was for bpfunits)."""
     try:
         with pins.opened(pin) as fd, pins.unpinned(fd, pin):
-            try:
-                bpf.link_detach(fd)
-            except bpf.BpfError as e:
-                if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOLINK):
-                    raise
+            _detach_now(fd)
     except bpf.BpfError as e:
         if e.errno != errno.ENOENT:
             raise
