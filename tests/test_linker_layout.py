@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bpfunits.linker import asm
-from bpfunits.linker.asm import FP, R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, Insn
+from bpfunits.linker.asm import FP, R0, R1, R2, R3, R6, Insn
 from bpfunits.linker.component import Component, LinkError, shape_of
 from bpfunits.linker.layout import CounterLayout, Mode, Part, assemble
 
@@ -26,47 +26,16 @@ def targets(insns, pc):
     return pc + insns[pc].imm + 1
 
 
-WRITES_R6_TO_R9 = tuple(asm.mov64_imm(r, 0) for r in (R6, R7, R8, R9))
-
-
 def test_inline_chain_saves_context_below_the_deepest_stack_and_rewrites_exits():
-    """Where inlined components write every callee-saved register, the context lives on the stack."""
-    a = assemble([part(*WRITES_R6_TO_R9, *RET_PASS, depth=20), part(*RET_PASS, depth=4)], end_verdict=2)
+    a = assemble([part(*RET_PASS, depth=20), part(*RET_PASS, depth=4)], end_verdict=2)
     insns = a.insns
     assert insns[0] == asm.stx_dw(FP, R1, -32)  # 20 bytes round up to 24, the slot below
-    assert insns[6] == asm.ja(0)  # first component's exit -> its epilogue
-    assert insns[7] == asm.jmp32_imm(asm.JNE, R0, 2, insns[7].off)
-    assert insns[8] == asm.ldx_dw(R1, FP, -32)  # context reloaded before the next one
+    assert insns[2] == asm.ja(0)  # first component's exit -> its epilogue
+    assert insns[3] == asm.jmp32_imm(asm.JNE, R0, 2, insns[3].off)
+    assert insns[4] == asm.ldx_dw(R1, FP, -32)  # context reloaded before the next one
     assert [i for i in insns if i.is_exit] == [asm.exit_()]  # one shared exit
-    assert insns[7 + insns[7].off + 1].is_exit
-    assert a.func_starts == (0,) and a.part_starts == (1, 9)
-
-
-@pytest.mark.parametrize(("writes", "kept_in"), [((), R6), ((R6,), R7), ((R6, R7, R8), R9)])
-def test_inline_chain_keeps_context_in_a_callee_saved_register_no_component_writes(writes, kept_in):
-    """A move instead of a reload from the stack: the next component's first context read then
-    waits for no load (about 1 ns per component on real traffic)."""
-    first = part(*(asm.mov64_imm(r, 0) for r in writes), *RET_PASS, depth=20)
-    insns = assemble([first, part(*RET_PASS, depth=4)], end_verdict=2).insns
-    assert insns[0] == asm.mov64_reg(kept_in, R1)
-    assert insns[len(writes) + 4] == asm.mov64_reg(R1, kept_in)
-    assert not [i for i in insns if i.cls in (asm.STX, asm.LDX) and FP in (i.dst, i.src)]  # no stack slot
-
-
-@pytest.mark.parametrize(("insn", "regs"), [
-    (asm.mov64_imm(R6, 1), {R6}),
-    (asm.ldx_dw(R7, R1, 0), {R7}),
-    (asm.ld_map_fd(R8, 3)[0], {R8}),
-    (asm.ld_map_fd(R8, 3)[1], set()),
-    (asm.atomic_add_dw(R2, R9, 0), set()),
-    (Insn(asm.STX | asm.ATOMIC | asm.DW, R2, R9, 0, asm.ADD | asm.FETCH), {R9}),
-    (Insn(asm.STX | asm.ATOMIC | asm.DW, R2, R9, 0, asm.CMPXCHG), {R9, R0}),
-    (asm.call_helper(1), {R0, R1, R2, R3, R4, R5}),
-    (asm.stx_dw(FP, R6, -8), set()),
-    (asm.jmp_imm(asm.JEQ, R6, 0, 1), set()),
-])
-def test_what_an_instruction_writes(insn, regs):
-    assert asm.written(insn) == regs
+    assert insns[3 + insns[3].off + 1].is_exit
+    assert a.func_starts == (0,) and a.part_starts == (1, 5)
 
 
 def test_dispatch_needs_one_compare_per_proceed_verdict():
@@ -176,7 +145,6 @@ def test_a_tail_calling_part_returns_its_verdict_unknown_to_the_verifier():
 
 
 def test_no_room_for_the_context_is_refused():
-    # Its slot is reserved even where the context is kept in a register: what fits stays the same.
     with pytest.raises(LinkError, match="unit u: its stack leaves no room"):
         assemble([part(*RET_PASS, depth=512)], end_verdict=2)
 

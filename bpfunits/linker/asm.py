@@ -103,21 +103,6 @@ class Insn:
         return replace(self, **changes)
 
 
-FETCH = 0x01  # an atomic's imm flag: it writes the old value back into src
-CMPXCHG = 0xF0 | FETCH  # which compares with, and writes, r0
-
-
-def written(insn: Insn) -> frozenset[int]:
-    """The registers an instruction writes (a call: those the calling convention clobbers)."""
-    if insn.cls in (ALU, ALU64, LDX) or insn.is_ld_imm64:
-        return frozenset({insn.dst})
-    if insn.cls == STX and insn.code & 0xE0 == ATOMIC and insn.imm & FETCH:
-        return frozenset({insn.src, R0} if insn.imm == CMPXCHG else {insn.src})
-    if insn.is_call or insn.is_packet_load:  # LD_ABS/LD_IND: a helper call underneath
-        return frozenset({R0, R1, R2, R3, R4, R5})
-    return frozenset()
-
-
 def decode(raw: bytes) -> list[Insn]:
     if len(raw) % SIZE:
         raise AsmError(f"instruction stream is {len(raw)} bytes, not a multiple of {SIZE}")

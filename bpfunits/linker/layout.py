@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from bpfunits.linker import asm
-from bpfunits.linker.asm import FP, R0, R1, R2, R3, R6, R7, R8, R9, Insn
+from bpfunits.linker.asm import FP, R0, R1, R2, R3, R6, Insn
 from bpfunits.linker.component import LinkError, Shape, frame_size
 
 STACK_MAX = 512
@@ -160,12 +160,8 @@ def assemble(
     if any(p.mode is Mode.UNREACHABLE for p in parts):
         raise LinkError("unreachable components cannot be assembled")
     inline_depth = max((_round8(p.stack_depth) for p in parts if p.mode is Mode.INLINE), default=None)
-    # The context is kept in a callee-saved register that no inlined component writes (called
-    # ones keep them all), else in a stack slot below the inlined ones' deepest. A register
-    # costs each part a move; a reload from the stack puts a load before the part's first
-    # context read, one after the other down the chain (~1 ns per part on real traffic).
-    # The slot is reserved either way: the frame, and what fits beside it, stay as they were.
-    ctx_reg = _spare_callee_saved(parts)
+    # Inlined components clobber every register, so the context lives in a stack slot below
+    # their deepest one; a chain of called components keeps it in callee-saved r6.
     ctx_slot = None if inline_depth is None else -(inline_depth + 8)
     counter_slot = -((inline_depth or 0) + (16 if ctx_slot else 8))
     frame = -min(counter_slot if counters else 0, ctx_slot or 0)
@@ -204,19 +200,16 @@ def assemble(
     if manifest_fd is not None:
         # Only so that the manifest map is among the program's maps; r2 is free here.
         e.emit(*asm.ld_map_fd(R2, manifest_fd))
-    if ctx_reg is not None:
-        e.emit(asm.mov64_reg(ctx_reg, R1))
-        reload = asm.mov64_reg(R1, ctx_reg)
-    else:
-        assert ctx_slot is not None  # no spare register: some part is inlined
+    if ctx_slot is not None:
         e.emit(asm.stx_dw(FP, R1, ctx_slot))
-        reload = asm.ldx_dw(R1, FP, ctx_slot)
+    else:
+        e.emit(asm.mov64_reg(R6, R1))
     if counters:
-        _emit_counter_lookup(e, counters, counter_slot, reload, end_verdict)
+        _emit_counter_lookup(e, counters, counter_slot, ctx_slot, end_verdict)
 
     for i, part in enumerate(parts):
         if i:
-            e.emit(reload)
+            e.emit(asm.ldx_dw(R1, FP, ctx_slot) if ctx_slot is not None else asm.mov64_reg(R1, R6))
         if part.mode is Mode.INLINE:
             e.mark(("part", i))
             _emit_inline(e, i, part.shape)
@@ -259,13 +252,6 @@ def _round8(n: int) -> int:
     return (n + 7) & ~7
 
 
-def _spare_callee_saved(parts: list[Part]) -> int | None:
-    """The first of r6-r9 that no inlined part's main function writes, if any (its subprograms
-    and the called parts keep them: the kernel's calling convention)."""
-    written = {r for p in parts if p.mode is Mode.INLINE for insn in p.shape.main for r in asm.written(insn)}
-    return next((r for r in (R6, R7, R8, R9) if r not in written), None)
-
-
 
 def _emit_inline(e: _Emitter, i: int, shape: Shape) -> None:
     base = e.pc
@@ -304,7 +290,9 @@ def _emit_dispatch(e: _Emitter, proceed_on: frozenset[int], far: bool) -> None:
         e.emit_to(asm.jmp32_imm(asm.JNE, R0, codes[-1], 0), _EXIT)
 
 
-def _emit_counter_lookup(e: _Emitter, c: CounterLayout, slot: int, reload: Insn, end_verdict: int) -> None:
+def _emit_counter_lookup(
+    e: _Emitter, c: CounterLayout, slot: int, ctx_slot: int | None, end_verdict: int
+) -> None:
     """Keep a pointer to this CPU's counter value in `slot` (key 0 of a one-entry array)."""
     e.emit(
         asm.st_w(FP, slot, 0),
@@ -320,7 +308,7 @@ def _emit_counter_lookup(e: _Emitter, c: CounterLayout, slot: int, reload: Insn,
         asm.exit_(),
         asm.stx_dw(FP, R0, slot),
     )
-    e.emit(reload)
+    e.emit(asm.ldx_dw(R1, FP, ctx_slot) if ctx_slot is not None else asm.mov64_reg(R1, R6))
 
 
 def _emit_counted_dispatch(
