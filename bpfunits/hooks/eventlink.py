@@ -194,7 +194,7 @@ def attach(root: StateRoot, unit: str, hook: EventHook, prog_fd: int, place: Pla
     fd = create(hook, prog_fd, place)
     try:
         link_id = bpf.link_info(fd).id
-        old = _opened_if_pinned(path)
+        old = pins.opened_if_pinned(path)
         try:
             pins.pin(fd, path)
             if old is not None:
@@ -211,15 +211,6 @@ def attach(root: StateRoot, unit: str, hook: EventHook, prog_fd: int, place: Pla
         raise
     finally:
         os.close(fd)
-
-
-def _opened_if_pinned(path: Path) -> int | None:
-    try:
-        return bpf.obj_get(str(path))
-    except bpf.BpfError as e:
-        if e.errno == errno.ENOENT:
-            return None
-        raise
 
 
 def _detach_now(fd: int) -> None:

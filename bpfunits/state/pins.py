@@ -60,7 +60,8 @@ def unpinned(fd: int, path: Path) -> Iterator[None]:
         raise
 
 
-def _pinned(path: Path) -> int | None:
+def opened_if_pinned(path: Path) -> int | None:
+    """An fd for the object pinned at `path` (the caller's to close), or None if nothing is."""
     try:
         return bpf.obj_get(str(path))
     except bpf.BpfError as e:
@@ -71,7 +72,7 @@ def _pinned(path: Path) -> int | None:
 
 def link_info(hook_dir: Path) -> bpf.LinkInfo | None:
     """The link pinned in `hook_dir`, or None."""
-    fd = _pinned(hook_dir / LINK)
+    fd = opened_if_pinned(hook_dir / LINK)
     if fd is None:
         return None
     try:
@@ -82,7 +83,7 @@ def link_info(hook_dir: Path) -> bpf.LinkInfo | None:
 
 def prog_id(hook_dir: Path) -> int | None:
     """The id of the program pinned in `hook_dir`, or None."""
-    fd = _pinned(hook_dir / PROG)
+    fd = opened_if_pinned(hook_dir / PROG)
     if fd is None:
         return None
     try:
