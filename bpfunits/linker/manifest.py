@@ -30,7 +30,7 @@ class ManifestEntry:
     sha256: str
     tag: str
     proceed_on: tuple[int, ...]  # verdict codes, sorted
-    mode: str  # "inline" or "call"
+    mode: str  # "inline" or "call"; "alone" for an event unit's program
     # The unit program's maps the chain uses, (name, id): which of a unit's maps it runs with
     # (empty in manifests from before they were recorded).
     maps: tuple[tuple[str, int], ...] = ()
@@ -79,6 +79,20 @@ def create_manifest_map(manifest: Manifest) -> int:
         os.close(fd)
         raise
     return fd
+
+
+EVENT_VERSION = "event"  # an event unit's manifest: one entry, its program as loaded, run alone
+
+
+def bind_event_manifest(prog_fd: int, entry: ManifestEntry, hook: str, owner: str) -> None:
+    """Give an event unit's program (loaded as its object has it, with no chain around it) the
+    manifest a chain carries: bound to it with BPF_PROG_BIND_MAP, so that it names its unit and
+    state root for as long as it exists, whoever looks (`bpftool prog show`, read_manifest)."""
+    fd = create_manifest_map(Manifest(EVENT_VERSION, hook, (entry,), owner))
+    try:
+        bpf.prog_bind_map(prog_fd, fd)
+    finally:
+        os.close(fd)
 
 
 def read_manifest(prog_id: int, map_ids: Iterable[int] | None = None) -> Manifest | None:

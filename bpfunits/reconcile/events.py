@@ -18,6 +18,7 @@ from urllib.parse import unquote
 from bpfunits.errors import BpfUnitsError
 from bpfunits.hooks import eventlink
 from bpfunits.hooks.events import EventHook
+from bpfunits.linker.manifest import MAP_NAME
 from bpfunits.load import mappins
 from bpfunits.load.load import LoadError
 from bpfunits.load.program import LoadedProgram
@@ -78,6 +79,8 @@ def _program_identity(prog_id: int) -> _Identity | None:
             continue
         try:
             facts = bpf.map_info(map_fd)
+            if facts.name == MAP_NAME:
+                continue  # the manifest: a new map with each load, not what makes it the unit's program
             if mappins.holds_state(facts.name):
                 ids.append(map_id)
             else:

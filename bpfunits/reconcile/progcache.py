@@ -20,6 +20,7 @@ from bpfunits.load import mappins
 from bpfunits.state.bpffs import StateRoot
 from bpfunits.load.load import LoadError, ObjectFile, SharedMap, load_object_program, read_object
 from bpfunits.load.program import LoadedProgram, MapRef
+from bpfunits.linker.manifest import ManifestEntry, bind_event_manifest
 from bpfunits.units.model import Unit
 from bpfunits.untrusted import FilePolicy
 
@@ -91,6 +92,11 @@ class ProgramCache:
         program = load_unit_program(unit, root, policy, data, shared, typed)
         entry = CachedProgram(key, program, {}, unit=unit, typed=typed)
         try:
+            if isinstance(unit.hook, EventHook):
+                maps = tuple(sorted((name, ref.id) for name, ref in program.maps.items()))
+                bind_event_manifest(program.fd, ManifestEntry(unit.name, program.sha256, program.tag, (), "alone",
+                                                              maps, unit.program.globals),
+                                    unit.hook.value, str(root.path))
             entry.pins = mappins.pinned_ids(root, unit.name, entry.own_maps())
         except BaseException:
             program.close()

@@ -28,6 +28,7 @@ from bpfunits.sys.bpfattr import (
     InfoAttr,
     LinkCreateAttr,
     LinkDetachAttr,
+    ProgBindMapAttr,
     LinkUpdateAttr,
     MapCreateAttr,
     RawTracepointOpenAttr,
@@ -76,6 +77,7 @@ class Cmd(IntEnum):
     LINK_GET_FD_BY_ID = 30
     LINK_GET_NEXT_ID = 31
     LINK_DETACH = 34
+    PROG_BIND_MAP = 35
 
 
 class ProgType(IntEnum):
@@ -645,6 +647,12 @@ def link_update(link_fd: int, new_prog_fd: int, *, old_prog_fd: int | None = Non
 
 def link_detach(link_fd: int) -> None:
     _call(Cmd.LINK_DETACH, LinkDetachAttr(link_fd=link_fd))
+
+
+def prog_bind_map(prog_fd: int, map_fd: int) -> None:
+    """Make a loaded program hold a map its instructions never name (Linux 5.10): metadata that
+    lives exactly as long as the program."""
+    _call(Cmd.PROG_BIND_MAP, ProgBindMapAttr(prog_fd=prog_fd, map_fd=map_fd))
 
 
 def enable_stats() -> int:

@@ -242,6 +242,12 @@ class LinkDetachAttr(Attr):
     _fields_ = [("link_fd", u32)]
 
 
+class ProgBindMapAttr(Attr):
+    """BPF_PROG_BIND_MAP (the union's `prog_bind_map` member)."""
+
+    _fields_ = [("prog_fd", u32), ("map_fd", u32), ("flags", u32)]
+
+
 # --- object infos (BPF_OBJ_GET_INFO_BY_FD) ---------------------------------------------------
 
 

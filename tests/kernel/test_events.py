@@ -25,6 +25,7 @@ from bpfunits.cli import main
 from bpfunits.config import load_config
 from bpfunits.hooks import eventlink, probe
 from bpfunits.hooks.events import parse_event_hook
+from bpfunits.linker.manifest import read_manifest
 from bpfunits.reconcile.engine import Result, reconcile
 from bpfunits.reconcile.node import Node
 from bpfunits.state import pins
@@ -199,6 +200,9 @@ def lifecycle(setup: Setup, unit: str, text: str, trigger: Callable[[], None], d
     [event] = result.events
     assert (event.action, event.outcome, event.errors) == ("attach", "applied", ())
     assert event.prog_id and event.link_id
+    manifest = read_manifest(event.prog_id)  # bound to the program, as a chain's is
+    assert manifest is not None and (manifest.owner, manifest.version) == (str(setup.root.path), "event")
+    assert [(e.unit, e.mode) for e in manifest.components] == [(unit, "alone")]
     before = hits(setup.root, unit)
     trigger()
     assert hits(setup.root, unit) > before
