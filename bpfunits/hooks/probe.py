@@ -446,6 +446,49 @@ def _link_kind(prog_type: int, attach_type: int, flags: int = 0) -> str | None:
     return None
 
 
+def _cgroup_mprog() -> str | None:
+    # A placement with a stale expected revision, in a cgroup the probe makes and removes: a
+    # kernel with cgroup mprog refuses it (ESTALE) and creates nothing; 6.1 refuses the flags
+    # (EINVAL); 6.12 takes them and ignores them, and so do the probe's fd -1 and a bogus relative
+    # (6.12 and 6.18 alike: EBADF, EINVAL). The program lets every packet through, in a cgroup
+    # nothing runs in, and its link goes with its fd, before the cgroup does.
+    mount = _cgroup2_mount()
+    if mount is None:
+        return "no cgroup2 hierarchy mounted (/proc/self/mountinfo)"
+    folder = os.path.join(mount, f"bpfunits-probe-{os.getpid()}-{threading.get_ident()}")
+    try:
+        os.mkdir(folder, 0o700)
+    except OSError as e:  # a read-only hierarchy (a container's): no cgroup to order units in
+        return f"cannot make a cgroup in {mount}: {e.strerror}"
+    try:
+        target = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        prog = _prog(_returns(1), bpf.ProgType.CGROUP_SKB)
+        try:
+            os.close(bpf.link_create(prog, target, bpf.AttachType.CGROUP_INET_INGRESS, flags=bpf.BPF_F_BEFORE,
+                                     expected_revision=_STALE_REVISION))
+        except bpf.BpfError as e:
+            return None if e.errno == errno.ESTALE else e.strerror
+        finally:
+            os.close(prog)
+            os.close(target)
+    finally:
+        os.rmdir(folder)
+    return "BPF_F_BEFORE and expected_revision are taken and ignored on cgroup links"
+
+
+_STALE_REVISION = 1 << 40  # a revision no cgroup hook reaches
+
+
+def _cgroup2_mount() -> str | None:
+    """Where a cgroup2 hierarchy is mounted (the first in this mount namespace), if anywhere."""
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as mounts:
+        for line in mounts:
+            mount, _, fs = line.partition(" - ")
+            if fs.split(" ", 1)[0] == "cgroup2":
+                return mount.split(" ")[4].replace("\\040", " ")  # mount point, spaces escaped
+    return None
+
+
 def _pmu(name: str) -> Callable[[], str | None]:
     def probe() -> str | None:
         folder = f"/sys/bus/event_source/devices/{name}"
@@ -492,8 +535,7 @@ _PROBES: dict[Feature, Callable[[], str | None]] = {
     FREPLACE: _freplace,
     PERF_LINK: lambda: _link_kind(bpf.ProgType.TRACEPOINT, bpf.AttachType.PERF_EVENT),
     CGROUP_LINK: lambda: _link_kind(bpf.ProgType.CGROUP_SKB, bpf.AttachType.CGROUP_INET_INGRESS),
-    # Before 6.16 a cgroup link takes no flags at all (EINVAL); after, BEFORE reaches the target.
-    CGROUP_MPROG: lambda: _link_kind(bpf.ProgType.CGROUP_SKB, bpf.AttachType.CGROUP_INET_INGRESS, bpf.BPF_F_BEFORE),
+    CGROUP_MPROG: _cgroup_mprog,
     KPROBE_EVENTS: _pmu("kprobe"),
     UPROBE_EVENTS: _pmu("uprobe"),
     TRACING_PROGS: _tracing,
