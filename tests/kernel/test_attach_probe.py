@@ -45,6 +45,8 @@ def test_probe_agrees_with_the_kernel_release():
             assert p.reason.startswith("no /sys/bus/event_source/devices/")  # built without them (this host's)
             continue
         expected = release >= _release(p.feature.since)
+        if p.feature is probe.CGROUP_MPROG and p.available:
+            continue  # Debian's 6.12 carries it: it ordered two cgroup links there, by BPF_F_BEFORE
         assert p.available == expected, (p.feature.key, p.reason)
         assert bool(p.reason) != p.available
     assert found.unmet() == []
