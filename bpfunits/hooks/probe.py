@@ -448,10 +448,9 @@ def _link_kind(prog_type: int, attach_type: int, flags: int = 0) -> str | None:
 
 def _cgroup_mprog() -> str | None:
     # A placement with a stale expected revision, in a cgroup the probe makes and removes: a
-    # kernel with cgroup mprog refuses it (ESTALE) and creates nothing; 6.1 refuses the flags
-    # (EINVAL); 6.12 takes them and ignores them, and so do the probe's fd -1 and a bogus relative
-    # (6.12 and 6.18 alike: EBADF, EINVAL). The program lets every packet through, in a cgroup
-    # nothing runs in, and its link goes with its fd, before the cgroup does.
+    # kernel with cgroup mprog (6.16; Debian's 6.12 carries it) refuses it (ESTALE) and creates
+    # nothing; one without refuses the flags (EINVAL). The program lets every packet through, in a
+    # cgroup nothing runs in, and its link would go with its fd, before the cgroup does.
     mount = _cgroup2_mount()
     if mount is None:
         return "no cgroup2 hierarchy mounted (/proc/self/mountinfo)"
@@ -473,7 +472,7 @@ def _cgroup_mprog() -> str | None:
             os.close(target)
     finally:
         os.rmdir(folder)
-    return "BPF_F_BEFORE and expected_revision are taken and ignored on cgroup links"
+    return "a stale expected_revision was taken on a cgroup link"
 
 
 _STALE_REVISION = 1 << 40  # a revision no cgroup hook reaches
