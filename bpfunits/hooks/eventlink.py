@@ -1,7 +1,7 @@
 """Attaching one unit's program to an event hook through a bpf_link, pinned in the unit's event
 folder (`<root>/events/<unit>/link-<hook digest>`): the pin keeps the link, and so the
 attachment, after the process exits; its name says which hook it is on. Removing the pin (and
-the link's last fd) detaches it. On a kernel with cgroup mprog (6.16+) a new cgroup link is
+the link's last fd) detaches it. On a kernel with cgroup mprog (6.16, and Debian's 6.12) a new cgroup link is
 placed before or after another (`Place`); a cgroup link's program is swapped in place."""
 
 from __future__ import annotations
@@ -199,8 +199,11 @@ def attach(root: StateRoot, unit: str, hook: EventHook, prog_fd: int, place: Pla
             pins.pin(fd, path)
             if old is not None:
                 # Replaced, the old pin lets go of its link only after an RCU grace period (bpffs
-                # frees inodes then): detached now where the kind of link allows (cgroup).
-                _detach_now(old)
+                # frees inodes then): detached now where the kind of link allows (cgroup). The new
+                # link runs and is pinned: a failure here must not take it down with it (the old
+                # one still goes, with its last reference).
+                with suppress(bpf.BpfError):
+                    _detach_now(old)
         finally:
             if old is not None:
                 os.close(old)
