@@ -41,14 +41,15 @@ def file_offset(path: str | Path, symbol: str) -> int:
             p_type, _, p_offset, p_vaddr, _, p_filesz, _, _ = segment
             if p_type == _PT_LOAD and p_vaddr <= address < p_vaddr + p_filesz:
                 return address - p_vaddr + p_offset
-    except (struct.error, IndexError, ValueError) as e:
+    except (struct.error, IndexError, ValueError, OverflowError) as e:
+        # OverflowError: an offset in the file past what an index can be (2^63 and more).
         raise SymbolError(f"uprobe binary {path}: not a valid ELF file ({e})") from e
     raise SymbolError(f"uprobe binary {path}: symbol {symbol} ({address:#x}) lies in no loadable segment")
 
 
 def _symbol_address(data: bytes, symbol: str) -> int | None:
-    """The value of `symbol` in the symbol tables (struct.error, IndexError or ValueError where
-    the file says things it does not hold)."""
+    """The value of `symbol` in the symbol tables (struct.error, IndexError, ValueError or
+    OverflowError where the file says things it does not hold)."""
     wanted = symbol.encode()
     shoff = struct.unpack_from("<Q", data, 0x28)[0]
     shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)

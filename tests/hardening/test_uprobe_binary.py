@@ -77,6 +77,17 @@ def test_a_symbol_table_larger_than_the_file_is_an_error(tmp_path, binary):
         elfsym.file_offset(path, "bpfunits_target")
 
 
+@pytest.mark.parametrize("field", [0x20, 0x28])  # e_phoff, e_shoff
+def test_a_table_offset_past_any_index_is_an_error(tmp_path, binary, field):
+    # Found by the mutation test below: an offset of 2^63 or more overflowed the unpacking.
+    data = bytearray(binary)
+    struct.pack_into("<Q", data, field, 1 << 63)
+    path = tmp_path / "target"
+    path.write_bytes(bytes(data))
+    with within(5.0), pytest.raises(elfsym.SymbolError, match="not a valid ELF"):
+        elfsym.file_offset(path, "bpfunits_target")
+
+
 @settings(max_examples=300, deadline=None)
 @given(flips=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), min_size=1, max_size=8),
        cut=st.floats(0.05, 1))
