@@ -193,14 +193,20 @@ def test_each_field_is_where_the_kernel_reads_it(structure, field, offset, size)
 def test_every_field_is_checked(structure):
     cls = getattr(bpfattr, structure)
     anonymous = getattr(cls, "_anonymous_", ())
-    named = {n for n, *_ in cls._fields_ if n not in anonymous}
+    named = {n for n, *_ in cls._fields_ if n not in anonymous and n != "_zeros"}
     named |= {n for m, kind, *_ in cls._fields_ if m in anonymous for n, *_ in kind._fields_ if not n.startswith("_")}
     assert named <= {f.split(".")[0] for s, f, *_ in UAPI if s == structure}
 
 
 @pytest.mark.parametrize("structure", [s for s in STRUCTURES if s.endswith("Attr")])
-def test_every_command_fits_in_the_attributes_the_kernel_is_given(structure):
-    assert ctypes.sizeof(getattr(bpfattr, structure)) <= bpfattr.ATTR_SIZE
+def test_every_command_is_the_size_the_kernel_is_given_zeros_after_its_fields(structure):
+    # bpf() is given ATTR_SIZE bytes from the attributes' own address: a shorter structure
+    # would let the kernel read (and write back) past it.
+    cls = getattr(bpfattr, structure)
+    assert ctypes.sizeof(cls) == bpfattr.ATTR_SIZE
+    last = max(f.offset + f.size for f in (getattr(cls, n) for n, *_ in cls._fields_ if n != "_zeros"))
+    assert cls._zeros.offset <= last + 8  # only alignment between the last field and the zeros
+    assert bytes(cls())[last:] == bytes(bpfattr.ATTR_SIZE - last)
 
 
 def test_a_misspelt_field_is_refused():

@@ -138,7 +138,7 @@ class _Folder:
     """A folder that may pin what runs on a hook."""
 
     home: bool  # the hook's own folder (else where versions before namespaced folders pinned it)
-    path: Path
+    path: str  # made for each of thousands of hooks: a string costs less than a Path
     names: frozenset[str] | None  # what it holds, as listed; None: not listed, look
 
     def may_hold(self, name: str) -> bool:
@@ -159,17 +159,17 @@ class _PinFolders:
         namespaced folders put it. A listed hook folder is asked only for the pins it holds: a
         thousand hooks then cost no thousand failed lookups of the pin they do not have."""
         name = f"if{ifindex}"
+        own = f"{self.netns}/{name}/{hook.value}"
         found = []
         if self.listed is None:
-            found.append(_Folder(True, self.netns / name / hook.value, None))
+            found.append(_Folder(True, own, None))
         elif name in self.listed:
             hooks = self.listed[name]
             if hooks is None or hook.value in hooks:
                 pinned = hooks[hook.value] if hooks is not None else None
-                found.append(_Folder(True, self.netns / name / hook.value,
-                                     frozenset(pinned) if pinned is not None else None))
+                found.append(_Folder(True, own, frozenset(pinned) if pinned is not None else None))
         if self.legacy is None or name in self.legacy:
-            found.append(_Folder(False, self.root.legacy_hook_path(ifindex, hook), None))
+            found.append(_Folder(False, str(self.root.legacy_hook_path(ifindex, hook)), None))
         return found
 
 

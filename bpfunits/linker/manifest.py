@@ -5,8 +5,10 @@ pin is lost (a kill between attach and pin)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 import struct
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -22,6 +24,7 @@ class ManifestError(BpfUnitsError):
 MAP_NAME = "bpfu_manifest"
 FORMAT = 1
 _KEY = struct.pack("<I", 0)
+_FROZEN = re.compile(rb"^frozen:[ \t]+1[ \t]*$", re.MULTILINE)  # a line of a map's fdinfo
 
 
 @dataclass(frozen=True)
@@ -129,8 +132,15 @@ def _read(fd: int, info: bpf.MapInfo) -> Manifest | None:
     if not _sealed(fd, info):
         return None
     raw = bpf.map_lookup(fd, _KEY, info.value_size)
+    return _parsed(raw) if raw else None
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(raw: bytes) -> Manifest | None:
+    # The chains of one glob unit carry the same manifest: a node's thousands of chains hold a
+    # few, each parsed once (a Manifest is immutable).
     try:
-        return Manifest.from_bytes(raw) if raw else None
+        return Manifest.from_bytes(raw)
     except ManifestError:
         return None
 
@@ -144,4 +154,4 @@ def _sealed(fd: int, info: bpf.MapInfo) -> bool:
         text = os.read(fdinfo, 4096)  # a map's fdinfo is a few hundred bytes
     finally:
         os.close(fdinfo)
-    return any(line.split() == [b"frozen:", b"1"] for line in text.splitlines())
+    return _FROZEN.search(text) is not None

@@ -60,19 +60,19 @@ def unpinned(fd: int, path: Path) -> Iterator[None]:
         raise
 
 
-def opened_if_pinned(path: Path) -> int | None:
+def opened_if_pinned(path: Path | str) -> int | None:
     """An fd for the object pinned at `path` (the caller's to close), or None if nothing is."""
     try:
-        return bpf.obj_get(str(path))
+        return bpf.obj_get(os.fspath(path))
     except bpf.BpfError as e:
         if e.errno == errno.ENOENT:
             return None
         raise
 
 
-def link_info(hook_dir: Path) -> bpf.LinkInfo | None:
+def link_info(hook_dir: Path | str) -> bpf.LinkInfo | None:
     """The link pinned in `hook_dir`, or None."""
-    fd = opened_if_pinned(hook_dir / LINK)
+    fd = opened_if_pinned(os.path.join(hook_dir, LINK))  # a Path join costs more than the lookup
     if fd is None:
         return None
     try:
@@ -81,9 +81,9 @@ def link_info(hook_dir: Path) -> bpf.LinkInfo | None:
         os.close(fd)
 
 
-def prog_id(hook_dir: Path) -> int | None:
+def prog_id(hook_dir: Path | str) -> int | None:
     """The id of the program pinned in `hook_dir`, or None."""
-    fd = opened_if_pinned(hook_dir / PROG)
+    fd = opened_if_pinned(os.path.join(hook_dir, PROG))
     if fd is None:
         return None
     try:

@@ -186,14 +186,9 @@ class VerifierError(BpfError):
 
 def _raw(cmd: Cmd, attr: Attr) -> tuple[int, int]:
     """Run bpf(cmd, attr); returns (result, errno) without raising. The kernel is given
-    ATTR_SIZE bytes, attr and zeros after it; what it writes back lands in attr."""
-    size = ctypes.sizeof(attr)
-    buf = ctypes.create_string_buffer(ATTR_SIZE)
-    ctypes.memmove(buf, ctypes.addressof(attr), size)
-    ret = _libc.syscall(_sys_bpf(), ctypes.c_int(cmd), buf, ctypes.c_uint(ATTR_SIZE))
-    err = ctypes.get_errno() if ret < 0 else 0
-    ctypes.memmove(ctypes.addressof(attr), buf, size)
-    return ret, err
+    ATTR_SIZE bytes: attr, whose size that is (see Attr); what it writes back lands in attr."""
+    ret = _libc.syscall(_sys_bpf(), ctypes.c_int(cmd), ctypes.byref(attr), ctypes.c_uint(ATTR_SIZE))
+    return ret, ctypes.get_errno() if ret < 0 else 0
 
 
 def _call(cmd: Cmd, attr: Attr, detail: str = "") -> int:
@@ -571,12 +566,8 @@ class PercpuLookup:
 
     def __init__(self, fd: int, key: bytes, value_size: int) -> None:
         self._value = ctypes.create_string_buffer(((value_size + 7) & ~7) * possible_cpus())
-        self._attr = MapElemAttr(map_fd=fd, key=key, value=self._value)  # keeps the key alive
-        # What _raw would pass: the attributes padded to ATTR_SIZE (the kernel writes nothing
-        # back into them for a lookup).
-        buf = ctypes.create_string_buffer(ATTR_SIZE)
-        ctypes.memmove(buf, ctypes.addressof(self._attr), ctypes.sizeof(self._attr))
-        self._args = (_sys_bpf(), ctypes.c_int(Cmd.MAP_LOOKUP_ELEM), buf, ctypes.c_uint(ATTR_SIZE))
+        attr = MapElemAttr(map_fd=fd, key=key, value=self._value)  # keeps the key alive
+        self._args = (_sys_bpf(), ctypes.c_int(Cmd.MAP_LOOKUP_ELEM), ctypes.byref(attr), ctypes.c_uint(ATTR_SIZE))
 
     def __call__(self) -> bytes | None:
         if _libc.syscall(*self._args) < 0:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar, cast
 
 u32 = ctypes.c_uint32
 u64 = ctypes.c_uint64  # also every __aligned_u64 pointer: 64 bits on every architecture
@@ -33,9 +33,32 @@ class _Relative(ctypes.Union):
 _CField = type(_Target.target_fd)  # what ctypes makes of each field, anonymous members' too
 
 
-class Attr(ctypes.Structure):
-    """A command's attributes. Fields named in `_pointers_` take bytes, a ctypes array or
-    structure (or None for NULL): the attributes hold its address and keep it alive."""
+if TYPE_CHECKING:
+    from _ctypes import _PyCStructType as _StructType
+else:
+    _StructType = type(ctypes.Structure)  # not exported under a name
+
+
+class _Padded(_StructType):
+    """Makes each structure with fields ATTR_SIZE bytes long: what bpf() is given is then the
+    attributes themselves, zeros after the last field (no padded copy made per call, and what
+    the kernel writes back lands in them)."""
+
+    def __new__(mcs, name: str, bases: tuple[type, ...], namespace: dict[str, object]):  # noqa: N804
+        fields = namespace.get("_fields_")
+        if isinstance(fields, list):
+            layout = {k: v for k, v in namespace.items() if k in ("_fields_", "_anonymous_", "_pack_")}
+            measured = cast(type[ctypes.Structure], type(f"_{name}", (ctypes.Structure,), layout))
+            room = ATTR_SIZE - ctypes.sizeof(measured)
+            if room < 0:
+                raise TypeError(f"{name} is longer than ATTR_SIZE")
+            namespace = {**namespace, "_fields_": [*fields, ("_zeros", ctypes.c_uint8 * room)]}
+        return super().__new__(mcs, name, bases, namespace)
+
+
+class Attr(ctypes.Structure, metaclass=_Padded):
+    """A command's attributes, ATTR_SIZE bytes. Fields named in `_pointers_` take bytes, a ctypes
+    array or structure (or None for NULL): the attributes hold its address and keep it alive."""
 
     _pointers_: ClassVar[tuple[str, ...]] = ()
 
