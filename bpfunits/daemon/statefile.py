@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 
+from bpfunits import atomicfile
 from bpfunits.errors import BpfUnitsError
 from bpfunits.hooks import Hook
 from bpfunits.order.graph import HookKey
@@ -36,16 +36,7 @@ def write(path: Path, netns_inode: int, retries: dict[HookKey, Retry]) -> None:
         "retries": [{"interface": k.interface, "hook": k.hook.value, "failures": r.failures,
                      "next_try": r.at + shift, "error": r.error} for k, r in sorted(retries.items())],
     }
-    path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as out:
-            json.dump(document, out)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    atomicfile.replace(path, json.dumps(document).encode(), mode=0o644)
 
 
 def read(path: Path, netns_inode: int, *, strict: bool) -> dict[HookKey, Retrying]:

@@ -12,6 +12,7 @@ import errno
 import os
 from dataclasses import dataclass, replace
 from enum import Enum
+from typing import NamedTuple
 from pathlib import Path
 
 from bpfunits.hooks import Hook
@@ -62,14 +63,28 @@ class Observation:
         return tuple(p for p in self.programs if not p.ours)
 
 
+class Known(NamedTuple):
+    """A program's facts, both read: its info (without its run counts, which change) and its
+    manifest (None: it carries none)."""
+
+    info: bpf.ProgInfo
+    manifest: Manifest | None
+
+
 class ProgramFacts:
     """What never changes while a program exists, by program id: its name and tag, and its
     manifest (sealed when the chain was made). Program ids are not reused while the kernel
-    runs, so these are read once; the daemon keeps one ProgramFacts across reconciles."""
+    runs, so these are read once; the daemon keeps one ProgramFacts across reconciles, and a
+    CLI process starts from what the last one knew (reconcile.factcache)."""
 
-    def __init__(self) -> None:
-        self._infos: dict[int, bpf.ProgInfo | None] = {}
-        self._manifests: dict[int, Manifest | None] = {}
+    def __init__(self, known: dict[int, Known] | None = None) -> None:
+        self._infos: dict[int, bpf.ProgInfo | None] = {i: k.info for i, k in (known or {}).items()}
+        self._manifests: dict[int, Manifest | None] = {i: k.manifest for i, k in (known or {}).items()}
+
+    def known(self) -> dict[int, Known]:
+        """Every program whose info and manifest were both read, run counts left out."""
+        return {i: Known(replace(info, run_cnt=0, run_time_ns=0), self._manifests[i])
+                for i, info in self._infos.items() if info is not None and i in self._manifests}
 
     def info(self, prog_id: int) -> bpf.ProgInfo | None:
         """None when the program went away since it was listed."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 from pathlib import Path
 from collections.abc import Iterable
 
@@ -16,8 +16,10 @@ from bpfunits.units.diagnostics import Diagnostic, error
 from bpfunits.units.model import Location, Position, Unit
 
 
-@dataclass(frozen=True, order=True)
-class HookKey:
+class HookKey(NamedTuple):
+    """One hook of one interface. A tuple: a node's thousands of them are made, hashed and
+    sorted in every reconcile, which costs a frozen dataclass several times as much."""
+
     interface: str
     hook: Hook
 

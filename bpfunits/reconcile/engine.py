@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Hashable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
@@ -20,7 +20,7 @@ from bpfunits.load import mappins
 from bpfunits.state import pins
 from bpfunits.sys import bpf, nlread
 from bpfunits.state.bpffs import StateRoot, children, ensure_mounted, names, prune_empty, remove_tree
-from bpfunits.hooks.observe import Attached, Observer
+from bpfunits.hooks.observe import Attached, Observer, ProgramFacts
 from bpfunits.units.model import Location, MapEntry, Unit
 from bpfunits.hooks.probe import TcBackend, XdpBackend
 from bpfunits.hooks.tcx import TcPosition
@@ -32,6 +32,7 @@ from bpfunits.order.interfaces import select
 from bpfunits.order.graph import Chain, HookKey
 from bpfunits.plan.diff import plan_all
 from bpfunits.plan.model import Action, Desired, HookPlan
+from bpfunits.reconcile import factcache
 from bpfunits.reconcile import observed as observing
 from bpfunits.reconcile.desired import Programs, blocked_by_broken_units, build_id, desired_chain, map_owners
 from bpfunits.reconcile.events import EventResult, load_programs, reconcile_events
@@ -138,21 +139,24 @@ def reconcile(config: Config, *, apply: bool, node: Node | None = None, changes:
     if apply:
         ensure_mounted()
     root = StateRoot(config.bpffs_root)
-    with exclusive(config.lock_file), _node_or_own(node) as kept:
+    with exclusive(config.lock_file), _node_or_own(node, config) as kept:
         root.check(create=apply)
         everything = changes.everything or not kept.memory.complete or not apply
         result = _Run(config, root, kept, apply, EVERYTHING if everything else changes, node is not None).go()
         if apply:
             kept.memory.complete = True
+            if node is None:
+                with suppress(OSError):  # costs the next process only the reads it saves
+                    factcache.save(factcache.path_beside(config.state_file), kept.facts.known())
         return result
 
 
 @contextmanager
-def _node_or_own(node: Node | None) -> Iterator[Node]:
+def _node_or_own(node: Node | None, config: Config) -> Iterator[Node]:
     if node is not None:
         yield node
         return
-    own = Node()
+    own = Node(facts=ProgramFacts(factcache.load(factcache.path_beside(config.state_file))))
     try:
         yield own
     finally:
