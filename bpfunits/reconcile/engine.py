@@ -254,6 +254,11 @@ class _Run:
             hook.running, hook.foreign = (before.ours, before.observation.foreign) if before else (None, ())
             hook.ordered = self.chains[plan.key].names if plan.key in self.chains else ()
             result.hooks.append(hook)
+            if hook.outcome is Outcome.APPLIED and hook.prog_id is not None:
+                # Learnt now, while the program is surely there: the next reconcile (and, through
+                # the programs cache, the next process) does not read it again.
+                with suppress(BpfUnitsError):
+                    self.node.facts.manifest(hook.prog_id)
         result.events = reconcile_events(loaded.units, self.programs, self.root, apply=self.apply, broken=broken)
         result.unit_errors = {**broken, **self.programs.errors}
         if self.apply:
