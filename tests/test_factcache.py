@@ -57,6 +57,12 @@ def test_a_file_of_another_boot_is_no_cache(path, tmp_path, monkeypatch):
     lambda d: d["manifests"].__setitem__(0, "{}"),
     lambda d: d.pop("boot"),
     lambda d: d.update(programs={"10": 1}),
+    lambda d: d["manifests"].__setitem__(0, 1),
+    lambda d: d["programs"][0].__setitem__(5, -1),  # a Python index, not one bpfunits writes
+    lambda d: d["programs"][0].__setitem__(0, "10"),
+    lambda d: d["programs"][0].__setitem__(0, True),
+    lambda d: d["programs"][0].__setitem__(2, None),
+    lambda d: d.update(manifests="{}"),
 ])
 def test_content_bpfunits_does_not_write_is_no_cache(path, change):
     factcache.save(path, KNOWN)

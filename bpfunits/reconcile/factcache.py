@@ -1,8 +1,11 @@
 """What the kernel said about the programs on a node's hooks, kept from one bpfunits process to
 the next: a program's name, tag, maps and manifest never change while it exists, and its id goes
-to no other program before the machine boots again (ids count up to 2^31). So an `apply` still
+to no other program until the kernel has given out 2^31 ids (they count up, and wrap around only
+there) or boots again. So an `apply` still
 reads from the kernel which programs run where, and what its pins hold, but not again what each
-of thousands of chains is.
+of thousands of chains is. (A program found carrying no manifest could be given one later, by
+whoever freezes a map it holds: kept as carrying none, it is foreign, or of unknown content and
+replaced, never taken for an unchanged chain.)
 
 The file belongs to one boot (its boot id is checked) and is root's alone (0600, read with strict
 permissions); one that is missing, of another boot, version or owner, or not what bpfunits writes
@@ -36,15 +39,28 @@ def load(path: Path) -> dict[int, Known]:
         document = json.loads(read_untrusted(path, MAX_SIZE, strict=True))
         if document["version"] != VERSION or document["boot"] != _boot_id():
             return {}
-        manifests = [Manifest.from_bytes(m.encode()) for m in document["manifests"]]
+        manifests = [Manifest.from_bytes(_text(m).encode()) for m in document["manifests"]]
         known = {}
         for prog_id, prog_type, name, tag, map_ids, manifest in document["programs"]:
-            info = ProgInfo(int(prog_id), int(prog_type), str(name), str(tag), tuple(int(i) for i in map_ids))
-            known[info.id] = Known(info, manifests[manifest] if manifest is not None else None)
+            info = ProgInfo(_count(prog_id), _count(prog_type), _text(name), _text(tag),
+                            tuple(_count(i) for i in map_ids))
+            known[info.id] = Known(info, manifests[_count(manifest)] if manifest is not None else None)
         return known
     except (UntrustedFileError, OSError, ValueError, KeyError, TypeError, IndexError, ManifestError,
             RecursionError):
         return {}
+
+
+def _count(value: object) -> int:
+    if type(value) is not int or value < 0:  # noqa: E721 (bool is no count, nor a negative index)
+        raise ValueError(f"{value!r} is not a count")
+    return value
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a string")
+    return value
 
 
 def save(path: Path, known: dict[int, Known]) -> None:
