@@ -46,8 +46,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from control_plane import (  # noqa: E402
-    TC_OBJECT, XDP_OBJECT, ChainWatch, DaemonProcess, Sandbox, busy_line, cpu_seconds, exit_with, ms, percentile,
-    rss_mb, sandbox, timed_apply, unit_text, write_atomic,
+    TC_OBJECT, XDP_OBJECT, ChainWatch, DaemonProcess, Sandbox, busy_line, byte_compiled, cpu_seconds, exit_with, ms,
+    percentile, rss_mb, sandbox, timed_apply, unit_text, write_atomic,
 )
 from bpfunits.hooks import Hook  # noqa: E402
 from bpfunits.hooks import tcx  # noqa: E402
@@ -222,6 +222,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     load_before = os.getloadavg()[0]
     started = time.monotonic()
+    byte_compiled()
     sizes = []
     print(f"{'hooks':>6} {'cold':>7} {'kernel':>7} {'2nd':>6} {'ready':>6} {'edit p50/p99 ms':>16} "
           f"{'new if p50/p99 ms':>18} {'100 ifs':>8} {'idle CPU':>9} {'RSS':>7} {'scrape p50/max ms':>17} "
