@@ -41,7 +41,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,16 +158,24 @@ def _count_then_dispatch(
     return False
 
 
+def _through_dispatch(i: int, part: layout.Part, *_: object) -> dict[int, object]:
+    """Every exit to the dispatch, as before the linker knew any verdict (see flow.py)."""
+    return {pc: ("end", i) for pc, insn in enumerate(part.shape.main) if insn.is_exit}
+
+
 def linking_as(variant: str) -> AbstractContextManager[object]:
-    """link_chain as it counts in `variant`: the old layout only, or the old layout and code."""
-    if variant.endswith("old layout"):
-        return mock.patch.object(linker, "ChainCounters", _ComponentMajorCounters)
-    if variant.endswith("before"):
-        stack = ExitStack()
+    """link_chain as it links `variant`: "dispatched", every verdict through the dispatch and
+    the context reloaded after it (before flow.py); "old layout", the counters of before issue
+    18; "before", both and the counting code of before issue 18 (which counts in the dispatch)."""
+    stack = ExitStack()
+    if variant.endswith(("old layout", "before")):
         stack.enter_context(mock.patch.object(linker, "ChainCounters", _ComponentMajorCounters))
+    if variant.endswith("before"):
         stack.enter_context(mock.patch.object(layout, "_emit_counted_dispatch", _count_then_dispatch))
-        return stack
-    return nullcontext()
+    if variant.endswith(("before", "dispatched")):
+        stack.enter_context(mock.patch.object(layout, "_routes", _through_dispatch))
+        stack.enter_context(mock.patch.object(layout, "_clobbers_context", lambda *_: True))
+    return stack
 
 
 @dataclass
@@ -226,7 +234,7 @@ class Bench:
     def chain(self, hook: Hook, n: int, variant: str) -> Setup:
         go_on = frozenset({hook.chain_end_verdict})
         components = [Component(f"c{i}", asm.encode(component(hook)), go_on) for i in range(n)]
-        counters = variant != "bpfunits"
+        counters = "+counters" in variant
         with linking_as(variant):
             chain = linker.link_chain(hook, components, counters=counters)
         try:
@@ -306,7 +314,8 @@ def bench(batch: int, evict_kb: int) -> Iterator[Bench]:
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
-CHAINS = ("bpfunits", "bpfunits+counters", "bpfunits+counters, old layout", "bpfunits+counters, before")
+CHAINS = ("bpfunits", "bpfunits, dispatched", "bpfunits+counters", "bpfunits+counters, old layout",
+          "bpfunits+counters, before")
 FLOOR = "inline floor (no chaining)"
 TC_VARIANTS = (*CHAINS, FLOOR, "tcx multi-attach", "cls_bpf prio chain", "tail-call chain")
 XDP_VARIANTS = (*CHAINS, FLOOR, "tail-call chain")
@@ -410,13 +419,16 @@ def report(samples: dict[Key, list[float]], args: argparse.Namespace) -> dict[st
     old, before = slopes["tc-ingress bpfunits+counters, old layout"], slopes["tc-ingress bpfunits+counters, before"]
     print(f"  bpfunits, counters on:  {on:.2f} ns   (before issue 18 {before:.2f}; old layout, new code {old:.2f})")
     floor = slopes[f"tc-ingress {FLOOR}"]
-    print(f"  bpfunits, counters off: {off:.2f} ns   (the component's own work inlined, no chaining: {floor:.2f})")
+    print(f"  bpfunits, counters off: {off:.2f} ns   (every verdict through the dispatch: "
+          f"{slopes['tc-ingress bpfunits, dispatched']:.2f}; the component's own work inlined, no chaining: "
+          f"{floor:.2f})")
     for other in ("tcx multi-attach", "cls_bpf prio chain", "tail-call chain"):
         print(f"  vs {other:<20} counters on {ratio('tc-ingress ' + other, on):>8}   "
               f"off {ratio('tc-ingress ' + other, off):>8}")
     x_on, x_off = slopes["xdp bpfunits+counters"], slopes["xdp bpfunits"]
     print(f"XDP: counters on {x_on:.2f} ns (before {slopes['xdp bpfunits+counters, before']:.2f}), "
-          f"off {x_off:.2f} ns (inlined, no chaining: {slopes['xdp ' + FLOOR]:.2f}); "
+          f"off {x_off:.2f} ns (through the dispatch {slopes['xdp bpfunits, dispatched']:.2f}; inlined, no chaining: "
+          f"{slopes['xdp ' + FLOOR]:.2f}); "
           f"tail calls {ratio('xdp tail-call chain', x_on)} (on) / "
           f"{ratio('xdp tail-call chain', x_off)} (off) dearer")
     return slopes

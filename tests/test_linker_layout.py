@@ -15,6 +15,9 @@ def part(*insns: Insn, proceed=frozenset({2}), mode=Mode.INLINE, depth=0) -> Par
 
 
 RET_PASS = (asm.mov64_imm(R0, 2), asm.exit_())
+# A verdict the linker cannot know (a helper's return), and r1 written (the call): every way
+# out goes through the dispatch, and the context is reloaded after it.
+RET_UNKNOWN = (asm.call_helper(7), asm.exit_())
 
 
 def layout_of(low: int, high: int, components: int, proceed_on=frozenset({2})) -> CounterLayout:
@@ -27,7 +30,7 @@ def targets(insns, pc):
 
 
 def test_inline_chain_saves_context_below_the_deepest_stack_and_rewrites_exits():
-    a = assemble([part(*RET_PASS, depth=20), part(*RET_PASS, depth=4)], end_verdict=2)
+    a = assemble([part(*RET_UNKNOWN, depth=20), part(*RET_UNKNOWN, depth=4)], end_verdict=2)
     insns = a.insns
     assert insns[0] == asm.stx_dw(FP, R1, -32)  # 20 bytes round up to 24, the slot below
     assert insns[2] == asm.ja(0)  # first component's exit -> its epilogue
@@ -72,7 +75,7 @@ def test_called_components_keep_context_in_r6_and_are_placed_whole():
 
 def test_counting_keeps_the_verdict_and_stays_in_its_slot_range():
     counters = layout_of(-1, 8, 2)
-    insns = assemble([part(*RET_PASS), part(*RET_PASS)], end_verdict=-1, counters=counters).insns
+    insns = assemble([part(*RET_UNKNOWN), part(*RET_UNKNOWN)], end_verdict=-1, counters=counters).insns
     assert counters.rows == 11 and counters.value_size == 11 * 64
     writes = [i for i in insns if i.code == asm.STX | asm.MEM | asm.DW and i.dst != FP]
     # Going on (code 2, row 3): only the last component's known slot (the first's is derived);
@@ -85,10 +88,10 @@ def test_counting_keeps_the_verdict_and_stays_in_its_slot_range():
 def test_a_counted_component_going_on_costs_its_compare_alone_when_its_count_is_derived():
     proceed = (frozenset({2}), frozenset({2, 3}), frozenset({2}))
     counters = CounterLayout(7, 0, 4, proceed, reachable=3)
-    a = assemble([part(*RET_PASS, proceed=p) for p in proceed], end_verdict=2, counters=counters)
+    a = assemble([part(*RET_UNKNOWN, proceed=p) for p in proceed], end_verdict=2, counters=counters)
     insns = a.insns
     assert [counters.derived(i) for i in range(3)] == [2, None, None]  # one proceed verdict, not the last
-    # part 0: mov, ja (its exit); then the compare alone; then the next part's context reload
+    # part 0: call, ja (its exit); then the compare alone; then the next part's context reload
     at = a.part_starts[0] + 2
     assert insns[at : a.part_starts[1] - 1] == (asm.jmp32_imm(asm.JNE, R0, 2, insns[at].off),)
     slow = insns.index(asm.mov32_reg(R2, R0))  # the first ending count, after the main code's exit
@@ -177,6 +180,7 @@ def test_a_far_counted_dispatch_counts_an_ending_verdict_in_place():
     counters = layout_of(0, 4, 2)
     long = (*[asm.mov64_imm(R0, 2)] * 20000, asm.exit_())
     a = assemble([part(*long), part(*long)], end_verdict=2, counters=counters)
-    compare = a.part_starts[1] - 12  # JEQ, the ending count (9), its exit, the context reload
+    # JEQ, the ending count (9), its exit; no context reload: r1 is untouched on the way on.
+    compare = a.part_starts[1] - 11
     assert a.insns[compare] == asm.jmp32_imm(asm.JEQ, R0, 2, 10)
     assert a.insns[compare + 1] == asm.mov32_reg(R2, R0) and a.insns[compare + 10] == asm.exit_()

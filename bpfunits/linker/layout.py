@@ -16,6 +16,7 @@ from enum import Enum
 from bpfunits.linker import asm
 from bpfunits.linker.asm import FP, R0, R1, R2, R3, R6, Insn
 from bpfunits.linker.component import LinkError, Shape, frame_size
+from bpfunits.linker.flow import Known, exit_flow, low32, writes
 
 STACK_MAX = 512
 TAIL_CALL_STACK_MAX = 256
@@ -208,21 +209,28 @@ def assemble(
         _emit_counter_lookup(e, counters, counter_slot, ctx_slot, end_verdict)
 
     for i, part in enumerate(parts):
-        if i:
+        if i and _clobbers_context(parts[i - 1], counters, i - 1):
             e.emit(asm.ldx_dw(R1, FP, ctx_slot) if ctx_slot is not None else asm.mov64_reg(R1, R6))
+        routes: dict[int, object] = {}
         if part.mode is Mode.INLINE:
             e.mark(("part", i))
-            _emit_inline(e, i, part.shape)
+            routes = _routes(i, part, counters, far)
+            _emit_inline(e, i, part.shape, routes)
         else:
             e.emit_to(asm.call_pseudo(0), ("part", i), field="imm")
             if part.shape.tail_calls:
                 assert verdict_slot is not None  # reserved above for every called part that tail-calls
                 _emit_launder(e, verdict_slot)
-        if counters:
-            if _emit_counted_dispatch(e, counters, i, counter_slot, part.proceed_on, far):
-                slow.append(i)
-        else:
-            _emit_dispatch(e, part.proceed_on, far)
+        if part.mode is Mode.CALL or ("end", i) in routes.values():
+            e.mark(("end", i))
+            if counters:
+                if _emit_counted_dispatch(e, counters, i, counter_slot, part.proceed_on, far):
+                    slow.append(i)
+            else:
+                _emit_dispatch(e, part.proceed_on, far)
+        elif ("slow", i) in routes.values():
+            slow.append(i)
+        e.mark(("next", i))
     if parts[-1].proceed_on:
         e.emit(asm.mov64_imm(R0, end_verdict))
     e.mark(_EXIT)
@@ -253,19 +261,61 @@ def _round8(n: int) -> int:
 
 
 
-def _emit_inline(e: _Emitter, i: int, shape: Shape) -> None:
-    base = e.pc
-    end = base + shape.main_len  # the epilogue follows the main function
+def _emit_inline(e: _Emitter, i: int, shape: Shape, routes: dict[int, object]) -> None:
+    """The main function, each exit (and each jump to one in `routes`) sent to its route."""
     if shape.main_len - 1 > asm.JUMP_OFF_MAX:
         raise LinkError("main function too long to inline")
     for pc, insn in enumerate(shape.main):
+        route = routes.get(pc)
         if insn.is_exit:
-            e.emit(asm.ja(end - (base + pc) - 1))
+            e.emit_to(asm.ja(0), route)
+        elif route is not None:
+            e.emit_to(insn, route)
         elif insn.pc_relative_target is not None:
             target = pc + insn.imm + 1  # a subprogram: shape.subprogs[target - main_len]
             e.emit_to(insn, ("subs", i), field="imm", bias=target - shape.main_len)
         else:
             e.emit(insn)
+
+
+def _routes(i: int, part: Part, counters: CounterLayout | None, far: bool) -> dict[int, object]:
+    """Where each exit of part `i`'s main function goes, and each jump to an exit that goes
+    elsewhere: the dispatch (label ("end", i)), or, where flow.py knows the verdict on that
+    way, straight to what follows (("next", i)) or to the chain's end (the exit, or with
+    counters ("slow", i), which counts it). A verdict whose count is written on its way on goes
+    through the dispatch, which counts it."""
+    main = part.shape.main
+    exits = [pc for pc, insn in enumerate(main) if insn.is_exit]
+    through_dispatch: dict[int, object] = {pc: ("end", i) for pc in exits}
+    if far or not part.proceed_on:
+        return through_dispatch  # far: labels past the main function may be out of a jump's reach
+    flow = exit_flow(main)
+    proceed = {low32(code) for code in part.proceed_on}
+    uncounted = None if counters is None else counters.derived(i)
+
+    def route(r0: Known) -> object:
+        if r0 is None:
+            return ("end", i)
+        if r0 in proceed:
+            return ("next", i) if counters is None or (uncounted is not None and low32(uncounted) == r0) else ("end", i)
+        return _EXIT if counters is None else ("slow", i)
+
+    routes = {pc: route(flow.exits.get(pc)) for pc in exits}
+    # A jump goes past its exit only where that exit is still reached another way: the
+    # verifier refuses unreachable instructions.
+    routes |= {pc: route(r0) for pc, r0 in flow.jumps.items() if pc + main[pc].off + 1 in flow.exits}
+    if ("end", i) not in routes.values() and ("next", i) not in routes.values():
+        return through_dispatch  # the flow would end the chain here on every way: nothing after it would be reachable
+    return routes
+
+
+def _clobbers_context(part: Part, counters: CounterLayout | None, i: int) -> bool:
+    """Whether r1 may no longer hold the context once part `i` is done: it is reloaded then.
+    An inlined main function that never writes r1 leaves it, and so does the dispatch unless
+    it counts a verdict on the way on (the count uses r1)."""
+    if part.mode is not Mode.INLINE or writes(part.shape.main, R1):
+        return True
+    return counters is not None and (len(part.proceed_on) != 1 or counters.derived(i) is None)
 
 
 def _emit_launder(e: _Emitter, slot: int) -> None:
@@ -337,7 +387,6 @@ def _emit_counted_dispatch(
         e.emit_to(asm.ja(0), ("next", i))
         e.mark(("hot", i, code))
         e.emit(*_count_known(c, i, slot, code))
-    e.mark(("next", i))
     return not far
 
 

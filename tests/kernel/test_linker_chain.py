@@ -25,6 +25,7 @@ from bpfunits.linker import asm
 from bpfunits.linker.component import Component, LinkError, component_of
 from bpfunits.linker.layout import Mode
 from bpfunits.linker.linker import link_chain
+from bpfunits.linker.progtype import expected_attach_type_of, prog_type_of
 from bpfunits.linker.counters import read_counters
 from bpfunits.linker.manifest import read_manifest
 
@@ -111,15 +112,22 @@ def run_linked(fd: int, frame: bytes) -> tuple[int, bytes]:
 
 def check_chain(hook, programs, names, proceed, frames, *, force=None, counters=False):
     components = [component_of(f"{n}.{i}", programs[n], p) for i, (n, p) in enumerate(zip(names, proceed, strict=True))]
-    fds = [programs[n].fd for n in names]
+    return check_components(hook, components, [programs[n].fd for n in names], frames, force=force, counters=counters)
+
+
+def check_components(hook, components, fds, frames, *, force=None, counters=False):
+    """The linked chain of `components` against each run alone (loaded as `fds`): verdict,
+    frame, and with counters what each component entered and returned."""
+    proceed = [c.proceed_on for c in components]
     with link_chain(hook, components, counters=counters, force=force) as chain:
         fd = chain.load()
         try:
-            seen = [0] * len(names)
-            returned: list[Counter[int | None]] = [Counter() for _ in names]
+            seen = [0] * len(components)
+            returned: list[Counter[int | None]] = [Counter() for _ in components]
             for frame in frames:
                 want = standalone(hook, fds, proceed, frame)
-                assert run_linked(fd, frame) == (want.verdict, want.data), (names, proceed, frame.hex())
+                assert run_linked(fd, frame) == (want.verdict, want.data), ([c.name for c in components], proceed,
+                                                                           frame.hex())
                 seen = [a + b for a, b in zip(seen, want.seen, strict=True)]
                 for count, code in zip(returned, want.codes, strict=True):
                     count[code] += 1
@@ -190,6 +198,49 @@ def test_hundred_components_load_and_match(programs, force):
     frames = [bytes([n]) * 64 for n in (0, 1, 7, 200)]
     chain = check_chain(Hook.XDP, programs, names, proceed, frames, force=force, counters=True)
     assert len(chain.placements) == 100
+
+
+def looks_at_byte(hook: Hook, byte: int, ends: int) -> bytes:
+    """`r0 = go on; if the frame is too short, or frame[14] != byte: return r0; return ends`: the
+    verdict on every way into its exit is known from the code (flow.py)."""
+    data, end = (76, 80) if hook.is_tc else (0, 4)
+    return asm.encode([
+        asm.Insn(asm.LDX | asm.MEM | asm.W, asm.R2, asm.R1, data),
+        asm.Insn(asm.LDX | asm.MEM | asm.W, asm.R3, asm.R1, end),
+        asm.mov64_imm(asm.R0, hook.chain_end_verdict),
+        asm.mov64_reg(asm.R4, asm.R2),
+        asm.add64_imm(asm.R4, 15),
+        asm.Insn(asm.JMP | asm.JGT | asm.X, asm.R4, asm.R3, 3),
+        asm.Insn(asm.LDX | asm.MEM | asm.B, asm.R4, asm.R2, 14),
+        asm.jmp_imm(asm.JNE, asm.R4, byte, 1),
+        asm.mov64_imm(asm.R0, ends),
+        asm.exit_(),
+    ])  # fmt: skip
+
+
+@pytest.mark.parametrize("hook", [Hook.XDP, Hook.TC_INGRESS])
+@pytest.mark.parametrize("counters", [False, True])
+@pytest.mark.matrix
+def test_verdicts_known_from_the_code_go_straight_where_they_lead(hook, counters):
+    # Ending verdicts, a second proceed verdict (counted on its way on), a verdict that goes on
+    # only from the last one; a short frame takes the other known way.
+    go_on = hook.chain_end_verdict
+    ends, other = (hook.verdicts["shot"], hook.verdicts["ok"]) if hook.is_tc else (hook.verdicts["drop"],
+                                                                                   hook.verdicts["tx"])
+    specs = [(0xFF, ends, {go_on}), (0xFE, other, {go_on, other}), (0xFD, ends, {go_on}), (0xFC, other, {go_on})]
+    components = [Component(f"k{i}", looks_at_byte(hook, b, e), frozenset(p)) for i, (b, e, p) in enumerate(specs)]
+    fds = [bpf.prog_load(prog_type_of(hook), c.insns, expected_attach_type=expected_attach_type_of(hook))
+           for c in components]
+    try:
+        frames = [bytes(14) + bytes([b]) + bytes(49) for b in (0, 0xFF, 0xFE, 0xFD, 0xFC, 0xFC)] + [bytes(14)]
+        chain = check_components(hook, components, fds, frames, counters=counters)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    compares = [i for i in chain.assembly.insns if i.cls == asm.JMP32 and i.dst == asm.R0]
+    # Without counters no verdict is tested; with them, k1's two ways on (JEQ, JNE) and the last
+    # one's, which are counted on their way.
+    assert len(compares) == (3 if counters else 0)
 
 
 @pytest.mark.matrix
