@@ -146,3 +146,59 @@ def test_an_exit_reached_only_by_jumps_keeps_them():
     a = assemble([part(code), part(looks_at_byte())], end_verdict=PASS)
     first = a.part_starts[0]
     assert first + 1 + a.insns[first + 1].off + 1 == first + 4
+
+
+def reachable(insns: tuple[Insn, ...], end: int) -> set[int]:
+    """The instructions of [0, end) reached from 0, as the verifier's check_cfg walks them."""
+    seen: set[int] = set()
+    work = [0]
+    while work:
+        pc = work.pop()
+        if pc in seen or not 0 <= pc < end:
+            continue
+        seen.add(pc)
+        i = insns[pc]
+        if i.is_exit:
+            continue
+        if i.cls in (asm.JMP, asm.JMP32) and i.op not in (asm.CALL, asm.EXIT):
+            work.append(pc + i.off + 1)
+            if i.op != asm.JA:
+                work.append(pc + 1)
+            continue
+        work.append(pc + (2 if i.is_ld_imm64 else 1))
+    return seen | {pc + 1 for pc in seen if insns[pc].is_ld_imm64}
+
+
+@st.composite
+def component_code(draw) -> tuple[Insn, ...]:
+    """Straight-line code ending in an exit, with verdicts set, calls, loads into r0, jumps to
+    the last exit, and early exits that a jump leads around."""
+    code: list[Insn] = []
+    for kind in draw(st.lists(st.sampled_from(["mov", "jump", "call", "load", "early"]), max_size=8)):
+        if kind == "mov":
+            code.append(asm.mov64_imm(R0, draw(st.sampled_from([0, 1, 2, 3]))))
+        elif kind == "call":
+            code.append(asm.call_helper(7))
+        elif kind == "load":
+            code.append(asm.ldx_dw(R0, FP, -8))
+        elif kind == "jump":
+            code.append(Insn(asm.JMP | asm.JEQ, R1, 0, -1, draw(st.integers(0, 3))))  # to the last exit, below
+        else:
+            code += [asm.jmp_imm(asm.JNE, R1, draw(st.integers(0, 3)), 2),
+                     asm.mov64_imm(R0, draw(st.sampled_from([0, 1, 2, 3]))), asm.exit_()]
+    code.append(asm.exit_())
+    last = len(code) - 1
+    return tuple(i.with_(off=last - pc - 1) if i.off == -1 and i.cls == asm.JMP else i for pc, i in enumerate(code))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(component_code(), st.frozensets(st.sampled_from([0, 1, 2, 3]), min_size=1)),
+                min_size=1, max_size=5), st.booleans())
+def test_every_instruction_of_a_chain_stays_reachable(components, counted):
+    # The verifier refuses a program with an instruction no way leads to: whatever the routes
+    # take past the dispatch, what remains is reached.
+    parts = [part(code, proceed) for code, proceed in components]
+    counters = CounterLayout(7, 0, 3, tuple(p.proceed_on for p in parts), len(parts)) if counted else None
+    a = assemble(parts, end_verdict=PASS, counters=counters)
+    end = a.func_starts[1] if len(a.func_starts) > 1 else len(a.insns)
+    assert reachable(a.insns, end) == set(range(end))
