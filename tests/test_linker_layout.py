@@ -184,3 +184,17 @@ def test_a_far_counted_dispatch_counts_an_ending_verdict_in_place():
     compare = a.part_starts[1] - 11
     assert a.insns[compare] == asm.jmp32_imm(asm.JEQ, R0, 2, 10)
     assert a.insns[compare + 1] == asm.mov32_reg(R2, R0) and a.insns[compare + 10] == asm.exit_()
+
+
+def test_a_chain_takes_other_maps_of_its_own_where_it_refers_to_them():
+    counters = layout_of(0, 4, 2)
+    a = assemble([part(*RET_UNKNOWN), part(*RET_UNKNOWN)], end_verdict=2, counters=counters, manifest_fd=9)
+    assert a.insns[a.manifest_at].imm == 9 and a.insns[a.counters_at].imm == 7
+    b = a.with_maps(17, 19)
+    assert b.insns[b.manifest_at].imm == 19 and b.insns[b.counters_at].imm == 17
+    assert [pc for pc, (x, y) in enumerate(zip(a.insns, b.insns, strict=True)) if x != y] == [a.manifest_at,
+                                                                                              a.counters_at]
+    with pytest.raises(ValueError):
+        a.with_maps(17, None)
+    plain = assemble([part(*RET_UNKNOWN)], end_verdict=2)
+    assert (plain.counters_at, plain.manifest_at) == (None, None) and plain.with_maps(None, None) == plain

@@ -10,7 +10,7 @@ calls) are rewritten.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 from bpfunits.linker import asm
@@ -99,6 +99,19 @@ class Assembly:
     insns: tuple[Insn, ...]
     func_starts: tuple[int, ...]  # the first pc of every function, 0 included
     part_starts: tuple[int, ...]  # where each part's code (inlined main or called program) begins
+    # The ld_imm64 that refers to the chain's counter map, and the one to its manifest map.
+    counters_at: int | None = None
+    manifest_at: int | None = None
+
+    def with_maps(self, counters_fd: int | None, manifest_fd: int | None) -> Assembly:
+        """The same chain referring to other maps of its own: another interface's."""
+        if (counters_fd is None) != (self.counters_at is None) or (manifest_fd is None) != (self.manifest_at is None):
+            raise ValueError("a chain takes the maps it was assembled with")
+        insns = list(self.insns)
+        for at, fd in ((self.counters_at, counters_fd), (self.manifest_at, manifest_fd)):
+            if at is not None and fd is not None:
+                insns[at] = insns[at].with_(imm=fd)
+        return replace(self, insns=tuple(insns))
 
 
 @dataclass
@@ -198,15 +211,17 @@ def assemble(
 
     e = _Emitter()
     slow: list[int] = []  # parts whose ending verdicts are counted after the main code
+    manifest_at = counters_at = None
     if manifest_fd is not None:
         # Only so that the manifest map is among the program's maps; r2 is free here.
+        manifest_at = e.pc
         e.emit(*asm.ld_map_fd(R2, manifest_fd))
     if ctx_slot is not None:
         e.emit(asm.stx_dw(FP, R1, ctx_slot))
     else:
         e.emit(asm.mov64_reg(R6, R1))
     if counters:
-        _emit_counter_lookup(e, counters, counter_slot, ctx_slot, end_verdict)
+        counters_at = _emit_counter_lookup(e, counters, counter_slot, ctx_slot, end_verdict)
 
     for i, part in enumerate(parts):
         if i and _clobbers_context(parts[i - 1], counters, i - 1):
@@ -253,7 +268,8 @@ def assemble(
             func_starts += [e.pc] + [e.pc + s for s in part.shape.subprog_starts]
             e.emit(*part.shape.insns)
     insns = e.resolve()
-    return Assembly(insns, tuple(func_starts), tuple(e.labels[("part", i)] for i in range(len(parts))))
+    return Assembly(insns, tuple(func_starts), tuple(e.labels[("part", i)] for i in range(len(parts))), counters_at,
+                    manifest_at)
 
 
 def _round8(n: int) -> int:
@@ -342,8 +358,10 @@ def _emit_dispatch(e: _Emitter, proceed_on: frozenset[int], far: bool) -> None:
 
 def _emit_counter_lookup(
     e: _Emitter, c: CounterLayout, slot: int, ctx_slot: int | None, end_verdict: int
-) -> None:
-    """Keep a pointer to this CPU's counter value in `slot` (key 0 of a one-entry array)."""
+) -> int:
+    """Keep a pointer to this CPU's counter value in `slot` (key 0 of a one-entry array);
+    returns where the counter map is referred to."""
+    at = e.pc + 3
     e.emit(
         asm.st_w(FP, slot, 0),
         asm.mov64_reg(R2, FP),
@@ -359,6 +377,7 @@ def _emit_counter_lookup(
         asm.stx_dw(FP, R0, slot),
     )
     e.emit(asm.ldx_dw(R1, FP, ctx_slot) if ctx_slot is not None else asm.mov64_reg(R1, R6))
+    return at
 
 
 def _emit_counted_dispatch(

@@ -108,6 +108,21 @@ class LinkedChain(Closing):
             self.manifest_fd = None
 
 
+@dataclass(frozen=True)
+class Linked:
+    """What linking decides for components on a hook, the same on every interface: where each
+    goes, and the instructions (which refer to the chain's own maps at known places)."""
+
+    parts: tuple[tuple[Part, str], ...]
+    assembly: Assembly
+
+
+# Chains linked in one pass (one reconcile), by what decides them: a glob unit's chains on many
+# interfaces are linked once, each with maps of its own. Valid while the components' programs
+# stay open, as their instructions hold their map fds.
+Linkings = dict[tuple[object, ...], Linked]
+
+
 def link_chain(
     hook: Hook,
     components: list[Component],
@@ -117,29 +132,19 @@ def link_chain(
     owner: str = "",
     force: Mode | None = None,
     no_tail_calls: str | None = None,
+    done: Linkings | None = None,
 ) -> LinkedChain:
     """Link `components` (in run order) for `hook`. `manifest` is the chain's version; None
     leaves the manifest out. `owner` names the state root of the bpfunits that links it (see
     Manifest). `force` makes every component inline (refusing those that cannot be) or called.
     `no_tail_calls`, where this kernel cannot run a called component's tail call as that
-    component alone, says why; components that tail-call are then refused."""
+    component alone, says why; components that tail-call are then refused. `done` holds what
+    earlier calls linked: the same components again take their instructions from it."""
     if not components:
         raise LinkError(f"no components to link for the {hook.value} hook")
-    parts: list[tuple[Part, str]] = []
-    stopper: str | None = None  # the first component that never proceeds
-    for c in components:
-        if stopper is not None:
-            unreachable = Part(c.name, shape_of(c), c.proceed_on, Mode.UNREACHABLE, 0)
-            parts.append((unreachable, f"unit {stopper} before it never proceeds"))
-            continue
-        shape = shape_of(c)
-        if shape.tail_calls and no_tail_calls:
-            raise LinkError(f"unit {c.name} makes tail calls, which cannot run in a chain here: {no_tail_calls}")
-        parts.append(_place(hook, c, shape, force))
-        if not c.proceed_on:
-            stopper = c.name
-    own_maps = int(counters) + int(manifest is not None)
-    _check_map_count(hook, [p for p, _ in parts if p.mode is not Mode.UNREACHABLE], own_maps)
+    key = (hook, tuple(components), counters, manifest is not None, force, no_tail_calls)
+    earlier = done.get(key) if done is not None else None
+    parts = list(earlier.parts) if earlier else _parts(hook, components, force, no_tail_calls, counters, manifest)
     reachable = sum(p.mode is not Mode.UNREACHABLE for p, _ in parts)
     chain_counters = (ChainCounters(hook, [c.name for c in components], [c.proceed_on for c in components], reachable)
                       if counters else None)
@@ -147,12 +152,17 @@ def link_chain(
     try:
         if manifest is not None:
             manifest_fd = create_manifest_map(_manifest(hook, manifest, components, parts, owner))
-        assembly = assemble(
-            [p for p, _ in parts if p.mode is not Mode.UNREACHABLE],
-            end_verdict=hook.chain_end_verdict,
-            counters=chain_counters.layout if chain_counters else None,
-            manifest_fd=manifest_fd,
-        )
+        if earlier:
+            assembly = earlier.assembly.with_maps(chain_counters.layout.map_fd if chain_counters else None, manifest_fd)
+        else:
+            assembly = assemble(
+                [p for p, _ in parts if p.mode is not Mode.UNREACHABLE],
+                end_verdict=hook.chain_end_verdict,
+                counters=chain_counters.layout if chain_counters else None,
+                manifest_fd=manifest_fd,
+            )
+            if done is not None:
+                done[key] = Linked(tuple(parts), assembly)
     except BaseException:
         if chain_counters:
             chain_counters.close()
@@ -169,6 +179,27 @@ def link_chain(
         _btf_for(assembly.func_starts),
         () if hook.is_tc else tuple(c.name for c in components if not c.frags),
     )
+
+
+def _parts(hook: Hook, components: list[Component], force: Mode | None, no_tail_calls: str | None, counters: bool,
+           manifest: str | None) -> list[tuple[Part, str]]:
+    """Where each component goes (inline, called, or left out as unreachable), and why."""
+    parts: list[tuple[Part, str]] = []
+    stopper: str | None = None  # the first component that never proceeds
+    for c in components:
+        if stopper is not None:
+            unreachable = Part(c.name, shape_of(c), c.proceed_on, Mode.UNREACHABLE, 0)
+            parts.append((unreachable, f"unit {stopper} before it never proceeds"))
+            continue
+        shape = shape_of(c)
+        if shape.tail_calls and no_tail_calls:
+            raise LinkError(f"unit {c.name} makes tail calls, which cannot run in a chain here: {no_tail_calls}")
+        parts.append(_place(hook, c, shape, force))
+        if not c.proceed_on:
+            stopper = c.name
+    own_maps = int(counters) + int(manifest is not None)
+    _check_map_count(hook, [p for p, _ in parts if p.mode is not Mode.UNREACHABLE], own_maps)
+    return parts
 
 
 def _btf_for(func_starts: tuple[int, ...]) -> FuncBtf | None:

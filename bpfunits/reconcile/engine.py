@@ -26,7 +26,7 @@ from bpfunits.hooks.probe import TcBackend, XdpBackend
 from bpfunits.hooks.tcx import TcPosition
 from bpfunits.hooks.xdp import XdpMode
 from bpfunits.linker.counters import carried
-from bpfunits.linker.linker import link_chain
+from bpfunits.linker.linker import Linkings, link_chain
 from bpfunits.order.chains import order_all
 from bpfunits.order.interfaces import select
 from bpfunits.order.graph import Chain, HookKey
@@ -176,6 +176,9 @@ class _Run:
     chains: dict[HookKey, Chain] = field(default_factory=dict)
     desired: dict[HookKey, Desired] = field(default_factory=dict)
     states: dict[HookKey, observing.HookState] = field(default_factory=dict)
+    # Identical chains (a glob unit's on many interfaces) are linked once per reconcile; each
+    # is loaded with counter and manifest maps of its own.
+    linked: Linkings = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.programs = Programs(self.root, self.node.programs, self.config.file_policy)
@@ -464,7 +467,7 @@ class _Run:
             components = [self.programs.component(u) for u in chain.units]
             build = build_id(self.config.counters)
             with link_chain(plan.key.hook, components, counters=self.config.counters, manifest=build,
-                            owner=str(self.root.path), no_tail_calls=_no_tail_calls()) as linked:
+                            owner=str(self.root.path), no_tail_calls=_no_tail_calls(), done=self.linked) as linked:
                 without_frags = linked.without_frags
                 link = nlread.interface(ifindex) if without_frags else None
                 if link and not self.apply:

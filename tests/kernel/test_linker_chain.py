@@ -324,6 +324,35 @@ def test_counters_are_read_back_from_the_program_id(programs):
     assert read_counters(programs["counter"].id) is None
 
 
+@pytest.mark.matrix
+def test_identical_chains_are_linked_once_each_with_its_own_maps(programs):
+    # A glob unit's chains on many interfaces: linked once, loaded as often, and each counts
+    # only its own frames and carries a manifest of its own.
+    components = [component_of(f"u{i}", programs["link_verdict_byte"], frozenset({0, 2, 3})) for i in range(3)]
+    done: dict = {}
+    with (link_chain(Hook.XDP, components, counters=True, manifest="1", done=done) as first,
+          link_chain(Hook.XDP, components, counters=True, manifest="1", done=done) as second):
+        assert len(done) == 1
+        a, b = first.assembly, second.assembly
+        differ = [pc for pc, (x, y) in enumerate(zip(a.insns, b.insns, strict=True)) if x != y]
+        assert differ == sorted([a.counters_at, a.manifest_at])
+        fds = [first.load(), second.load()]
+        try:
+            for frames, fd in zip((2, 5), fds, strict=True):
+                for n in range(frames):
+                    run_linked(fd, bytes(15) + bytes([n]))
+            ids = [bpf.prog_info(fd).id for fd in fds]
+            assert [read_counters(i)[0].entered for i in ids] == [2, 5]
+            assert read_manifest(ids[0]) == read_manifest(ids[1]) is not None
+            maps = [set(bpf.prog_info(fd).map_ids) for fd in fds]
+            assert len(maps[0] ^ maps[1]) == 4  # the counter and manifest maps of each
+        finally:
+            for fd in fds:
+                os.close(fd)
+    with link_chain(Hook.XDP, components[:2], counters=True, manifest="1", done=done):
+        assert len(done) == 2  # other components: linked anew
+
+
 def test_manifest_map_is_frozen(programs):
     components = [component_of("a", programs["counter"], frozenset({2}))]
     with link_chain(Hook.XDP, components, manifest="1") as chain, pytest.raises(bpf.BpfError):
