@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from bpfunits.linker import asm
 from bpfunits.linker.asm import Insn
 
-JCOND = 0xE0  # may_goto: its off is a jump target, but the linker leaves it as it is
 _LOW32 = 0xFFFFFFFF
 
 Known = int | None  # the low 32 bits of r0, or None where they are not one known constant
@@ -45,8 +44,8 @@ def low32(verdict: int) -> int:
 def retargetable(insn: Insn) -> bool:
     """A jump whose target is its 16-bit off (not gotol's imm, not may_goto, not call or exit)."""
     if insn.cls == asm.JMP:
-        return insn.op not in (asm.CALL, asm.EXIT, JCOND)
-    return insn.cls == asm.JMP32 and insn.op not in (asm.JA, asm.CALL, asm.EXIT, JCOND)
+        return insn.op not in (asm.CALL, asm.EXIT, asm.JCOND)  # may_goto is left as it is
+    return insn.cls == asm.JMP32 and insn.op not in (asm.JA, asm.CALL, asm.EXIT, asm.JCOND)
 
 
 def exit_flow(main: tuple[Insn, ...]) -> ExitFlow:

@@ -249,3 +249,26 @@ def test_an_interface_event_reads_no_unit_file_and_orders_only_its_hooks(rig):
     edited = rig.run(FILES)
     assert rig.looked_at(edited) == {(rig.names[0], "xdp")} and edited.hooks[0].plan.added == ("b",)
     assert rig.run(Changes(kernel=True, files=True)).hooks == []
+
+
+def test_a_glob_units_chains_are_linked_once_and_each_has_maps_of_its_own(rig, monkeypatch):
+    from bpfunits.linker import linker
+    from bpfunits.linker.counters import read_counters
+
+    assembled = []
+    real = linker.assemble
+    monkeypatch.setattr(linker, "assemble", lambda *a, **k: assembled.append(1) or real(*a, **k))
+    write(rig.units, "a.unit", unit("counter.bpf.o", "bu*"))
+    write(rig.units, "b.unit", unit("dropper.bpf.o", "bu*", extra="After=a"))
+    result = rig.run(FILES)
+    applied = [h for h in result.hooks if h.key.hook is Hook.XDP and h.outcome is Outcome.APPLIED]
+    assert len(applied) == 3 and len(assembled) == 1  # three interfaces, one link
+    fds = [bpf.prog_get_fd_by_id(h.prog_id) for h in applied]
+    try:
+        maps = [set(bpf.prog_info(fd).map_ids) for fd in fds]
+    finally:
+        for fd in fds:
+            os.close(fd)
+    assert all(read_counters(h.prog_id) is not None for h in applied)
+    shared = maps[0] & maps[1] & maps[2]  # the units' own maps
+    assert all(len(m - shared) == 2 for m in maps) and len(set().union(*maps) - shared) == 6
