@@ -11,9 +11,11 @@ look at one byte of the frame, go on (tc: TCX_NEXT / TC_ACT_UNSPEC, XDP: XDP_PAS
 Side by side in one run, N = 8 and 32 programs, rounds interleaved (every set-up attached in turn,
 so drift hits all alike), per set-up and round the least of a few runs, the median over rounds;
 the cost per program is the median over rounds of the slope 8 -> 32:
-  tc ingress   bpfunits chain: counters off; on; on as before issue 18 (one region per component,
-               every verdict counted by the generic code); on in that old layout with today's
-               code. tcx multi-attach (one link per program), cls_bpf filters chained by prio,
+  tc ingress   bpfunits chain: counters off; off with the blocks that end the chain left where
+               the component has them (a taken jump per component: before hotpath.py); off with
+               every verdict through the dispatch (before flow.py); on; on as before issue 18 (one
+               region per component, every verdict counted by the generic code); on in that old
+               layout with today's code. tcx multi-attach (one link per program), cls_bpf filters chained by prio,
                a tail-call chain (program i tail-calls i+1)
   XDP (veth)   the same bpfunits chains, a tail-call chain
 
@@ -54,7 +56,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from control_plane import busy_line, exit_with, run  # noqa: E402
 from bpfunits.hooks import Hook, clsbpf  # noqa: E402
 from bpfunits.hooks.xdp import XDP_FLAGS_DRV_MODE  # noqa: E402
-from bpfunits.linker import asm, layout, linker  # noqa: E402
+from bpfunits.linker import asm, hotpath, layout, linker  # noqa: E402
 from bpfunits.linker.asm import R0, R1, R2, R3, R4, R6, Insn  # noqa: E402
 from bpfunits.linker.component import Component  # noqa: E402
 from bpfunits.linker.counters import ChainCounters  # noqa: E402
@@ -164,7 +166,8 @@ def _through_dispatch(i: int, part: layout.Part, *_: object) -> dict[int, object
 
 
 def linking_as(variant: str) -> AbstractContextManager[object]:
-    """link_chain as it links `variant`: "dispatched", every verdict through the dispatch and
+    """link_chain as it links `variant`: "blocks in place", no block moved off the way on
+    (before hotpath.py); "dispatched", every verdict through the dispatch and
     the context reloaded after it (before flow.py); "old layout", the counters of before issue
     18; "before", both and the counting code of before issue 18 (which counts in the dispatch)."""
     stack = ExitStack()
@@ -172,6 +175,8 @@ def linking_as(variant: str) -> AbstractContextManager[object]:
         stack.enter_context(mock.patch.object(linker, "ChainCounters", _ComponentMajorCounters))
     if variant.endswith("before"):
         stack.enter_context(mock.patch.object(layout, "_emit_counted_dispatch", _count_then_dispatch))
+    if variant.endswith("blocks in place"):
+        stack.enter_context(mock.patch.object(hotpath, "cold_blocks", lambda *_: {}))
     if variant.endswith(("before", "dispatched")):
         stack.enter_context(mock.patch.object(layout, "_routes", _through_dispatch))
         stack.enter_context(mock.patch.object(layout, "_clobbers_context", lambda *_: True))
@@ -315,12 +320,12 @@ def bench(batch: int, evict_kb: int) -> Iterator[Bench]:
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
-CHAINS = ("bpfunits", "bpfunits, dispatched", "bpfunits+counters", "bpfunits+counters, old layout",
-          "bpfunits+counters, before")
+CHAINS = ("bpfunits", "bpfunits, blocks in place", "bpfunits, dispatched", "bpfunits+counters",
+          "bpfunits+counters, old layout", "bpfunits+counters, before")
 FLOOR = "inline floor (no chaining)"
 TC_VARIANTS = (*CHAINS, FLOOR, "tcx multi-attach", "cls_bpf prio chain", "tail-call chain")
 XDP_VARIANTS = (*CHAINS, FLOOR, "tail-call chain")
-LIBXDP_CHAINS = ("bpfunits", "bpfunits, dispatched", "bpfunits+counters")
+LIBXDP_CHAINS = ("bpfunits", "bpfunits, blocks in place", "bpfunits, dispatched", "bpfunits+counters")
 LIBXDP_VARIANTS = (*LIBXDP_CHAINS, "tail-call chain", "libxdp dispatcher")
 
 
@@ -430,7 +435,8 @@ def report(samples: dict[Key, list[float]], args: argparse.Namespace) -> dict[st
     old, before = slopes["tc-ingress bpfunits+counters, old layout"], slopes["tc-ingress bpfunits+counters, before"]
     print(f"  bpfunits, counters on:  {on:.2f} ns   (before issue 18 {before:.2f}; old layout, new code {old:.2f})")
     floor = slopes[f"tc-ingress {FLOOR}"]
-    print(f"  bpfunits, counters off: {off:.2f} ns   (every verdict through the dispatch: "
+    print(f"  bpfunits, counters off: {off:.2f} ns   (blocks in place: "
+          f"{slopes['tc-ingress bpfunits, blocks in place']:.2f}; every verdict through the dispatch: "
           f"{slopes['tc-ingress bpfunits, dispatched']:.2f}; the component's own work inlined, no chaining: "
           f"{floor:.2f})")
     for other in ("tcx multi-attach", "cls_bpf prio chain", "tail-call chain"):
@@ -438,7 +444,8 @@ def report(samples: dict[Key, list[float]], args: argparse.Namespace) -> dict[st
               f"off {ratio('tc-ingress ' + other, off):>8}")
     x_on, x_off = slopes["xdp bpfunits+counters"], slopes["xdp bpfunits"]
     print(f"XDP: counters on {x_on:.2f} ns (before {slopes['xdp bpfunits+counters, before']:.2f}), "
-          f"off {x_off:.2f} ns (through the dispatch {slopes['xdp bpfunits, dispatched']:.2f}; inlined, no chaining: "
+          f"off {x_off:.2f} ns (blocks in place {slopes['xdp bpfunits, blocks in place']:.2f}; "
+          f"through the dispatch {slopes['xdp bpfunits, dispatched']:.2f}; inlined, no chaining: "
           f"{slopes['xdp ' + FLOOR]:.2f}); "
           f"tail calls {ratio('xdp tail-call chain', x_on)} (on) / "
           f"{ratio('xdp tail-call chain', x_off)} (off) dearer")

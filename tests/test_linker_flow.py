@@ -103,12 +103,13 @@ def test_known_verdicts_skip_the_dispatch_and_the_context_reload():
     assert compares_of_r0(insns) == []
     assert not any(i == asm.ldx_dw(R1, FP, i.off) for i in insns)  # r1 still holds the context
     first, second = a.part_starts
-    assert second == first + 10
-    for jump in (first + 5, first + 7):  # both go on: straight to the next component
-        assert jump + insns[jump].off + 1 == second
+    assert second == first + 8  # the block that drops is moved off the way on (hotpath.py)
+    assert first + 5 + insns[first + 5].off + 1 == second  # too short: goes on, straight to the next
+    assert insns[first + 7].op == asm.JEQ  # 0xff: to the block that drops; anything else falls through
     exit_ = next(pc for pc, i in enumerate(insns) if i.is_exit)
-    assert first + 9 + insns[first + 9].off + 1 == exit_  # DROP: the chain's exit, r0 as it is
     assert insns[exit_ - 1] == asm.mov64_imm(R0, PASS)  # the end verdict, after the last one goes on
+    drop = first + 7 + insns[first + 7].off + 1
+    assert drop > exit_ and insns[drop:drop + 2] == (asm.mov64_imm(R0, DROP), asm.exit_())  # r0 as it is
 
 
 def test_an_unknown_way_still_goes_through_the_dispatch():
@@ -128,8 +129,10 @@ def test_counted_ways_on_go_through_the_dispatch_and_ending_ones_are_counted_aft
     # dispatch stays. Part 2 is the last: its PASS is counted too.
     assert [(c.op, c.imm) for c in compares_of_r0(insns)] == [(asm.JEQ, PASS), (asm.JNE, 3), (asm.JNE, PASS)]
     slow = [pc for pc, i in enumerate(insns) if i == asm.mov32_reg(R2, R0)]
-    assert len(slow) == 3  # every part's DROP, counted after the main code
-    assert all(insns[pc - 1].is_exit for pc in slow)
+    exit_ = next(pc for pc, i in enumerate(insns) if i.is_exit and pc > len(parts) * 8)
+    assert len(slow) == 3 and all(pc > exit_ for pc in slow)  # every part's DROP, counted after the main code
+    # Each part's block that drops is moved there too, and falls into the count.
+    assert all(insns[pc - 2:pc] == (asm.mov64_imm(R0, DROP), asm.ja(0)) for pc in slow)
 
 
 def test_a_component_that_surely_ends_the_chain_keeps_the_dispatch():
@@ -145,7 +148,10 @@ def test_an_exit_reached_only_by_jumps_keeps_them():
     code = (asm.mov64_imm(R0, PASS), asm.jmp_imm(asm.JEQ, R1, 0, 2), asm.mov64_imm(R0, DROP), asm.exit_(), asm.exit_())
     a = assemble([part(code), part(looks_at_byte())], end_verdict=PASS)
     first = a.part_starts[0]
-    assert first + 1 + a.insns[first + 1].off + 1 == first + 4
+    # The block that drops is moved off the way on, the jump inverted: the exit at pc 4 is now
+    # reached by falling through, and leads to the dispatch right after it.
+    assert a.insns[first + 1].op == asm.JNE and a.insns[first + 2] == asm.ja(0)
+    assert compares_of_r0(a.insns) == [a.insns[first + 3]]
 
 
 def reachable(insns: tuple[Insn, ...], end: int) -> set[int]:

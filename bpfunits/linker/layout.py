@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import Enum
 
-from bpfunits.linker import asm
+from bpfunits.linker import asm, hotpath
 from bpfunits.linker.asm import FP, R0, R1, R2, R3, R6, Insn
 from bpfunits.linker.component import LinkError, Shape, frame_size
 from bpfunits.linker.flow import Known, exit_flow, low32, writes
@@ -223,6 +223,7 @@ def assemble(
     if counters:
         counters_at = _emit_counter_lookup(e, counters, counter_slot, ctx_slot, end_verdict)
 
+    cold: dict[int, tuple[Shape, dict[int, object], dict[int, int]]] = {}  # blocks moved off the way on
     for i, part in enumerate(parts):
         if i and _clobbers_context(parts[i - 1], counters, i - 1):
             e.emit(asm.ldx_dw(R1, FP, ctx_slot) if ctx_slot is not None else asm.mov64_reg(R1, R6))
@@ -230,7 +231,11 @@ def assemble(
         if part.mode is Mode.INLINE:
             e.mark(("part", i))
             routes = _routes(i, part, counters, far)
-            _emit_inline(e, i, part.shape, routes)
+            follows = ("end", i) if ("end", i) in routes.values() else ("next", i)
+            # Far: the blocks would sit past a 16-bit jump's reach.
+            blocks = {} if far else hotpath.cold_blocks(part.shape.main, routes, follows, {_EXIT, ("slow", i)})
+            _emit_inline(e, i, part.shape, routes, blocks)
+            cold[i] = (part.shape, routes, blocks)
         else:
             e.emit_to(asm.call_pseudo(0), ("part", i), field="imm")
             if part.shape.tail_calls:
@@ -250,9 +255,15 @@ def assemble(
         e.emit(asm.mov64_imm(R0, end_verdict))
     e.mark(_EXIT)
     e.emit(asm.exit_())
-    if counters:
-        # Off the common path, after it: counting a verdict that ends the chain.
-        for i in slow:
+    # Off the way on, after it: each part's blocks that end the chain, then the count of its
+    # ending verdicts, which the last block falls into.
+    for i in range(len(parts)):
+        if i in cold:
+            shape, routes, blocks = cold[i]
+            for j, k in blocks.items():
+                for pc in range(j + 1, k + 1):
+                    _emit_main_insn(e, i, shape, routes, pc)
+        if counters and i in slow:
             e.mark(("slow", i))
             e.emit(*_count_any(counters, i, counter_slot), asm.exit_())
 
@@ -277,21 +288,42 @@ def _round8(n: int) -> int:
 
 
 
-def _emit_inline(e: _Emitter, i: int, shape: Shape, routes: dict[int, object]) -> None:
-    """The main function, each exit (and each jump to one in `routes`) sent to its route."""
+def _emit_inline(e: _Emitter, i: int, shape: Shape, routes: dict[int, object], cold: dict[int, int]) -> None:
+    """The main function, each exit (and each jump to one in `routes`) sent to its route, and
+    each block of `cold` left for after the main code (hotpath.py), its jump inverted."""
     if shape.main_len - 1 > asm.JUMP_OFF_MAX:
         raise LinkError("main function too long to inline")
-    for pc, insn in enumerate(shape.main):
-        route = routes.get(pc)
-        if insn.is_exit:
-            e.emit_to(asm.ja(0), route)
-        elif route is not None:
-            e.emit_to(insn, route)
-        elif insn.pc_relative_target is not None:
-            target = pc + insn.imm + 1  # a subprogram: shape.subprogs[target - main_len]
-            e.emit_to(insn, ("subs", i), field="imm", bias=target - shape.main_len)
+    pc = 0
+    while pc < shape.main_len:
+        if pc in cold:
+            e.mark(("pc", i, pc))
+            e.emit_to(hotpath.invert(shape.main[pc]), ("pc", i, pc + 1))
+            pc = cold[pc] + 1
         else:
-            e.emit(insn)
+            _emit_main_insn(e, i, shape, routes, pc)
+            pc += 1
+
+
+def _emit_main_insn(e: _Emitter, i: int, shape: Shape, routes: dict[int, object], pc: int) -> None:
+    """Instruction `pc` of part `i`'s main function, wherever it is placed: every jump by label,
+    so that moving a block moves what it refers to."""
+    insn = shape.main[pc]
+    e.mark(("pc", i, pc))
+    route = routes.get(pc)
+    if route == _EXIT and (insn.is_exit or insn.code == asm.JMP | asm.JA):
+        e.emit(asm.exit_())  # the chain's exit (without counters) returns r0 as any exit does
+    elif insn.is_exit:
+        e.emit_to(asm.ja(0), route)
+    elif route is not None:
+        e.emit_to(insn, route)
+    elif insn.pc_relative_target is not None:
+        target = pc + insn.imm + 1  # a subprogram: shape.subprogs[target - main_len]
+        e.emit_to(insn, ("subs", i), field="imm", bias=target - shape.main_len)
+    elif hotpath.is_jump(insn):
+        gotol = insn.code == asm.JMP32 | asm.JA
+        e.emit_to(insn, ("pc", i, pc + (insn.imm if gotol else insn.off) + 1), field="imm" if gotol else "off")
+    else:
+        e.emit(insn)
 
 
 def _routes(i: int, part: Part, counters: CounterLayout | None, far: bool) -> dict[int, object]:
