@@ -3,11 +3,13 @@ their components by a reference interpreter (ebpf_sim.py): pure, no kernel."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bpfunits.linker import asm
 from bpfunits.linker.asm import R0, R1, R2, R3, R7, Insn
+from bpfunits.linker.component import Component, LinkError, shape_of
 from bpfunits.linker.hotpath import cold_blocks, invert, invertible
 from bpfunits.linker.layout import CounterLayout, assemble
 from tests import ebpf_sim
@@ -180,3 +182,17 @@ def test_a_chain_returns_and_counts_what_its_components_do(components, data, cal
                 at = counters.offset(i, row)
                 want[at:at + 8] = (int.from_bytes(want[at:at + 8], "little") + 1).to_bytes(8, "little")
         assert memory.regions[ebpf_sim.MAP_VALUE] == want
+
+
+def test_a_jump_out_of_its_main_function_is_refused_naming_the_unit():
+    # The verifier keeps jumps inside their function, and the linker moves code trusting that;
+    # code that says otherwise is refused before anything is moved.
+    for jump in (asm.ja(5), asm.ja(-3), Insn(asm.JMP32 | asm.JA, 0, 0, 0, 9)):
+        code = asm.encode([asm.mov64_imm(R0, PASS), jump, asm.exit_()])
+        with pytest.raises(LinkError, match="unit u: instruction 1 jumps out of its main function"):
+            shape_of(Component("u", code, frozenset({PASS})))
+    calls = asm.encode([asm.call_pseudo(2), asm.ja(1), asm.exit_(), asm.mov64_imm(R0, 0), asm.exit_()])
+    with pytest.raises(LinkError, match="instruction 1 jumps out"):  # into the subprogram
+        shape_of(Component("u", calls, frozenset({PASS})))
+    with pytest.raises(LinkError, match="calls outside the program"):
+        shape_of(Component("u", asm.encode([asm.call_pseudo(5), asm.exit_()]), frozenset({PASS})))

@@ -119,6 +119,14 @@ def encode(insns: list[Insn] | tuple[Insn, ...]) -> bytes:
     return b"".join(i.encode() for i in insns)
 
 
+def jump_target(pc: int, insn: Insn) -> int | None:
+    """Where the jump at `pc` goes when taken (gotol: its imm, every other jump: its off); None
+    for anything that is not a jump (calls return to the next instruction, exits go nowhere)."""
+    if insn.cls not in (JMP, JMP32) or insn.op in (CALL, EXIT):
+        return None
+    return pc + (insn.imm if insn.cls == JMP32 and insn.op == JA else insn.off) + 1
+
+
 def jump_off(source_pc: int, target_pc: int) -> int:
     off = target_pc - source_pc - 1
     if not JUMP_OFF_MIN <= off <= JUMP_OFF_MAX:

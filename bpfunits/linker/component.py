@@ -96,6 +96,11 @@ def shape_of(component: Component) -> Shape:
         packet_loads |= insn.is_packet_load
         pc += 2 if insn.is_ld_imm64 else 1
     main_len = min(starts, default=len(insns))
+    for pc, insn in enumerate(insns[:main_len]):
+        # The verifier keeps each jump inside its function; the linker moves code by that.
+        to = asm.jump_target(pc, insn)
+        if to is not None and not 0 <= to < main_len:
+            raise LinkError(f"unit {component.name}: instruction {pc} jumps out of its main function")
     return Shape(insns, main_len, tuple(sorted(starts)), tail_calls, packet_loads)
 
 

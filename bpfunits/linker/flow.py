@@ -55,7 +55,7 @@ def exit_flow(main: tuple[Insn, ...]) -> ExitFlow:
     for pc, value in states.items():
         insn = main[pc]
         out = _after(insn, value)
-        taken = _taken(pc, insn)
+        taken = asm.jump_target(pc, insn)
         for target in _successors(pc, insn):
             if not (0 <= target < len(main) and main[target].is_exit):
                 continue
@@ -93,20 +93,12 @@ def _join(a: Known, b: Known) -> Known:
     return a if a == b else None
 
 
-def _taken(pc: int, insn: Insn) -> int | None:
-    if insn.cls not in (asm.JMP, asm.JMP32) or insn.op in (asm.CALL, asm.EXIT):
-        return None
-    if insn.cls == asm.JMP32 and insn.op == asm.JA:
-        return pc + insn.imm + 1  # gotol
-    return pc + insn.off + 1
-
-
 def _successors(pc: int, insn: Insn) -> tuple[int, ...]:
     if insn.is_exit:
         return ()
     if insn.is_ld_imm64:
         return (pc + 2,)
-    taken = _taken(pc, insn)
+    taken = asm.jump_target(pc, insn)
     if taken is None:
         return (pc + 1,)
     if insn.op == asm.JA:

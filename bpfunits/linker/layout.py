@@ -317,11 +317,10 @@ def _emit_main_insn(e: _Emitter, i: int, shape: Shape, routes: dict[int, object]
     elif route is not None:
         e.emit_to(insn, route)
     elif insn.pc_relative_target is not None:
-        target = pc + insn.imm + 1  # a subprogram: shape.subprogs[target - main_len]
-        e.emit_to(insn, ("subs", i), field="imm", bias=target - shape.main_len)
-    elif hotpath.is_jump(insn):
-        gotol = insn.code == asm.JMP32 | asm.JA
-        e.emit_to(insn, ("pc", i, pc + (insn.imm if gotol else insn.off) + 1), field="imm" if gotol else "off")
+        sub = pc + insn.imm + 1  # a subprogram: shape.subprogs[sub - main_len]
+        e.emit_to(insn, ("subs", i), field="imm", bias=sub - shape.main_len)
+    elif (to := asm.jump_target(pc, insn)) is not None:
+        e.emit_to(insn, ("pc", i, to), field="imm" if insn.code == asm.JMP32 | asm.JA else "off")
     else:
         e.emit(insn)
 
