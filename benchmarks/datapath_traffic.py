@@ -347,6 +347,7 @@ def setups(b: Bench, libxdp: bool) -> list[Setup]:
 
 
 Key = tuple[str, str, int]
+BUSY = 1.05  # the path without programs, slowest round against fastest, beyond which a run says it is noise
 
 
 def measure(b: Bench, make: Callable[[], list[Setup]], rounds: int, frames: int, repeat: int) -> dict[Key, list[float]]:
@@ -381,7 +382,15 @@ def slopes_of(samples: dict[Key, list[float]], hooks: tuple[tuple[Hook, tuple[st
     slope (its two sizes ran back to back, so the slow drift of a busy machine cancels)."""
     lo, hi = sizes
     ns = {key: statistics.median(v) for key, v in samples.items()}
-    print(f"no program on the hook: {ns['tc-ingress', 'no program', 0]:.0f} ns per frame")
+    bare = samples["tc-ingress", "no program", 0]
+    print(f"no program on the hook: {ns['tc-ingress', 'no program', 0]:.0f} ns per frame "
+          f"(rounds {min(bare):.0f}-{max(bare):.0f})")
+    if max(bare) > BUSY * min(bare):
+        # Slopes of about 1 ns need a path that holds still to a fraction of a percent; where the
+        # same path moves by this much from round to round, the host (other guests of it too,
+        # which no load average here shows) is busy, and the slopes below are that noise.
+        print(f"WARNING: the path without programs moved by {max(bare) / min(bare) - 1:.0%} between rounds "
+              f"(more than {BUSY - 1:.0%}): the machine is busy, the per-program figures below are noise")
     slopes = {}
     for hook, variants in hooks:
         print(f"\n{hook.value}{' (veth native XDP)' if not hook.is_tc else ''}")
