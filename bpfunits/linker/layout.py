@@ -2,10 +2,11 @@
 
 Layout, because the verifier splits subprograms at their first instruction and each runs to the
 next one's start: first all of the chain's main code (prologue, every inlined main function with
-its epilogue, calls to called components, the final return), then every component's subprogram
-block unchanged, then every called component's whole program unchanged. Inside a block nothing
-moves, so only pc-relative references from code that moved (inlined mains, the dispatcher's
-calls) are rewritten.
+its epilogue, calls to called components, the final return, then what is off the way on: the
+blocks of inlined mains that end the chain (hotpath.py) and the counts of ending verdicts), then
+every component's subprogram block unchanged, then every called component's whole program
+unchanged. Inside a block nothing moves, so only pc-relative references from code that moved
+(inlined mains, whose jumps all go by label, and the dispatcher's calls) are rewritten.
 """
 
 from __future__ import annotations
