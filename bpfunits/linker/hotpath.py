@@ -32,11 +32,6 @@ def invert(insn: Insn) -> Insn:
     return insn.with_(code=insn.cls | _INVERSE[insn.op] | (insn.code & asm.X))
 
 
-def is_jump(insn: Insn) -> bool:
-    """Whether `insn` may go anywhere but to the instruction after it (calls return there)."""
-    return insn.cls in (asm.JMP, asm.JMP32) and not insn.is_call
-
-
 def cold_blocks(
     main: tuple[Insn, ...], routes: Mapping[int, object], follows: object, ending: Collection[object]
 ) -> dict[int, int]:
@@ -57,7 +52,7 @@ def cold_blocks(
             pc += 2 if insn.is_ld_imm64 else 1
             continue
         k = pc + 1
-        while k < len(main) and not is_jump(main[k]):
+        while k < len(main) and not main[k].is_exit and asm.jump_target(k, main[k]) is None:
             k += 2 if main[k].is_ld_imm64 else 1
         if k < len(main) and (main[k].is_exit or main[k].code == asm.JMP | asm.JA) and routes.get(k) in ending:
             taken = routes[pc] if pc in routes else dest(pc + insn.off + 1)
