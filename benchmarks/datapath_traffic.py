@@ -62,7 +62,7 @@ from bpfunits.linker.component import Component  # noqa: E402
 from bpfunits.linker.counters import ChainCounters  # noqa: E402
 from bpfunits.linker.layout import CounterLayout  # noqa: E402
 from bpfunits.linker.progtype import expected_attach_type_of, prog_type_of  # noqa: E402
-from bpfunits.sys import bpf, netns, rtnl  # noqa: E402
+from bpfunits.sys import bpf, netns  # noqa: E402
 
 SENDER = REPO / "build" / "bench" / "sender"
 SIZES = (8, 32)
@@ -231,8 +231,8 @@ class Bench:
                 clsbpf.put(self.ifindex, Hook.TC_INGRESS, fd, clsbpf.Slot(prio, prio), f"bench{prio}")
 
     def no_filters(self) -> None:
-        with netns.inside(self.ns), rtnl.route("removing clsact") as ipr:
-            ipr.tc("del", "clsact", self.ifindex)
+        with netns.inside(self.ns):
+            clsbpf.delete_clsact(self.ifindex)
 
     # --- the set-ups -------------------------------------------------------------------------
 

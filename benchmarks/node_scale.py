@@ -52,7 +52,7 @@ from control_plane import (  # noqa: E402
 from bpfunits.hooks import Hook  # noqa: E402
 from bpfunits.hooks import tcx  # noqa: E402
 from bpfunits.linker import asm  # noqa: E402
-from bpfunits.sys import bpf, netns, nlread  # noqa: E402
+from bpfunits.sys import bpf, netns, rtnl  # noqa: E402
 from bpfunits.sys.rtnl import RtnlError  # noqa: E402
 
 EDITS = ("ea", "eb")
@@ -85,7 +85,7 @@ def attached(box: Sandbox, names: list[str]) -> bool:
     with netns.inside(box.ns):
         for name in names:
             try:
-                link = nlread.interface(socket.if_nametoindex(name))
+                link = rtnl.interface(socket.if_nametoindex(name))
             except (OSError, RtnlError):
                 return False  # not there yet
             if not link.xdp_prog_id or not tcx.query(link.index, Hook.TC_INGRESS).prog_ids:

@@ -1,7 +1,7 @@
 """Listening to route netlink for interfaces that appear, vanish or are renamed, and for XDP
 programs that someone else attaches, replaces or detaches.
 
-A raw netlink socket, its messages parsed by nlread (a listing of a thousand interfaces every
+A raw netlink socket, its messages parsed by rtnl (a listing of a thousand interfaces every
 few seconds must cost next to nothing): its file descriptor can be waited on together with a
 wake-up pipe, so close() stops the listener at once.
 """
@@ -23,8 +23,8 @@ from bpfunits.daemon.trigger import Trigger
 from bpfunits.errors import BpfUnitsError
 from bpfunits.hooks import Hook
 from bpfunits.sys import netns as netns_mod
-from bpfunits.sys import nlread
-from bpfunits.sys.nlread import NLMSG_DONE, NLMSG_ERROR, RTM_GETLINK, RTM_NEWLINK
+from bpfunits.sys import rtnl
+from bpfunits.sys.rtnl import NLMSG_DONE, NLMSG_ERROR, RTM_GETLINK, RTM_NEWLINK
 from bpfunits.order.graph import HookKey
 from bpfunits.reconcile.memory import EVERYTHING, Changes
 
@@ -60,7 +60,7 @@ class InterfaceState:
         return frozenset(prog_id for _, prog_id in self.xdp[1]) if self.xdp else frozenset()
 
 
-def interface_state(link: nlread.Interface) -> InterfaceState:
+def interface_state(link: rtnl.Interface) -> InterfaceState:
     return InterfaceState(link.name, (link.xdp_attached, link.xdp_prog_ids) if link.xdp_attached else ())
 
 
@@ -82,8 +82,8 @@ def change(old: InterfaceState | None, new: InterfaceState | None) -> Trigger | 
 
 
 def _dump_request(seq: int) -> bytes:
-    body = nlread.interface_request()
-    return struct.pack("=IHHII", 16 + len(body), RTM_GETLINK, nlread.NLM_F_REQUEST | nlread.NLM_F_DUMP, seq, 0) + body
+    body = rtnl.link_header()
+    return struct.pack("=IHHII", 16 + len(body), RTM_GETLINK, rtnl.NLM_F_REQUEST | rtnl.NLM_F_DUMP, seq, 0) + body
 
 
 class InterfaceMonitor:
@@ -162,18 +162,18 @@ class InterfaceMonitor:
         seq = self._request_dump()
         while True:
             for msg in self._receive():
-                if msg.kind == NLMSG_ERROR and nlread.error_of(msg):
-                    raise InterfaceMonitorError(f"netlink: listing interfaces: {os.strerror(nlread.error_of(msg))}")
+                if msg.kind == NLMSG_ERROR and rtnl.error_of(msg):
+                    raise InterfaceMonitorError(f"netlink: listing interfaces: {os.strerror(rtnl.error_of(msg))}")
                 if msg.kind == NLMSG_DONE and msg.seq == seq:
                     return
-                link = nlread.interface_of(msg)
+                link = rtnl.interface_of(msg)
                 if link is not None and msg.kind == RTM_NEWLINK:
                     self._interfaces[link.index] = interface_state(link)
                 elif link is not None:
                     self._interfaces.pop(link.index, None)
 
-    def _receive(self) -> list[nlread.Message]:
-        return list(nlread.messages(self._socket().recv(_RECV_SIZE)))
+    def _receive(self) -> list[rtnl.Message]:
+        return list(rtnl.messages(self._socket().recv(_RECV_SIZE)))
 
     def _listen(self) -> None:
         poll_at = time.monotonic() + self._poll_interval
@@ -205,8 +205,8 @@ class InterfaceMonitor:
                     continue
                 for msg in msgs:
                     if msg.kind in (NLMSG_DONE, NLMSG_ERROR) and msg.seq == pending:
-                        if msg.kind == NLMSG_ERROR and nlread.error_of(msg):
-                            self._log.warning("netlink: polling interfaces: %s", os.strerror(nlread.error_of(msg)))
+                        if msg.kind == NLMSG_ERROR and rtnl.error_of(msg):
+                            self._log.warning("netlink: polling interfaces: %s", os.strerror(rtnl.error_of(msg)))
                         pending = None
                         self._dump_cost = time.thread_time() - self._dump_started
                         poll_at = self._next_poll()
@@ -214,8 +214,8 @@ class InterfaceMonitor:
         except Exception:
             self._log.exception("netlink listener stopped; only timer resyncs will notice interface changes")
 
-    def _handle(self, msg: nlread.Message) -> None:
-        link = nlread.interface_of(msg)
+    def _handle(self, msg: rtnl.Message) -> None:
+        link = rtnl.interface_of(msg)
         if link is None:
             return  # not about a device itself (e.g. AF_BRIDGE port messages)
         new = interface_state(link) if msg.kind == RTM_NEWLINK else None

@@ -18,7 +18,7 @@ from pathlib import Path
 from bpfunits.hooks import Hook
 from bpfunits.hooks import clsbpf, libxdp, probe, tcx, xdp
 from bpfunits.state import pins
-from bpfunits.sys import bpf, nlread, rtnl
+from bpfunits.sys import bpf, rtnl
 from bpfunits.state import bpffs
 from bpfunits.state.bpffs import StateRoot
 from bpfunits.linker.manifest import Manifest, read_manifest
@@ -200,7 +200,7 @@ class Observer:
         self.root = root
         self.facts = facts if facts is not None else ProgramFacts()
         self.whole_namespace = whole_namespace
-        self._interfaces: dict[int, nlread.Interface] | None = None
+        self._interfaces: dict[int, rtnl.Interface] | None = None
         self._with_filters: frozenset[int] | None = None
         self._xdp_links: dict[tuple[int, int], int] | None = None
         self._pin_folders: _PinFolders | None = None
@@ -223,11 +223,11 @@ class Observer:
             self._pin_folders = _PinFolders(self.root, netns, bpffs.listing(netns, 2), legacy)
         return self._pin_folders
 
-    def interface(self, ifindex: int) -> nlread.Interface:
+    def interface(self, ifindex: int) -> rtnl.Interface:
         if not self.whole_namespace:
-            return nlread.interface(ifindex)
+            return rtnl.interface(ifindex)
         if self._interfaces is None:
-            self._interfaces = nlread.interfaces()
+            self._interfaces = rtnl.interfaces()
         if ifindex not in self._interfaces:
             raise rtnl.RtnlError(f"reading interface ifindex {ifindex}", errno.ENODEV)
         return self._interfaces[ifindex]
@@ -282,7 +282,7 @@ class Observer:
         if not self.whole_namespace:
             return True
         if self._with_filters is None:
-            self._with_filters = clsbpf.with_filters(nlread.qdiscs())
+            self._with_filters = clsbpf.with_filters(rtnl.qdiscs())
         return ifindex in self._with_filters
 
     def _observe_tc(self, ifindex: int, hook: Hook, claim: _Claim) -> Observation:

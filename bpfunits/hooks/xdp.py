@@ -11,13 +11,17 @@ from enum import Enum
 from pathlib import Path
 
 from bpfunits.state import pins
-from bpfunits.sys import bpf, nlread, rtnl
+from bpfunits.sys import bpf, rtnl
 
 XDP_FLAGS_UPDATE_IF_NOEXIST = 1 << 0
 XDP_FLAGS_SKB_MODE = 1 << 1
 XDP_FLAGS_DRV_MODE = 1 << 2
 XDP_FLAGS_HW_MODE = 1 << 3
 XDP_FLAGS_REPLACE = 1 << 4
+# IFLA_XDP's attributes for setting a program.
+IFLA_XDP_FD = 1
+IFLA_XDP_FLAGS = 3
+IFLA_XDP_EXPECTED_FD = 8
 
 
 class XdpMode(str, Enum):
@@ -32,10 +36,10 @@ class XdpMode(str, Enum):
 
 # IFLA_XDP_ATTACHED: our name for the mode, and the flags that address a program in it.
 _ATTACHED = {
-    nlread.XDP_ATTACHED_DRV: ("driver", XDP_FLAGS_DRV_MODE),
-    nlread.XDP_ATTACHED_SKB: ("generic", XDP_FLAGS_SKB_MODE),
-    nlread.XDP_ATTACHED_HW: ("offload", XDP_FLAGS_HW_MODE),
-    nlread.XDP_ATTACHED_MULTI: ("multi", 0),
+    rtnl.XDP_ATTACHED_DRV: ("driver", XDP_FLAGS_DRV_MODE),
+    rtnl.XDP_ATTACHED_SKB: ("generic", XDP_FLAGS_SKB_MODE),
+    rtnl.XDP_ATTACHED_HW: ("offload", XDP_FLAGS_HW_MODE),
+    rtnl.XDP_ATTACHED_MULTI: ("multi", 0),
 }
 
 
@@ -48,7 +52,7 @@ class XdpState:
     mode_flags: int  # the XDP_FLAGS_*_MODE that address the attached program
 
 
-def state_of(link: nlread.Interface) -> XdpState:
+def state_of(link: rtnl.Interface) -> XdpState:
     if not link.xdp_attached or link.xdp_attached not in _ATTACHED:
         return XdpState(0, None, 0)
     mode, flags = _ATTACHED[link.xdp_attached]
@@ -56,7 +60,7 @@ def state_of(link: nlread.Interface) -> XdpState:
 
 
 def state(ifindex: int) -> XdpState:
-    return state_of(nlread.interface(ifindex))
+    return state_of(rtnl.interface(ifindex))
 
 
 def attach_link(ifindex: int, prog_fd: int, hook_dir: Path, mode: XdpMode) -> int:
@@ -66,13 +70,14 @@ def attach_link(ifindex: int, prog_fd: int, hook_dir: Path, mode: XdpMode) -> in
 
 
 def netlink_set(ifindex: int, prog_fd: int, flags: int, expected_fd: int | None = None) -> None:
-    attrs: list[tuple[str, int]] = [("IFLA_XDP_FD", prog_fd)]
+    """Set the interface's XDP program through netlink (-1: none), as `ip link set xdp` does."""
+    attrs = rtnl.attr_s32(IFLA_XDP_FD, prog_fd)
     if expected_fd is not None:
         flags |= XDP_FLAGS_REPLACE
-        attrs.append(("IFLA_XDP_EXPECTED_FD", expected_fd))
-    attrs.append(("IFLA_XDP_FLAGS", flags))
-    with rtnl.route(f"setting IFLA_XDP on ifindex {ifindex}") as ipr:
-        ipr.link("set", index=ifindex, xdp={"attrs": attrs})
+        attrs += rtnl.attr_s32(IFLA_XDP_EXPECTED_FD, expected_fd)
+    attrs += rtnl.attr_u32(IFLA_XDP_FLAGS, flags)
+    rtnl.request(rtnl.RTM_SETLINK, rtnl.link_header(ifindex), f"setting IFLA_XDP on ifindex {ifindex}",
+                 flags=rtnl.NLM_F_ACK, attrs=rtnl.attr(rtnl.IFLA_XDP, attrs))
 
 
 def attach_netlink(ifindex: int, prog_fd: int, hook_dir: Path, mode: XdpMode) -> None:

@@ -18,7 +18,7 @@ from bpfunits.hooks import attach as attaching
 from bpfunits.hooks import frags, probe
 from bpfunits.load import mappins
 from bpfunits.state import pins
-from bpfunits.sys import bpf, nlread
+from bpfunits.sys import bpf, rtnl
 from bpfunits.state.bpffs import StateRoot, children, ensure_mounted, names, prune_empty, remove_tree
 from bpfunits.hooks.observe import Attached, Observer, ProgramFacts
 from bpfunits.units.model import Location, MapEntry, Unit
@@ -469,7 +469,7 @@ class _Run:
             with link_chain(plan.key.hook, components, counters=self.config.counters, manifest=build,
                             owner=str(self.root.path), no_tail_calls=_no_tail_calls(), done=self.linked) as linked:
                 without_frags = linked.without_frags
-                link = nlread.interface(ifindex) if without_frags else None
+                link = rtnl.interface(ifindex) if without_frags else None
                 if link and not self.apply:
                     mode = (before.mode if before else None) or self.config.xdp_mode
                     frags.check(plan.key.interface, link.mtu, frags.known_limit(link.kind, mode), without_frags)

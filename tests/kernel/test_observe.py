@@ -80,19 +80,19 @@ def test_an_xdp_link_updated_between_its_pin_and_the_interface_is_read_is_found_
     with veth_pair.inside_a():
         idx = veth_pair.ifindex_a
         attach.attach(idx, Hook.XDP, first.fd, bpffs_root, AttachOptions(xdp_backend=XdpBackend.LINK))
-        read_interface = observing.nlread.interface
+        read_interface = observing.rtnl.interface
         swaps = [second.fd]
 
         def swapped_meanwhile(ifindex):
             # Our own daemon's swap, landing between the read of the pins and of the interface.
-            monkeypatch.setattr(observing.nlread, "interface", read_interface)
+            monkeypatch.setattr(observing.rtnl, "interface", read_interface)
             attach.replace(idx, Hook.XDP, swaps.pop(), bpffs_root)
             return read_interface(ifindex)
 
         def every_link():
             raise AssertionError("every link listed, to find the one pinned")
 
-        monkeypatch.setattr(observing.nlread, "interface", swapped_meanwhile)
+        monkeypatch.setattr(observing.rtnl, "interface", swapped_meanwhile)
         monkeypatch.setattr(observing.bpf, "link_ids", every_link)
         seen = observe(idx, Hook.XDP, bpffs_root)
         assert not swaps
