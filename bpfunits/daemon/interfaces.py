@@ -13,7 +13,6 @@ import logging
 import os
 import select
 import socket
-import struct
 import threading
 import time
 from collections.abc import Callable
@@ -82,8 +81,7 @@ def change(old: InterfaceState | None, new: InterfaceState | None) -> Trigger | 
 
 
 def _dump_request(seq: int) -> bytes:
-    body = rtnl.link_header()
-    return struct.pack("=IHHII", 16 + len(body), RTM_GETLINK, rtnl.NLM_F_REQUEST | rtnl.NLM_F_DUMP, seq, 0) + body
+    return rtnl.packet(RTM_GETLINK, rtnl.NLM_F_REQUEST | rtnl.NLM_F_DUMP, seq, rtnl.link_header())
 
 
 class InterfaceMonitor:

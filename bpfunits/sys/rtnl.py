@@ -74,8 +74,8 @@ _IFINFOMSG = struct.Struct("=BxHiII")
 _TCMSG = struct.Struct("=BxxxiIII")
 _RTA = struct.Struct("=HH")
 _U32 = struct.Struct("=I")
-_ERRNO = struct.Struct("=i")  # struct nlmsgerr's error, negative
 _S32 = struct.Struct("=i")
+_ERRNO = _S32  # struct nlmsgerr's error, negative
 _NLA_TYPE_MASK = 0x3FFF  # without NLA_F_NESTED / NLA_F_NET_BYTEORDER
 _RECV_SIZE = 1 << 16
 
@@ -116,7 +116,7 @@ class Message:
     kind: int  # nlmsg_type
     seq: int
     body: memoryview  # after the netlink header
-    flags: int = 0  # nlmsg_flags
+    flags: int  # nlmsg_flags
 
 
 def messages(data: bytes) -> Iterator[Message]:
@@ -163,6 +163,11 @@ def attr_string(kind: int, value: str) -> bytes:
     return attr(kind, value.encode() + b"\0")
 
 
+def packet(kind: int, flags: int, seq: int, body: bytes) -> bytes:
+    """One netlink message: its header, then `body` (the family's header and attributes)."""
+    return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), kind, flags, seq, 0) + body
+
+
 def request(kind: int, header: bytes, what: str, *, dump: bool = False, flags: int = 0,
             attrs: bytes = b"") -> list[Message]:
     """Send one request and collect its answer: every message of a dump up to NLMSG_DONE, or
@@ -170,12 +175,11 @@ def request(kind: int, header: bytes, what: str, *, dump: bool = False, flags: i
     netlink error raises RtnlError naming `what`, with the kernel's words where it gave them."""
     seq = 1
     flags |= NLM_F_REQUEST | (NLM_F_DUMP if dump else 0)
-    packet = _NLMSGHDR.pack(_NLMSGHDR.size + len(header) + len(attrs), kind, flags, seq, 0) + header + attrs
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE) as sock:
         # Errors in words (4.12) and without our request echoed back (4.3).
         sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)
         sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
-        sock.send(packet)
+        sock.send(packet(kind, flags, seq, header + attrs))
         found: list[Message] = []
         while True:
             data = sock.recv(_RECV_SIZE)

@@ -9,11 +9,12 @@ repo=$(cd "$here/../.." && pwd)
 name=$1
 out=$(mkdir -p "$2" && cd "$2" && pwd)
 cache=${BPFUNITS_KERNEL_CACHE:-/var/lib/bpfunits/kernels}
-# Seconds. Measured under TCG: boot 10-15 s; the subset 4.5-5 min on 6.1 and 6.12, 6-6.7 min on 5.10;
-# the demo 3.5-4 min on 6.1 and 6.12, 5.5-7.5 min on 5.10, where every Python process spends 25-30 s
-# importing (9p reads under TCG). CI's machine ran 5.10's subset in 401 s and its demo past 450 s:
-# the budgets keep a third in hand over that. A hung kernel costs at most the VM timeout; a typical
-# run of the three kernels takes 30-35 min, inside CI's hour with the host suite.
+# Seconds. Measured under TCG: boot 10-15 s; the subset 4.4-4.8 min on 6.1 and 6.12, 4-6.7 min on
+# 5.10; the demo 3.3-3.8 min on 6.1 and 6.12, 3.9-7.3 min on 5.10 (slowest with other work on the
+# host), where every Python process spends 25-30 s importing (9p reads under TCG). CI's machine ran
+# 5.10's subset in 401 s and its demo past 450 s: the budgets keep a third in hand over that. A hung
+# kernel costs at most the VM timeout; the three kernels typically take 25-27 min together, inside
+# CI's hour with the host suite.
 vm_timeout=${BPFUNITS_VM_TIMEOUT:-1320}
 pytest_timeout=${BPFUNITS_VM_PYTEST_TIMEOUT:-600}
 demo_timeout=${BPFUNITS_VM_DEMO_TIMEOUT:-600}
